@@ -1,0 +1,248 @@
+import { DurableObject } from "cloudflare:workers";
+import type { CodeBinding, GrantData, GrantLifetimes } from "../schemas/grant";
+import { now as clock } from "../workers/clock";
+
+/**
+ * GrantObject: one per authorization a user gave a client. Holds the authorization code, the
+ * refresh-token family and revocation. Only hashes of codes and refresh tokens are stored.
+ *
+ *            create                 redeemCode (once)             refresh (rotates)
+ *   (none) ─────────► pending ───────────────────────► active ◄──────────────┐
+ *                        │ code expires (alarm)          │  │ ───────────────┘
+ *                        ▼                               │  │ family / idle expiry (alarm)
+ *                     expired ◄──────────────────────────┘  │
+ *                                                           ▼
+ *   revoke | code replayed | old refresh token reused ──► revoked
+ *
+ * Every transition is one method; each reads and writes only storage (no other awaits), so input
+ * gates make it atomic. Methods return results; the caller maps every `reason` to an OAuth error.
+ */
+
+type State = "pending" | "active" | "revoked" | "expired";
+
+interface RefreshSlot {
+  hash: string;
+  issued_at: number;
+  last_used_at: number;
+}
+
+interface Rotated {
+  /** Hash of the refresh token that was just replaced. */
+  hash: string;
+  rotated_at: number;
+  /** The successor token, encrypted under a key derived from the replaced token (only its holder can open it). */
+  sealed_successor: string;
+}
+
+interface Stored extends GrantLifetimes {
+  state: State;
+  data: GrantData;
+  created_at: number;
+  code: CodeBinding & { redeemed_at?: number };
+  refresh: RefreshSlot | null;
+  rotated: Rotated | null;
+  /** Hashes of older refresh tokens of this family, newest last, for reuse detection. */
+  previous: string[];
+  /** Revoked access-token ids until their expiry. */
+  revoked_jtis: Record<string, number>;
+  revoked_reason?: string;
+}
+
+/** How many former refresh-token hashes a family remembers for reuse detection. */
+const PREVIOUS_KEPT = 500;
+
+export type RedeemResult =
+  | { ok: true; data: GrantData; refresh_issued: boolean }
+  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "pkce_mismatch" | "redirect_uri_mismatch" | "replayed" };
+
+export type RefreshResult =
+  | { ok: true; data: GrantData; retry: false }
+  | { ok: true; data: GrantData; retry: true; sealed_successor: string }
+  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "reused" };
+
+export type StatusResult = { active: false } | { active: true; data: GrantData; refresh?: { iat: number; exp: number } };
+
+export class GrantObject extends DurableObject<Env> {
+  private grant: Stored | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.blockConcurrencyWhile(async () => {
+      this.grant = await ctx.storage.get<Stored>("grant");
+    });
+  }
+
+  /** (none) → pending: stores the grant and its code. */
+  async create(input: { data: GrantData; code: CodeBinding; lifetimes: GrantLifetimes; now: number }): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
+    if (this.grant) return { ok: false, reason: "exists" };
+    await this.save({
+      state: "pending",
+      data: input.data,
+      created_at: input.now,
+      code: input.code,
+      refresh: null,
+      rotated: null,
+      previous: [],
+      revoked_jtis: {},
+      ...input.lifetimes,
+    });
+    return { ok: true };
+  }
+
+  /**
+   * pending → active: redeems the code (OAuth 2.1 §4.1.3). A second otherwise-valid redemption
+   * revokes the grant ("SHOULD revoke ... tokens previously issued based on that authorization code");
+   * a replay with the wrong client or verifier does not, so it cannot be used to log a user out.
+   */
+  async redeemCode(input: {
+    code_hash: string;
+    client_id: string;
+    code_verifier_s256: string;
+    redirect_uri?: string;
+    refresh_hash?: string;
+    now: number;
+  }): Promise<RedeemResult> {
+    const g = this.grant;
+    if (!g || g.code.hash !== input.code_hash) return { ok: false, reason: "unknown" };
+    if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
+    if (g.code.code_challenge !== input.code_verifier_s256) return { ok: false, reason: "pkce_mismatch" };
+    if (input.redirect_uri !== undefined && input.redirect_uri !== g.code.redirect_uri) return { ok: false, reason: "redirect_uri_mismatch" };
+    if (g.state === "revoked") return { ok: false, reason: "revoked" };
+    if (g.state === "active") {
+      await this.revokeWith(g, "authorization_code_replayed");
+      return { ok: false, reason: "replayed" };
+    }
+    if (g.state === "expired" || input.now >= g.code.expires_at) return { ok: false, reason: "expired" };
+    g.state = "active";
+    g.code = { ...g.code, redeemed_at: input.now };
+    const refresh_issued = g.data.refresh && input.refresh_hash !== undefined;
+    if (refresh_issued && input.refresh_hash) g.refresh = { hash: input.refresh_hash, issued_at: input.now, last_used_at: input.now };
+    await this.save(g);
+    return { ok: true, data: g.data, refresh_issued };
+  }
+
+  /**
+   * active → active: rotates the refresh token (OAuth 2.1 §4.3.1). A retry of the token just rotated,
+   * within the reuse window and before its successor was ever used, gets the same successor back;
+   * any other former token is reuse, and revokes the grant (RFC 9700 §4.14.2).
+   */
+  async refresh(input: { token_hash: string; client_id: string; successor_hash: string; sealed_successor: string; now: number }): Promise<RefreshResult> {
+    const g = this.grant;
+    if (!g) return { ok: false, reason: "unknown" };
+    const isCurrent = g.refresh?.hash === input.token_hash;
+    const isRotated = g.rotated?.hash === input.token_hash;
+    const isPrevious = g.previous.includes(input.token_hash);
+    if (!isCurrent && !isRotated && !isPrevious) return { ok: false, reason: "unknown" };
+    // A token bound to another client is not evidence of theft from this family's holder.
+    if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
+    if (g.state === "revoked") return { ok: false, reason: "revoked" };
+    if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
+    if (isRotated && g.rotated && input.now - g.rotated.rotated_at <= g.reuse_window) {
+      return { ok: true, data: g.data, retry: true, sealed_successor: g.rotated.sealed_successor };
+    }
+    if (!isCurrent || !g.refresh) {
+      await this.revokeWith(g, "refresh_token_reused");
+      return { ok: false, reason: "reused" };
+    }
+    if (input.now - g.refresh.last_used_at >= g.idle_ttl) return { ok: false, reason: "expired" };
+    if (g.rotated) g.previous = [...g.previous, g.rotated.hash].slice(-PREVIOUS_KEPT);
+    g.rotated = { hash: g.refresh.hash, rotated_at: input.now, sealed_successor: input.sealed_successor };
+    g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };
+    await this.save(g);
+    return { ok: true, data: g.data, retry: false };
+  }
+
+  /**
+   * Whether tokens of this grant are still good: for an access token, also that its `jti` was not
+   * revoked; for a refresh token, that it is the family's current one and not idle-expired.
+   */
+  async status(input: { jti?: string; refresh_hash?: string; now: number }): Promise<StatusResult> {
+    const g = this.grant;
+    if (g?.state !== "active" || input.now >= g.expires_at) return { active: false };
+    if (input.jti && g.revoked_jtis[input.jti] !== undefined) return { active: false };
+    if (input.refresh_hash !== undefined) {
+      const r = g.refresh;
+      if (!r || r.hash !== input.refresh_hash || input.now - r.last_used_at >= g.idle_ttl) return { active: false };
+      return { active: true, data: g.data, refresh: { iat: r.issued_at, exp: Math.min(g.expires_at, r.last_used_at + g.idle_ttl) } };
+    }
+    return { active: true, data: g.data };
+  }
+
+  /** RFC 7009 for a refresh token of this grant: revokes the whole grant if it belongs to the client. */
+  async revokeRefreshToken(input: { token_hash: string; client_id: string }): Promise<{ ok: true } | { ok: false; reason: "unknown" | "client_mismatch" }> {
+    const g = this.grant;
+    const known = g && (g.refresh?.hash === input.token_hash || g.rotated?.hash === input.token_hash || g.previous.includes(input.token_hash));
+    if (!g || !known) return { ok: false, reason: "unknown" };
+    if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
+    if (g.state !== "revoked") await this.revokeWith(g, "revoked_by_client");
+    return { ok: true };
+  }
+
+  /** RFC 7009 for an access token of this grant: denies that one token until it expires. */
+  async revokeAccessToken(input: {
+    jti: string;
+    exp: number;
+    client_id: string;
+    now: number;
+  }): Promise<{ ok: true } | { ok: false; reason: "unknown" | "client_mismatch" }> {
+    const g = this.grant;
+    if (!g) return { ok: false, reason: "unknown" };
+    if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
+    for (const [jti, exp] of Object.entries(g.revoked_jtis)) if (exp <= input.now) delete g.revoked_jtis[jti];
+    g.revoked_jtis[input.jti] = input.exp;
+    await this.save(g);
+    return { ok: true };
+  }
+
+  /** any → revoked (admin deletion of the client or user, or a security event). */
+  async revoke(reason: string): Promise<{ ok: true }> {
+    if (this.grant && this.grant.state !== "revoked") await this.revokeWith(this.grant, reason);
+    return { ok: true };
+  }
+
+  /** Expiry: pending codes and idle or finished families end here; the record is then deleted. */
+  override async alarm(): Promise<void> {
+    const g = this.grant;
+    if (!g) return;
+    const now = clock();
+    const due = this.deadline(g);
+    if (due !== null && due > now) {
+      await this.ctx.storage.setAlarm(due * 1000);
+      return;
+    }
+    if (g.state === "pending" || g.state === "active") g.state = "expired";
+    await this.forget(g);
+  }
+
+  private async revokeWith(g: Stored, reason: string): Promise<void> {
+    g.state = "revoked";
+    g.revoked_reason = reason;
+    g.refresh = null;
+    g.rotated = null;
+    await this.save(g);
+  }
+
+  /** When this grant next needs the alarm, or null when it is finished. */
+  private deadline(g: Stored): number | null {
+    if (g.state === "pending") return g.code.expires_at;
+    if (g.state === "active") return Math.min(g.expires_at, (g.refresh?.last_used_at ?? g.created_at) + g.idle_ttl);
+    // A revoked grant is kept until its family would have ended, so replays still answer "revoked".
+    if (g.state === "revoked") return g.expires_at;
+    return null;
+  }
+
+  private async save(g: Stored): Promise<void> {
+    this.grant = g;
+    await this.ctx.storage.put("grant", g);
+    const due = this.deadline(g);
+    if (due !== null) await this.ctx.storage.setAlarm(due * 1000);
+  }
+
+  private async forget(g: Stored): Promise<void> {
+    const registry = this.env.REGISTRY.get(this.env.REGISTRY.idFromName("registry"));
+    await registry.forgetGrant({ grant_id: this.ctx.id.toString(), sub: g.data.sub, client_id: g.data.client_id });
+    await this.ctx.storage.deleteAll();
+    await this.ctx.storage.deleteAlarm();
+    this.grant = undefined;
+  }
+}

@@ -1,0 +1,119 @@
+import { DurableObject } from "cloudflare:workers";
+import { calculateJwkThumbprint, type JWK } from "jose";
+import { now as clock } from "../workers/clock";
+
+/** Algorithms Latchkey signs with: ES256 for access tokens, RS256 (OIDC's mandatory) and ES256 for ID tokens. */
+export const SIGNING_ALGS = ["ES256", "RS256"] as const;
+export type SigningAlg = (typeof SIGNING_ALGS)[number];
+
+/** One signing key and where it is in its life. */
+interface StoredKey {
+  kid: string;
+  alg: SigningAlg;
+  private_jwk: JWK;
+  public_jwk: JWK;
+  created_at: number;
+  /** When it starts signing. Published from creation, a full rotation interval ahead. */
+  activates_at: number;
+  /** When it stops signing (the next key's activates_at). */
+  retires_at: number;
+  /** When it leaves the JWKS: retires_at plus the longest token lifetime and the isolate cache time. */
+  removed_at: number;
+}
+
+/** What an isolate needs: the signing key per algorithm and the published set. */
+export interface KeySet {
+  signing: Record<SigningAlg, { kid: string; private_jwk: JWK }>;
+  /** RFC 7517 JWK Set of every key that is published (next, current and retired ones). */
+  jwks: { keys: JWK[] };
+  /** Seconds since the epoch after which the isolate must ask again (before any key change). */
+  refresh_at: number;
+}
+
+/** How long an isolate may keep a KeySet; rotation retains old keys at least this much longer. */
+export const KEYSET_CACHE_SECONDS = 300;
+
+/**
+ * KeyRing: the one writer of signing keys. Keys are created on first use and rotated by alarm.
+ *
+ *   created (published) ──activates_at──► signing ──retires_at──► retired (published) ──removed_at──► gone
+ *
+ * Each algorithm always has one signing key and one next key already published, so relying parties
+ * that cache the JWKS see a key long before it signs anything.
+ */
+export class KeyRing extends DurableObject<Env> {
+  /** Returns the keys in force now, creating or rotating them when due. */
+  async current(input: { rotation_interval: number; retain_seconds: number; now: number }): Promise<KeySet> {
+    const keys = await this.maintain(input);
+    const signing = {} as KeySet["signing"];
+    for (const alg of SIGNING_ALGS) {
+      const key = keys.find((k) => k.alg === alg && k.activates_at <= input.now && input.now < k.retires_at);
+      if (!key) throw new Error(`KeyRing invariant broken: no signing key for ${alg}`);
+      signing[alg] = { kid: key.kid, private_jwk: key.private_jwk };
+    }
+    const nextChange = Math.min(...keys.flatMap((k) => [k.activates_at, k.retires_at, k.removed_at]).filter((t) => t > input.now));
+    return {
+      signing,
+      jwks: { keys: keys.map((k) => k.public_jwk) },
+      refresh_at: Math.min(input.now + KEYSET_CACHE_SECONDS, nextChange),
+    };
+  }
+
+  /** Rotation runs here too, so keys turn over even when nobody asks. */
+  override async alarm(): Promise<void> {
+    const stored = await this.ctx.storage.get<{ rotation_interval: number; retain_seconds: number }>("schedule");
+    if (stored) await this.maintain({ ...stored, now: clock() });
+  }
+
+  /** Drops removed keys and makes sure each algorithm has a signing key and a published successor. */
+  private async maintain(input: { rotation_interval: number; retain_seconds: number; now: number }): Promise<StoredKey[]> {
+    const { rotation_interval, retain_seconds, now } = input;
+    const before = (await this.ctx.storage.get<StoredKey[]>("keys")) ?? [];
+    let keys = before.filter((k) => k.removed_at > now);
+    let changed = keys.length !== before.length;
+    for (const alg of SIGNING_ALGS) {
+      let latest = keys.filter((k) => k.alg === alg).sort((a, b) => b.activates_at - a.activates_at)[0];
+      if (!latest || latest.retires_at <= now) {
+        // First use (or the ring lay idle past a whole rotation): a key that signs from now.
+        latest = await generate(alg, now, now, now + rotation_interval, retain_seconds);
+        keys = [...keys, latest];
+        changed = true;
+      }
+      if (latest.activates_at <= now) {
+        // The signing key needs a published successor, which takes over when the signing key retires.
+        const next = await generate(alg, now, latest.retires_at, latest.retires_at + rotation_interval, retain_seconds);
+        keys = [...keys, next];
+        changed = true;
+      }
+    }
+    if (changed) {
+      await this.ctx.storage.put({ keys, schedule: { rotation_interval, retain_seconds } });
+      const nextChange = Math.min(...keys.flatMap((k) => [k.activates_at, k.retires_at, k.removed_at]).filter((t) => t > now));
+      await this.ctx.storage.setAlarm(nextChange * 1000);
+    }
+    return keys;
+  }
+}
+
+async function generate(alg: SigningAlg, now: number, activates_at: number, retires_at: number, retain_seconds: number): Promise<StoredKey> {
+  const params =
+    alg === "ES256"
+      ? { name: "ECDSA", namedCurve: "P-256" }
+      : { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" };
+  const pair = (await crypto.subtle.generateKey(params, true, ["sign", "verify"])) as CryptoKeyPair;
+  const private_jwk = (await crypto.subtle.exportKey("jwk", pair.privateKey)) as JWK;
+  const exported = (await crypto.subtle.exportKey("jwk", pair.publicKey)) as JWK;
+  // RFC 7638 thumbprint as kid: stable, and derived from the key itself.
+  const kid = await calculateJwkThumbprint(exported);
+  const pub: JWK = alg === "ES256" ? { kty: "EC", crv: exported.crv, x: exported.x, y: exported.y } : { kty: "RSA", n: exported.n, e: exported.e };
+  return {
+    kid,
+    alg,
+    private_jwk: { ...private_jwk, kid, alg },
+    public_jwk: { ...pub, kid, alg, use: "sig" },
+    created_at: now,
+    activates_at,
+    retires_at,
+    removed_at: retires_at + retain_seconds,
+  };
+}

@@ -1,0 +1,29 @@
+import type { Resource, User } from "../schemas/resource";
+import { hashPassword } from "../workers/password";
+
+/**
+ * The development seed (README "Running locally"): two users and the example MCP server as a resource.
+ * Runs once per storage, only when ENVIRONMENT is `dev` (the Registry checks before calling).
+ */
+export async function seedDevData(storage: DurableObjectStorage, env: Env): Promise<void> {
+  if (await storage.get("seeded")) return;
+  const now = Math.floor(Date.now() / 1000);
+  const users: User[] = [
+    { id: "usr_dev_alice", email: "alice@example.com", name: "Alice Example", password: await hashPassword("alice-dev-password"), created_at: now },
+    { id: "usr_dev_bob", email: "bob@example.com", name: "Bob Example", password: await hashPassword("bob-dev-password"), created_at: now },
+  ];
+  const mcp: Resource = {
+    id: "res_dev_example_mcp",
+    resource: "http://localhost:8788/mcp",
+    name: "Example MCP server",
+    scopes_supported: ["mcp:read", "mcp:write"],
+    created_at: now,
+  };
+  const writes: Record<string, unknown> = { seeded: now, [`resource:${mcp.id}`]: mcp, [`resource-uri:${mcp.resource}`]: mcp.id };
+  for (const u of users) {
+    writes[`user:${u.id}`] = u;
+    writes[`user-email:${u.email}`] = u.id;
+  }
+  await storage.put(writes);
+  await env.CLIENT_CACHE.put(`resource-uri:${mcp.resource}`, JSON.stringify(mcp));
+}

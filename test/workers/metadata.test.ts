@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { call, ISSUER } from "./helpers";
+
+describe("authorization server metadata (RFC 8414, OIDC Discovery)", () => {
+  for (const path of ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]) {
+    it(`serves ${path} with the exact issuer and endpoints`, async () => {
+      const res = await call(path);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("cache-control")).toBe("public, max-age=300");
+      const m = (await res.json()) as Record<string, unknown>;
+      expect(m.issuer).toBe(ISSUER);
+      expect(m.authorization_endpoint).toBe(`${ISSUER}/authorize`);
+      expect(m.token_endpoint).toBe(`${ISSUER}/token`);
+      expect(m.jwks_uri).toBe(`${ISSUER}/jwks`);
+      expect(m.registration_endpoint).toBe(`${ISSUER}/register`);
+      expect(m.userinfo_endpoint).toBe(`${ISSUER}/userinfo`);
+      expect(m.introspection_endpoint).toBe(`${ISSUER}/introspect`);
+      expect(m.revocation_endpoint).toBe(`${ISSUER}/revoke`);
+      expect(m.response_types_supported).toEqual(["code"]);
+      expect(m.code_challenge_methods_supported).toEqual(["S256"]);
+      expect(m.authorization_response_iss_parameter_supported).toBe(true);
+      expect(m.grant_types_supported).toEqual(["authorization_code", "refresh_token", "client_credentials"]);
+      expect(m.id_token_signing_alg_values_supported).toContain("RS256");
+      expect(m.subject_types_supported).toEqual(["public"]);
+    });
+  }
+
+  it("publishes a JWKS with one signing and one next key per algorithm", async () => {
+    const res = await call("/jwks");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toMatch(/^public, max-age=\d+$/);
+    const { keys } = (await res.json()) as { keys: Array<Record<string, string>> };
+    expect(keys.map((k) => k.alg).sort()).toEqual(["ES256", "ES256", "RS256", "RS256"]);
+    for (const k of keys) {
+      expect(k.use).toBe("sig");
+      expect(k.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(k).not.toHaveProperty("d");
+    }
+  });
+
+  it("answers unknown paths with 404 JSON", async () => {
+    const res = await call("/nope");
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: "not_found", error_description: "no such endpoint" });
+  });
+});

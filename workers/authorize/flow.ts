@@ -1,0 +1,82 @@
+import type { Context } from "hono";
+import type { JSX } from "hono/jsx/jsx-runtime";
+import type { Client } from "../../schemas/client";
+import { findResource, registry } from "../clients/cache";
+import { now } from "../clock";
+import { ConsentRequired, LoginRequired } from "../errors";
+import type { AppEnv } from "../types";
+import { ConsentPage, type ConsentView, LoginPage } from "../ui/pages";
+import { audiences, issueCode } from "./issue-code";
+import { page, redirectError } from "./respond";
+import { csrfToken, type Interaction, readSession, type Session, sealInteraction } from "./session";
+
+/**
+ * Where an authorization request goes next, decided afresh each time the browser comes back:
+ * sign in (no session, `prompt=login` not yet satisfied, or `max_age` exceeded), then consent (scopes
+ * not yet allowed for this client and resource, or `prompt=consent`), then the code. With
+ * `prompt=none` any needed page becomes `login_required` / `consent_required` (OIDC Core §3.1.2.6).
+ */
+export async function resume(c: Context<AppEnv>, client: Client, interaction: Interaction, sealed?: string): Promise<Response> {
+  const token = sealed ?? (await sealInteraction(c, interaction, interaction.iat));
+  const session = await readSession(c);
+  if (needsLogin(session, interaction)) {
+    if (interaction.prompt.includes("none"))
+      return redirectError(c, interaction.redirect_uri, new LoginRequired("the user is not signed in"), interaction.state);
+    return loginPage(c, client, interaction, token);
+  }
+  const s = session as Session;
+  if (await needsConsent(c, s, interaction)) {
+    if (interaction.prompt.includes("none"))
+      return redirectError(c, interaction.redirect_uri, new ConsentRequired("the user has not allowed this access"), interaction.state);
+    return consentPage(c, client, s, interaction, token);
+  }
+  return issueCode(c, client, interaction, s, false);
+}
+
+function needsLogin(session: Session | null, interaction: Interaction): boolean {
+  if (!session) return true;
+  // prompt=login: a sign-in that happened after this authorization request arrived satisfies it.
+  if (interaction.prompt.includes("login") && session.auth_time < interaction.iat) return true;
+  return interaction.max_age !== undefined && now() - session.auth_time > interaction.max_age;
+}
+
+async function needsConsent(c: Context<AppEnv>, session: Session, interaction: Interaction): Promise<boolean> {
+  if (interaction.prompt.includes("consent")) return true;
+  const reg = registry(c.env);
+  for (const audience of audiences(interaction, c.var.cfg.ISSUER)) {
+    const allowed = new Set(await reg.getConsent(session.sub, interaction.client_id, audience));
+    // An audience never consented to needs consent even for an empty scope.
+    if (allowed.size === 0 || interaction.scope.some((s) => !allowed.has(s))) return true;
+  }
+  return false;
+}
+
+/** The sign-in page. Its form may end in a redirect to the client (consent already given), hence the redirect URI. */
+export async function loginPage(
+  c: Context<AppEnv>,
+  client: Client,
+  interaction: Interaction,
+  token: string,
+  error?: { message: string; email?: string },
+): Promise<Response> {
+  const body = LoginPage({ interaction: token, csrf: await csrfToken(c), clientName: displayName(client), error: error?.message, email: error?.email });
+  return page(c, body as JSX.Element, error ? 401 : 200, interaction.redirect_uri);
+}
+
+export async function consentPage(c: Context<AppEnv>, client: Client, session: Session, interaction: Interaction, token: string): Promise<Response> {
+  const user = await registry(c.env).getUser(session.sub);
+  const resources = await Promise.all(interaction.resources.map(async (uri) => ({ uri, name: (await findResource(c.env, uri))?.name ?? uri })));
+  const view: ConsentView = {
+    clientName: displayName(client),
+    clientOrigin: client.client_uri ? new URL(client.client_uri).host : undefined,
+    selfRegistered: client.registered_by !== "admin",
+    userEmail: user?.email ?? session.sub,
+    scopes: interaction.scope,
+    resources,
+  };
+  return page(c, ConsentPage({ interaction: token, csrf: await csrfToken(c), view }) as JSX.Element, 200, interaction.redirect_uri);
+}
+
+function displayName(client: Client): string {
+  return client.client_name ?? client.client_id;
+}

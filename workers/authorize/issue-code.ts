@@ -1,0 +1,52 @@
+import type { Context } from "hono";
+import type { Client } from "../../schemas/client";
+import { registry } from "../clients/cache";
+import { now } from "../clock";
+import { ServerError } from "../errors";
+import { mintHandle } from "../tokens/handles";
+import type { AppEnv } from "../types";
+import { redirectToClient } from "./respond";
+import type { Interaction, Session } from "./session";
+
+/**
+ * The user said yes (now or before): create the grant with its code and send the code to the client.
+ * The grant is indexed (and consent remembered) before it exists, so a failure in between leaves at
+ * worst an index entry pointing at nothing — never a grant that deleting its user would miss.
+ */
+export async function issueCode(c: Context<AppEnv>, client: Client, interaction: Interaction, session: Session, consented: boolean): Promise<Response> {
+  const cfg = c.var.cfg;
+  const t = now();
+  const id = c.env.GRANTS.newUniqueId();
+  const grant_id = id.toString();
+  const code = await mintHandle("code", grant_id);
+  await registry(c.env).recordGrant({
+    grant_id,
+    sub: session.sub,
+    client_id: client.client_id,
+    ...(consented ? { consent: { audiences: audiences(interaction, cfg.ISSUER), scopes: interaction.scope } } : {}),
+  });
+  const wantsOidc = interaction.scope.includes("openid");
+  const created = await c.env.GRANTS.get(id).create({
+    data: {
+      client_id: client.client_id,
+      sub: session.sub,
+      scope: interaction.scope,
+      resources: interaction.resources,
+      auth_time: session.auth_time,
+      amr: session.amr,
+      ...(interaction.nonce !== undefined ? { nonce: interaction.nonce } : {}),
+      // OIDC Core §11: with openid, refresh tokens need offline_access; other clients get them by registration.
+      refresh: client.grant_types.includes("refresh_token") && (!wantsOidc || interaction.scope.includes("offline_access")),
+    },
+    code: { hash: code.hash, expires_at: t + cfg.AUTHORIZATION_CODE_TTL, code_challenge: interaction.code_challenge, redirect_uri: interaction.redirect_uri },
+    lifetimes: { expires_at: t + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
+    now: t,
+  });
+  if (!created.ok) throw new ServerError("could not create the grant", "unique grant id already existed");
+  return redirectToClient(c, interaction.redirect_uri, { code: code.token, state: interaction.state });
+}
+
+/** Consent is remembered per resource; a request without one is for the issuer itself (OIDC). */
+export function audiences(interaction: Pick<Interaction, "resources">, issuer: string): string[] {
+  return interaction.resources.length ? interaction.resources : [issuer];
+}

@@ -1,0 +1,118 @@
+import type { Client } from "../../schemas/client";
+import { findClient } from "../clients/cache";
+import { matchRedirectUri } from "../clients/redirect-uri";
+import { InvalidRequest, type OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
+import type { Params } from "../middleware/form-body";
+import { decide, parseResources, parseScope } from "../policy/scope";
+
+/** A validated authorization request (OAuth 2.1 §4.1.1, OIDC Core §3.1.2.1, RFC 8707). */
+export interface AuthorizationRequest {
+  client_id: string;
+  redirect_uri: string;
+  state?: string;
+  scope: string[];
+  resources: string[];
+  /** PKCE S256 challenge. */
+  code_challenge: string;
+  nonce?: string;
+  prompt: Array<"none" | "login" | "consent">;
+  max_age?: number;
+}
+
+/** The request cannot be answered at the client: show an error page (HTTP 400), never redirect. */
+export class UntrustedRedirect extends Error {
+  constructor(readonly error: OAuthError) {
+    super(error.description);
+  }
+}
+
+/** The request failed after client and redirect URI were established: redirect the error back. */
+export class RedirectableError extends Error {
+  constructor(
+    readonly error: OAuthError,
+    readonly redirect_uri: string,
+    readonly state: string | undefined,
+  ) {
+    super(error.description);
+  }
+}
+
+const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Validates an authorization request in the order RFC 9700 §4.1 requires: first the client and
+ * redirect URI (failures are shown, never redirected — no open redirector), then everything else
+ * (failures go back to the client's redirect URI with `state` and `iss`).
+ */
+export async function validateAuthorizationRequest(env: Env, params: Params): Promise<{ client: Client; request: AuthorizationRequest }> {
+  const clientId = params.get("client_id");
+  if (!clientId) throw new UntrustedRedirect(new InvalidRequest("client_id is missing"));
+  const client = await findClient(env, clientId);
+  if (!client) throw new UntrustedRedirect(new InvalidRequest("the client is not known to this server"));
+  const presented = params.get("redirect_uri");
+  let redirect_uri: string | null;
+  if (presented !== undefined) redirect_uri = matchRedirectUri(client.redirect_uris, presented);
+  else redirect_uri = client.redirect_uris.length === 1 ? (client.redirect_uris[0] as string) : null;
+  if (!redirect_uri) {
+    throw new UntrustedRedirect(
+      new InvalidRequest(presented === undefined ? "redirect_uri is required for this client" : "redirect_uri is not registered for this client"),
+    );
+  }
+  const state = params.get("state");
+  const fail = (error: OAuthError) => new RedirectableError(error, redirect_uri, state);
+
+  if (params.has("request")) throw fail(new RequestNotSupported("request objects are not supported"));
+  if (params.has("request_uri")) throw fail(new RequestUriNotSupported("request_uri is not supported"));
+  const responseType = params.get("response_type");
+  if (!responseType) throw fail(new InvalidRequest("response_type is required"));
+  if (responseType !== "code") throw fail(new UnsupportedResponseType("only response_type=code is supported"));
+  if (!client.grant_types.includes("authorization_code")) throw fail(new UnauthorizedClient("this client is not registered for the authorization code grant"));
+  const responseMode = params.get("response_mode");
+  if (responseMode !== undefined && responseMode !== "query") throw fail(new InvalidRequest("only response_mode=query is supported"));
+
+  // OAuth 2.1 §4.1.1: PKCE is required, and "plain" is not allowed.
+  const code_challenge = params.get("code_challenge");
+  if (!code_challenge) throw fail(new InvalidRequest("code_challenge is required (PKCE with S256)"));
+  if (params.get("code_challenge_method") !== "S256") throw fail(new InvalidRequest("code_challenge_method must be S256"));
+  if (!CHALLENGE.test(code_challenge)) throw fail(new InvalidRequest("code_challenge must be a base64url SHA-256 value (43 characters)"));
+
+  const prompt = parsePrompt(params.get("prompt"), fail);
+  const maxAge = params.get("max_age");
+  if (maxAge !== undefined && !/^\d{1,9}$/.test(maxAge)) throw fail(new InvalidRequest("max_age must be a non-negative integer"));
+
+  let decision: Awaited<ReturnType<typeof decide>>;
+  try {
+    decision = await decide(env, client, parseScope(params.get("scope")), parseResources(params.all("resource")));
+  } catch (error) {
+    throw fail(error as OAuthError);
+  }
+  return {
+    client,
+    request: {
+      client_id: client.client_id,
+      redirect_uri,
+      ...(state !== undefined ? { state } : {}),
+      scope: decision.scope,
+      resources: decision.resources.map((r) => r.resource),
+      code_challenge,
+      ...(params.has("nonce") ? { nonce: params.get("nonce") } : {}),
+      prompt,
+      ...(maxAge !== undefined ? { max_age: Number(maxAge) } : {}),
+    },
+  };
+}
+
+/** OIDC Core §3.1.2.1 `prompt`: space-separated; `none` must stand alone. */
+function parsePrompt(value: string | undefined, fail: (e: OAuthError) => Error): AuthorizationRequest["prompt"] {
+  if (value === undefined) return [];
+  const values = new Set(value.split(" ").filter(Boolean));
+  const out: AuthorizationRequest["prompt"] = [];
+  for (const v of values) {
+    if (v === "none" || v === "login" || v === "consent") out.push(v);
+    // No account chooser: choosing an account means signing in again.
+    else if (v === "select_account") out.push("login");
+    else throw fail(new InvalidRequest(`prompt value ${v} is not supported`));
+  }
+  if (out.includes("none") && values.size > 1) throw fail(new InvalidRequest("prompt=none cannot be combined with other values"));
+  return [...new Set(out)];
+}

@@ -1,0 +1,120 @@
+import type { Context } from "hono";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { jwtVerify, SignJWT } from "jose";
+import { now } from "../clock";
+import { hmac, hmacKey, randomToken, timingSafeEqualStrings } from "../crypto";
+import type { AppEnv } from "../types";
+import type { AuthorizationRequest } from "./request";
+
+/**
+ * Browser state for the login and consent pages, all signed with keys derived from SESSION_SECRET:
+ * - the session cookie: who signed in and when (HttpOnly, SameSite=Lax, Secure except on localhost);
+ * - the interaction: the validated authorization request, carried through the pages as a signed token;
+ * - CSRF tokens: an HMAC of a per-browser cookie, submitted with every form (signed double submit).
+ */
+export interface Session {
+  sub: string;
+  auth_time: number;
+  amr: string[];
+}
+
+export interface Interaction extends AuthorizationRequest {
+  /** When the authorization request arrived; `prompt=login` is satisfied by a login after it. */
+  iat: number;
+}
+
+/** How long a user has to get through login and consent. */
+const INTERACTION_TTL = 900;
+
+function secure(c: Context<AppEnv>): boolean {
+  return new URL(c.var.cfg.ISSUER).protocol === "https:";
+}
+
+/** `__Host-` cookies are bound to this exact origin, but require Secure, which http://localhost lacks. */
+function cookieName(c: Context<AppEnv>, base: string): string {
+  return secure(c) ? `__Host-${base}` : base;
+}
+
+async function jwtKey(c: Context<AppEnv>, purpose: string): Promise<Uint8Array> {
+  // jose wants raw bytes for HS256; derive them per purpose so one token can never pass as another.
+  const key = await hmacKey(c.var.cfg.SESSION_SECRET, `latchkey ${purpose}`);
+  return new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode("jwt")));
+}
+
+export async function readSession(c: Context<AppEnv>): Promise<Session | null> {
+  const raw = getCookie(c, cookieName(c, "lk_session"));
+  if (!raw) return null;
+  try {
+    const { payload } = await jwtVerify<Session>(raw, await jwtKey(c, "session"), {
+      issuer: c.var.cfg.ISSUER,
+      audience: "session",
+      algorithms: ["HS256"],
+      currentDate: new Date(now() * 1000),
+    });
+    return { sub: payload.sub, auth_time: payload.auth_time, amr: payload.amr };
+  } catch {
+    return null;
+  }
+}
+
+export async function writeSession(c: Context<AppEnv>, session: Session): Promise<void> {
+  const ttl = c.var.cfg.SESSION_TTL;
+  const value = await new SignJWT({ auth_time: session.auth_time, amr: session.amr })
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuer(c.var.cfg.ISSUER)
+    .setAudience("session")
+    .setSubject(session.sub)
+    .setIssuedAt(now())
+    .setExpirationTime(now() + ttl)
+    .sign(await jwtKey(c, "session"));
+  setCookie(c, cookieName(c, "lk_session"), value, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Lax", maxAge: ttl });
+}
+
+export function clearSession(c: Context<AppEnv>): void {
+  deleteCookie(c, cookieName(c, "lk_session"), { path: "/", secure: secure(c) });
+}
+
+export async function sealInteraction(c: Context<AppEnv>, request: AuthorizationRequest, iat = now()): Promise<string> {
+  return new SignJWT({ request })
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuer(c.var.cfg.ISSUER)
+    .setAudience("interaction")
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + INTERACTION_TTL)
+    .sign(await jwtKey(c, "interaction"));
+}
+
+/** The interaction a page or form carries, or null when missing, tampered with or expired. */
+export async function openInteraction(c: Context<AppEnv>, token: string | undefined): Promise<Interaction | null> {
+  if (!token) return null;
+  try {
+    const { payload } = await jwtVerify<{ request: AuthorizationRequest }>(token, await jwtKey(c, "interaction"), {
+      issuer: c.var.cfg.ISSUER,
+      audience: "interaction",
+      algorithms: ["HS256"],
+      currentDate: new Date(now() * 1000),
+    });
+    return { ...payload.request, iat: payload.iat as number };
+  } catch {
+    return null;
+  }
+}
+
+/** The CSRF token for this browser's forms, setting the browser cookie if it has none. */
+export async function csrfToken(c: Context<AppEnv>): Promise<string> {
+  const name = cookieName(c, "lk_csrf");
+  let binding = getCookie(c, name);
+  if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) {
+    binding = randomToken(32);
+    setCookie(c, name, binding, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Strict" });
+  }
+  return hmac(await hmacKey(c.var.cfg.SESSION_SECRET, "latchkey csrf"), binding);
+}
+
+/** Whether a submitted CSRF token belongs to this browser. */
+export async function csrfValid(c: Context<AppEnv>, submitted: string | undefined): Promise<boolean> {
+  const binding = getCookie(c, cookieName(c, "lk_csrf"));
+  if (!binding || !submitted) return false;
+  const expected = await hmac(await hmacKey(c.var.cfg.SESSION_SECRET, "latchkey csrf"), binding);
+  return timingSafeEqualStrings(expected, submitted);
+}

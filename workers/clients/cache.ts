@@ -1,0 +1,53 @@
+import type { Client } from "../../schemas/client";
+import type { Resource } from "../../schemas/resource";
+import { config } from "../config";
+
+/**
+ * Read path for registry records on the hot path: isolate memory → KV → the Registry Durable Object.
+ * Staleness bound: an isolate keeps a record for CLIENT_CACHE_TTL seconds (default 30) and KV edge
+ * caches hold it up to 60 s more; the Registry writes KV through on every change, and deleting a client
+ * revokes its grants in their Durable Objects at once, so nothing revocable is decided from the cache.
+ */
+const memory = new Map<string, { value: unknown; until: number }>();
+const MEMORY_MAX = 5000;
+
+export function registry(env: Env) {
+  return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+}
+
+async function cached<T>(env: Env, key: string, load: () => Promise<T | null>): Promise<T | null> {
+  const nowMs = Date.now();
+  const hit = memory.get(key);
+  if (hit && hit.until > nowMs) return hit.value as T;
+  const ttl = config(env).CLIENT_CACHE_TTL;
+  let value = await env.CLIENT_CACHE.get<T>(key, { type: "json", cacheTtl: 60 });
+  if (value === null) {
+    value = await load();
+    if (value !== null) await env.CLIENT_CACHE.put(key, JSON.stringify(value));
+  }
+  if (value !== null && ttl > 0) {
+    if (memory.size >= MEMORY_MAX) memory.delete(memory.keys().next().value as string);
+    memory.set(key, { value, until: nowMs + ttl * 1000 });
+  }
+  return value;
+}
+
+/** The registered client `clientId`, or null. */
+export function findClient(env: Env, clientId: string): Promise<Client | null> {
+  return cached(env, `client:${clientId}`, () => registry(env).getClient(clientId));
+}
+
+/** The registered resource whose indicator is exactly `uri`, or null. */
+export function findResource(env: Env, uri: string): Promise<Resource | null> {
+  return cached(env, `resource-uri:${uri}`, () => registry(env).getResourceByUri(uri));
+}
+
+/** Drops this isolate's copy after a change made through it (other isolates follow within the bound). */
+export function evict(key: `client:${string}` | `resource-uri:${string}`): void {
+  memory.delete(key);
+}
+
+/** Tests only. */
+export function clearMemoryCache(): void {
+  memory.clear();
+}

@@ -1,0 +1,59 @@
+/**
+ * Redirect URI rules (OAuth 2.1 §2.3 and §8.4.2, RFC 8252, RFC 9700 §4.1): full URIs, no fragment,
+ * compared by exact string; the only latitude is the port of a loopback IP literal.
+ */
+
+const LOOPBACK_IPS = new Set(["127.0.0.1", "[::1]"]);
+const LOOPBACK_NAMES = new Set([...LOOPBACK_IPS, "localhost"]);
+
+/** Why a redirect URI cannot be registered, or null when it can. */
+export function redirectUriProblem(uri: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return "is not an absolute URI";
+  }
+  // OAuth 2.1 §2.3.1: "The redirect URI MUST NOT include a fragment component."
+  if (uri.includes("#")) return "must not contain a fragment";
+  if (url.username || url.password) return "must not contain user information";
+  if (url.protocol === "https:") return null;
+  if (url.protocol === "http:") {
+    // RFC 8252 §7.3 loopback redirection for native apps; any other http URI is refused.
+    return LOOPBACK_NAMES.has(url.hostname) ? null : "must use https (http is allowed only for loopback)";
+  }
+  if (["javascript:", "data:", "file:", "vbscript:", "blob:", "about:"].includes(url.protocol)) {
+    return "uses a forbidden scheme";
+  }
+  // RFC 8252 §7.1 / OAuth 2.1 §8.4.1: private-use schemes are reverse domain names (contain a period).
+  if (!url.protocol.slice(0, -1).includes(".")) return "private-use schemes must be reverse domain names";
+  return null;
+}
+
+/**
+ * The registered URI that `presented` matches, or null. Exact string match; for loopback IP literals
+ * over http the port may differ (OAuth 2.1 §8.4.2: "MUST allow any port to be specified").
+ */
+export function matchRedirectUri(registered: readonly string[], presented: string): string | null {
+  if (registered.includes(presented)) return presented;
+  let p: URL;
+  try {
+    p = new URL(presented);
+  } catch {
+    return null;
+  }
+  if (p.protocol !== "http:" || !LOOPBACK_IPS.has(p.hostname) || presented.includes("#")) return null;
+  for (const candidate of registered) {
+    const r = new URL(candidate);
+    if (r.protocol !== "http:" || r.hostname !== p.hostname) continue;
+    // Compare everything but the port, as strings, so that no normalisation widens the match.
+    const withoutPort = (u: URL) => `${u.protocol}//${u.hostname}${u.pathname}${u.search}`;
+    if (withoutPort(r) === withoutPort(p) && stripPort(candidate) === stripPort(presented)) return presented;
+  }
+  return null;
+}
+
+/** The URI string with its port removed from the authority, without any other normalisation. */
+function stripPort(uri: string): string {
+  return uri.replace(/^(http:\/\/(?:127\.0\.0\.1|\[::1\]))(?::\d+)?/, "$1");
+}

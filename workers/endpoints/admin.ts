@@ -1,0 +1,114 @@
+import { Hono, type MiddlewareHandler } from "hono";
+import * as v from "valibot";
+import { clientInformation } from "../../schemas/client";
+import { type Resource, ResourceInputSchema, type User, UserInputSchema, userInformation } from "../../schemas/resource";
+import { evict, registry } from "../clients/cache";
+import { registerClient } from "../clients/register";
+import { now } from "../clock";
+import { randomToken, timingSafeEqualStrings } from "../crypto";
+import { InvalidRequest, InvalidToken, NotFound, TemporarilyUnavailable } from "../errors";
+import { noStore } from "../middleware/headers";
+import { hashPassword } from "../password";
+import type { AppEnv } from "../types";
+
+/**
+ * Admin API (`Authorization: Bearer <ADMIN_TOKEN>`, JSON): clients, resources and users. Without a
+ * configured ADMIN_TOKEN every request is refused; deleting a client or user revokes their grants.
+ */
+export const admin = new Hono<AppEnv>();
+
+const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const expected = c.var.cfg.ADMIN_TOKEN;
+  if (!expected) throw new TemporarilyUnavailable("the admin API is disabled: ADMIN_TOKEN is not configured");
+  const header = c.req.header("authorization") ?? "";
+  const presented = /^Bearer (\S+)$/i.exec(header)?.[1];
+  if (!presented || !(await timingSafeEqualStrings(presented, expected))) {
+    const error = new InvalidToken("a valid admin bearer token is required");
+    error.headers["WWW-Authenticate"] = `Bearer realm="latchkey-admin", error="invalid_token"`;
+    throw error;
+  }
+  await next();
+};
+
+admin.use(noStore, requireAdmin);
+
+async function json(c: { req: { json: () => Promise<unknown>; header: (n: string) => string | undefined } }): Promise<unknown> {
+  if (!c.req.header("content-type")?.toLowerCase().startsWith("application/json")) throw new InvalidRequest("the request body must be application/json");
+  try {
+    return await c.req.json();
+  } catch {
+    throw new InvalidRequest("the request body is not valid JSON");
+  }
+}
+
+function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
+  const result = v.safeParse(schema, input);
+  if (!result.success) {
+    const issue = result.issues[0];
+    throw new InvalidRequest(`${v.getDotPath(issue) ?? "body"}: ${issue.message}`);
+  }
+  return result.output;
+}
+
+// ── clients ──────────────────────────────────────────────────────────────────────────────────
+admin.post("/clients", async (c) => c.json(await registerClient(c.env, await json(c), "admin"), 201));
+
+admin.get("/clients/:id", async (c) => {
+  const client = await registry(c.env).getClient(c.req.param("id"));
+  if (!client) throw new NotFound("no such client");
+  return c.json(clientInformation(client));
+});
+
+admin.delete("/clients/:id", async (c) => {
+  const id = c.req.param("id");
+  const result = await registry(c.env).deleteClient(id);
+  if (!result.ok) throw new NotFound("no such client");
+  evict(`client:${id}`);
+  return c.body(null, 204);
+});
+
+// ── resources ────────────────────────────────────────────────────────────────────────────────
+admin.post("/resources", async (c) => {
+  const input = parse(ResourceInputSchema, await json(c));
+  const resource: Resource = { ...input, scopes_supported: [...new Set(input.scopes_supported)], id: `res_${randomToken(12)}`, created_at: now() };
+  const created = await registry(c.env).createResource(resource);
+  if (!created.ok) throw new InvalidRequest(`resource ${input.resource} is already registered`);
+  evict(`resource-uri:${resource.resource}`);
+  return c.json(resource, 201);
+});
+
+admin.get("/resources/:id", async (c) => {
+  const resource = await registry(c.env).getResource(c.req.param("id"));
+  if (!resource) throw new NotFound("no such resource");
+  return c.json(resource);
+});
+
+admin.delete("/resources/:id", async (c) => {
+  const reg = registry(c.env);
+  const resource = await reg.getResource(c.req.param("id"));
+  const result = resource ? await reg.deleteResource(resource.id) : { ok: false as const };
+  if (!resource || !result.ok) throw new NotFound("no such resource");
+  evict(`resource-uri:${resource.resource}`);
+  return c.body(null, 204);
+});
+
+// ── users ────────────────────────────────────────────────────────────────────────────────────
+admin.post("/users", async (c) => {
+  const input = parse(UserInputSchema, await json(c));
+  const user: User = { id: `usr_${randomToken(12)}`, email: input.email, name: input.name, password: await hashPassword(input.password), created_at: now() };
+  const created = await registry(c.env).createUser(user);
+  if (!created.ok) throw new InvalidRequest(`a user with email ${input.email} already exists`);
+  return c.json(userInformation(user), 201);
+});
+
+admin.get("/users/:id", async (c) => {
+  const user = await registry(c.env).getUser(c.req.param("id"));
+  if (!user) throw new NotFound("no such user");
+  return c.json(userInformation(user));
+});
+
+admin.delete("/users/:id", async (c) => {
+  const result = await registry(c.env).deleteUser(c.req.param("id"));
+  if (!result.ok) throw new NotFound("no such user");
+  return c.body(null, 204);
+});

@@ -1,0 +1,60 @@
+import { Hono } from "hono";
+import { now } from "../clock";
+import { InvalidClient, InvalidRequest } from "../errors";
+import { grantStub } from "../grants/issue";
+import { clientAuth } from "../middleware/client-auth";
+import { formBody } from "../middleware/form-body";
+import { noStore } from "../middleware/headers";
+import { methodNotAllowed } from "../middleware/method";
+import { inspectToken } from "../tokens/inspect";
+import type { AppEnv } from "../types";
+
+/**
+ * RFC 7662 token introspection for authenticated (confidential) callers, typically resource servers.
+ * Any token that is not active — unknown, expired, revoked, of a revoked grant — is `{"active":false}`
+ * and nothing more (§2.2).
+ */
+export const introspect = new Hono<AppEnv>();
+
+introspect.post("/introspect", noStore, formBody, clientAuth, async (c) => {
+  const { params, cfg, auth_method } = c.var;
+  // RFC 7662 §2.1: the endpoint MUST require authorization; a public client proves nothing.
+  if (auth_method === "none") throw new InvalidClient("introspection requires client authentication");
+  const token = params.get("token");
+  if (!token) throw new InvalidRequest("token is required");
+  const t = now();
+  const inspected = await inspectToken(c.env, cfg, token, t);
+  if (inspected.kind === "access_token") {
+    const { claims } = inspected;
+    return c.json({
+      active: true,
+      iss: claims.iss,
+      sub: claims.sub,
+      aud: claims.aud,
+      client_id: claims.client_id,
+      token_type: "Bearer",
+      exp: claims.exp,
+      iat: claims.iat,
+      jti: claims.jti,
+      ...(claims.scope ? { scope: claims.scope } : {}),
+      ...(claims.auth_time !== undefined ? { auth_time: claims.auth_time } : {}),
+    });
+  }
+  if (inspected.kind === "refresh_token") {
+    const status = await grantStub(c.env, inspected.grant_id)?.status({ refresh_hash: inspected.hash, now: t });
+    if (status?.active && status.refresh) {
+      return c.json({
+        active: true,
+        iss: cfg.ISSUER,
+        sub: status.data.sub,
+        client_id: status.data.client_id,
+        scope: status.data.scope.join(" "),
+        iat: status.refresh.iat,
+        exp: status.refresh.exp,
+        ...(status.data.resources.length ? { aud: status.data.resources.length === 1 ? status.data.resources[0] : status.data.resources } : {}),
+      });
+    }
+  }
+  return c.json({ active: false });
+});
+introspect.all("/introspect", methodNotAllowed("POST"));

@@ -1,0 +1,40 @@
+import { Hono } from "hono";
+import { now } from "../clock";
+import { InvalidRequest, UnsupportedTokenType } from "../errors";
+import { grantStub } from "../grants/issue";
+import { clientAuth } from "../middleware/client-auth";
+import { formBody } from "../middleware/form-body";
+import { noStore } from "../middleware/headers";
+import { methodNotAllowed } from "../middleware/method";
+import { verifyAccessToken } from "../tokens/access-token";
+import { parseHandle } from "../tokens/handles";
+import type { AppEnv } from "../types";
+
+/**
+ * RFC 7009 revocation. A client can revoke only its own tokens; anything else, including unknown
+ * tokens, answers 200 without effect (§2.2), so the endpoint reveals nothing. Revoking a refresh
+ * token revokes its whole grant; revoking an access token denies that token at introspection and
+ * userinfo until it expires.
+ */
+export const revoke = new Hono<AppEnv>();
+
+revoke.post("/revoke", noStore, formBody, clientAuth, async (c) => {
+  const { params, cfg, client } = c.var;
+  const token = params.get("token");
+  if (!token) throw new InvalidRequest("token is required");
+  const refresh = await parseHandle("refresh", token);
+  if (refresh) {
+    await grantStub(c.env, refresh.object_id)?.revokeRefreshToken({ token_hash: refresh.hash, client_id: client.client_id });
+    return c.body(null, 200);
+  }
+  const t = now();
+  const claims = await verifyAccessToken(c.env, cfg, token, t);
+  if (claims && claims.client_id === client.client_id) {
+    // Client-credentials tokens have no grant to record a revocation in; say so rather than pretend.
+    if (!claims.gid)
+      throw new UnsupportedTokenType(`access tokens from client_credentials cannot be revoked; they expire within ${cfg.ACCESS_TOKEN_TTL} seconds`);
+    await grantStub(c.env, claims.gid)?.revokeAccessToken({ jti: claims.jti, exp: claims.exp, client_id: client.client_id, now: t });
+  }
+  return c.body(null, 200);
+});
+revoke.all("/revoke", methodNotAllowed("POST"));

@@ -1,0 +1,67 @@
+import { Hono } from "hono";
+import { consentPage, loginPage } from "../authorize/flow";
+import { issueCode } from "../authorize/issue-code";
+import { errorPage, redirectError } from "../authorize/respond";
+import { csrfValid, type Interaction, openInteraction, readSession, writeSession } from "../authorize/session";
+import { findClient, registry } from "../clients/cache";
+import { now } from "../clock";
+import { AccessDenied, Forbidden, InvalidRequest } from "../errors";
+import { formBody } from "../middleware/form-body";
+import { methodNotAllowed } from "../middleware/method";
+import { burnPasswordCheck, verifyPassword } from "../password";
+import type { AppEnv } from "../types";
+import { STYLESHEET } from "../ui/layout";
+
+/** The sign-in and consent form handlers, and the stylesheet the pages use. */
+export const ui = new Hono<AppEnv>();
+
+ui.get("/assets/latchkey.css", (c) => c.body(STYLESHEET, 200, { "Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=86400" }));
+
+/** Every form post: a CSRF token bound to this browser, and a valid interaction. */
+async function formContext(c: import("hono").Context<AppEnv>) {
+  const params = c.var.params;
+  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; go back to the application and try again");
+  const token = params.get("interaction");
+  const interaction = await openInteraction(c, token);
+  if (!interaction || !token) throw new InvalidRequest("this sign-in has expired or is invalid; start again from the application");
+  const client = await findClient(c.env, interaction.client_id);
+  if (!client) throw new InvalidRequest("the client is not known to this server");
+  return { params, interaction, token, client };
+}
+
+ui.post("/login", formBody, async (c) => {
+  let ctx: Awaited<ReturnType<typeof formContext>>;
+  try {
+    ctx = await formContext(c);
+  } catch (error) {
+    return errorPage(c, error as InvalidRequest);
+  }
+  const email = ctx.params.get("email")?.trim().toLowerCase();
+  const password = ctx.params.get("password");
+  if (!email || !password) return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: "Enter your email and password.", email });
+  const user = await registry(c.env).getUserByEmail(email);
+  const ok = user ? await verifyPassword(password, user.password) : await burnPasswordCheck(password);
+  if (!user || !ok) return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: "The email or password is incorrect.", email });
+  await writeSession(c, { sub: user.id, auth_time: now(), amr: ["pwd"] });
+  return c.redirect(`/authorize/continue?interaction=${encodeURIComponent(ctx.token)}`, 303);
+});
+
+ui.post("/consent", formBody, async (c) => {
+  let ctx: Awaited<ReturnType<typeof formContext>>;
+  try {
+    ctx = await formContext(c);
+  } catch (error) {
+    return errorPage(c, error as InvalidRequest);
+  }
+  const { interaction, client } = ctx;
+  const session = await readSession(c);
+  if (!session) return loginPage(c, client, interaction, ctx.token);
+  const decision = ctx.params.get("decision");
+  if (decision === "deny") {
+    return redirectError(c, interaction.redirect_uri, new AccessDenied("the user denied the request"), interaction.state);
+  }
+  if (decision !== "allow") return consentPage(c, client, session, interaction as Interaction, ctx.token);
+  return issueCode(c, client, interaction, session, true);
+});
+
+for (const path of ["/login", "/consent"]) ui.all(path, methodNotAllowed("POST"));

@@ -1,0 +1,61 @@
+import { now } from "../clock";
+import { sha256 } from "../crypto";
+import { InvalidGrant, InvalidRequest, unreachable } from "../errors";
+import { mintHandle, parseHandle } from "../tokens/handles";
+import { grantStub, issueFromGrant } from "./issue";
+import type { GrantHandler } from "./types";
+
+/** RFC 7636 §4.1: 43–128 unreserved characters. */
+const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
+
+/**
+ * OAuth 2.1 §4.1.3 authorization code redemption: exactly one GrantObject call, which checks the
+ * code, client, PKCE verifier and redirect URI and rotates in the refresh token in one transition.
+ */
+export const authorizationCode: GrantHandler = {
+  grant_type: "authorization_code",
+  async handle(c) {
+    const { params, client } = c.var;
+    const code = params.get("code");
+    const verifier = params.get("code_verifier");
+    if (!code) throw new InvalidRequest("code is required");
+    // OAuth 2.1 §4.1.3: PKCE is required for every client here, so a missing verifier is a bad request.
+    if (!verifier) throw new InvalidRequest("code_verifier is required");
+    if (!VERIFIER.test(verifier)) throw new InvalidRequest("code_verifier must be 43-128 unreserved characters (RFC 7636 §4.1)");
+    const handle = await parseHandle("code", code);
+    const stub = handle && grantStub(c.env, handle.object_id);
+    if (!handle || !stub) throw new InvalidGrant("the authorization code is invalid, expired or already used");
+    const refresh = client.grant_types.includes("refresh_token") ? await mintHandle("refresh", handle.object_id) : undefined;
+    const result = await stub.redeemCode({
+      code_hash: handle.hash,
+      client_id: client.client_id,
+      code_verifier_s256: await sha256(verifier),
+      redirect_uri: params.get("redirect_uri"),
+      refresh_hash: refresh?.hash,
+      now: now(),
+    });
+    if (!result.ok) {
+      switch (result.reason) {
+        case "unknown":
+        case "expired":
+        case "revoked":
+        case "replayed":
+          throw new InvalidGrant("the authorization code is invalid, expired or already used", result.reason);
+        case "client_mismatch":
+          throw new InvalidGrant("the authorization code was issued to another client");
+        case "pkce_mismatch":
+          throw new InvalidGrant("code_verifier does not match the code_challenge");
+        case "redirect_uri_mismatch":
+          throw new InvalidGrant("redirect_uri does not match the one in the authorization request");
+        default:
+          unreachable(result.reason);
+      }
+    }
+    return issueFromGrant(c, {
+      grant_id: handle.object_id,
+      data: result.data,
+      refresh_token: result.refresh_issued ? refresh?.token : undefined,
+      id_token: true,
+    });
+  },
+};

@@ -1,0 +1,27 @@
+import { now } from "../clock";
+import { InvalidScope } from "../errors";
+import { decide, parseResources, parseScope, pickAudience, scopesForAudience } from "../policy/scope";
+import { mintAccessToken } from "../tokens/access-token";
+import type { GrantHandler } from "./types";
+
+/**
+ * OAuth 2.1 §4.2 client credentials: an agent acting for itself. No Durable Object call: the client
+ * and resource come from the cache, the key from isolate memory. `sub` is the client_id, which can
+ * never equal a user's `sub` (those start `usr_`), so a client cannot pose as a user (RFC 9700 §4.15).
+ */
+export const clientCredentials: GrantHandler = {
+  grant_type: "client_credentials",
+  async handle(c) {
+    const { params, cfg, client } = c.var;
+    const requested = parseScope(params.get("scope"));
+    const resources = parseResources(params.all("resource"));
+    const decision = await decide(c.env, client, requested, resources);
+    if (decision.scope.includes("openid") || decision.scope.includes("offline_access")) {
+      throw new InvalidScope("openid and offline_access concern a user and cannot be granted to a client acting for itself");
+    }
+    const aud = pickAudience(resources, resources, cfg.ISSUER);
+    const scope = await scopesForAudience(c.env, decision.scope, aud, cfg.ISSUER);
+    const at = await mintAccessToken(c.env, cfg, { sub: client.client_id, aud, client_id: client.client_id, scope, now: now() });
+    return { access_token: at.token, token_type: "Bearer", expires_in: at.expires_in, ...(scope.length ? { scope: scope.join(" ") } : {}) };
+  },
+};

@@ -1,0 +1,52 @@
+import { now } from "../clock";
+import { InvalidGrant, InvalidRequest, InvalidScope, unreachable } from "../errors";
+import { parseScope } from "../policy/scope";
+import { mintHandle, openSuccessor, parseHandle, sealSuccessor } from "../tokens/handles";
+import { grantStub, issueFromGrant } from "./issue";
+import type { GrantHandler } from "./types";
+
+/**
+ * OAuth 2.1 §4.3 refresh: exactly one GrantObject call. The successor token is minted here and
+ * sealed under the presented token, so that a retry within the reuse window gets the same successor
+ * back (see GrantObject.refresh) and a lost response never logs the user out.
+ */
+export const refreshToken: GrantHandler = {
+  grant_type: "refresh_token",
+  async handle(c) {
+    const { params, client } = c.var;
+    const presented = params.get("refresh_token");
+    if (!presented) throw new InvalidRequest("refresh_token is required");
+    const handle = await parseHandle("refresh", presented);
+    const stub = handle && grantStub(c.env, handle.object_id);
+    if (!handle || !stub) throw new InvalidGrant("the refresh token is invalid, expired or revoked");
+    const successor = await mintHandle("refresh", handle.object_id);
+    const result = await stub.refresh({
+      token_hash: handle.hash,
+      client_id: client.client_id,
+      successor_hash: successor.hash,
+      sealed_successor: await sealSuccessor(presented, successor.token),
+      now: now(),
+    });
+    if (!result.ok) {
+      switch (result.reason) {
+        case "unknown":
+        case "expired":
+        case "revoked":
+        case "reused":
+          throw new InvalidGrant("the refresh token is invalid, expired or revoked", result.reason);
+        case "client_mismatch":
+          throw new InvalidGrant("the refresh token was issued to another client");
+        default:
+          unreachable(result.reason);
+      }
+    }
+    const refresh_token = result.retry ? await openSuccessor(presented, result.sealed_successor) : successor.token;
+    if (!refresh_token) throw new InvalidGrant("the refresh token is invalid, expired or revoked", "sealed successor did not open");
+    // OAuth 2.1 §4.3.1: a refresh may narrow the scope, never widen it; the grant itself keeps its scope.
+    const requested = parseScope(params.get("scope"));
+    const extra = requested?.filter((s) => !result.data.scope.includes(s)) ?? [];
+    if (extra.length) throw new InvalidScope(`scope ${extra.join(" ")} exceeds what was granted`);
+    const data = requested ? { ...result.data, scope: requested } : result.data;
+    return issueFromGrant(c, { grant_id: handle.object_id, data, refresh_token, id_token: true });
+  },
+};

@@ -1,0 +1,24 @@
+import type { Context } from "hono";
+import type { GRANT_TYPES } from "../../schemas/client";
+import type { AppEnv } from "../types";
+
+/** RFC 6749 §5.1 successful token response (plus OIDC `id_token`). */
+export interface TokenResponse {
+  access_token: string;
+  token_type: "Bearer";
+  expires_in: number;
+  scope?: string;
+  refresh_token?: string;
+  id_token?: string;
+}
+
+/**
+ * A grant type handler. The token endpoint looks it up by `grant_type` and never names a grant;
+ * the handler validates its own parameters, asks policy, calls at most the one Durable Object it
+ * needs and mints tokens.
+ */
+export interface GrantHandler {
+  /** RFC 6749 §4 `grant_type` value. */
+  grant_type: (typeof GRANT_TYPES)[number];
+  handle(c: Context<AppEnv>): Promise<TokenResponse>;
+}

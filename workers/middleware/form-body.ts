@@ -1,0 +1,54 @@
+import type { MiddlewareHandler } from "hono";
+import { InvalidRequest, RequestTooLarge } from "../errors";
+import type { AppEnv } from "../types";
+
+/** Parameters that may repeat (RFC 8707 §2 `resource`; RFC 8693 §2.1 `audience`). */
+const REPEATABLE = new Set(["resource", "audience"]);
+/** Largest form body accepted on any endpoint. */
+export const MAX_FORM_BYTES = 64 * 1024;
+
+/** Request parameters with OAuth 2.1 §3.1 semantics: empty values are absent, names never repeat. */
+export class Params {
+  constructor(private readonly search: URLSearchParams) {
+    for (const name of new Set(search.keys())) {
+      // OAuth 2.1 §3.1: "Request and response parameters MUST NOT be included more than once."
+      if (!REPEATABLE.has(name) && search.getAll(name).length > 1) throw new InvalidRequest(`parameter ${name} is repeated`);
+    }
+  }
+
+  /** A single-valued parameter; undefined when absent or empty. */
+  get(name: string): string | undefined {
+    const value = this.search.get(name);
+    return value === null || value === "" ? undefined : value;
+  }
+
+  /** Every non-empty value of a repeatable parameter. */
+  all(name: string): string[] {
+    return this.search.getAll(name).filter((v) => v !== "");
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+}
+
+/** Reads the body once as `application/x-www-form-urlencoded` into `c.var.params`. */
+export const formBody: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+  if (type !== "application/x-www-form-urlencoded") {
+    throw new InvalidRequest("the request body must be application/x-www-form-urlencoded");
+  }
+  const length = Number(c.req.header("content-length") ?? 0);
+  if (length > MAX_FORM_BYTES) throw new RequestTooLarge("the request body is too large");
+  const text = await c.req.text();
+  if (text.length > MAX_FORM_BYTES) throw new RequestTooLarge("the request body is too large");
+  c.set("params", new Params(new URLSearchParams(text)));
+  await next();
+};
+
+/** Reads query parameters (GET) or the form body (POST) into `c.var.params`. */
+export const queryOrFormBody: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.req.method === "POST") return formBody(c, next);
+  c.set("params", new Params(new URL(c.req.url).searchParams));
+  await next();
+};

@@ -1,0 +1,91 @@
+import type { Client } from "../../schemas/client";
+import type { Resource } from "../../schemas/resource";
+import { findResource } from "../clients/cache";
+import { InvalidScope, InvalidTarget } from "../errors";
+
+/** OIDC Core §5.4 scopes, plus `openid` and `offline_access` (§11). They concern the issuer, not a resource. */
+export const OIDC_SCOPES = ["openid", "profile", "email", "offline_access"] as const;
+const OIDC = new Set<string>(OIDC_SCOPES);
+
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
+
+/** Splits an RFC 6749 §3.3 scope string; rejects malformed tokens. */
+export function parseScope(scope: string | undefined): string[] | undefined {
+  if (scope === undefined) return undefined;
+  const tokens = scope.split(" ").filter(Boolean);
+  if (tokens.some((t) => !SCOPE_TOKEN.test(t))) throw new InvalidScope("scope contains characters RFC 6749 §3.3 does not allow");
+  return [...new Set(tokens)];
+}
+
+/** RFC 8707 §2: each resource is an absolute URI without a fragment. */
+export function parseResources(values: string[]): string[] {
+  for (const value of values) {
+    let ok = false;
+    try {
+      ok = new URL(value).protocol !== "" && !value.includes("#");
+    } catch {}
+    if (!ok) throw new InvalidTarget(`resource ${JSON.stringify(value)} is not an absolute URI without a fragment`);
+  }
+  return [...new Set(values)];
+}
+
+export interface Decision {
+  /** The registered resources the token or grant is bound to (empty: the issuer itself). */
+  resources: Resource[];
+  /** The scopes that may be granted. */
+  scope: string[];
+}
+
+/**
+ * What a client may be granted for the requested scope and resources. Resources must be registered
+ * (RFC 8707 §2: otherwise `invalid_target`). Each scope must be an OIDC scope or supported by one of
+ * the requested resources, and allowed by the client's registered `scope` if it has one. An omitted
+ * scope means the client's registered scope, else everything the requested resources support.
+ */
+export async function decide(env: Env, client: Client, requested: string[] | undefined, resourceUris: string[]): Promise<Decision> {
+  const resources: Resource[] = [];
+  for (const uri of resourceUris) {
+    const resource = await findResource(env, uri);
+    if (!resource) throw new InvalidTarget(`resource ${uri} is not known to this authorization server`);
+    resources.push(resource);
+  }
+  const offered = new Set([...OIDC, ...resources.flatMap((r) => r.scopes_supported)]);
+  const clientScope = client.scope ? new Set(client.scope.split(" ")) : null;
+  const allowedForClient = (s: string) => !clientScope || s === "openid" || clientScope.has(s);
+  if (requested === undefined) {
+    const base = clientScope ? [...clientScope] : resources.flatMap((r) => r.scopes_supported);
+    return { resources, scope: [...new Set(base.filter((s) => offered.has(s) && !OIDC.has(s)))] };
+  }
+  for (const s of requested) {
+    if (!offered.has(s)) {
+      throw new InvalidScope(
+        resources.length ? `scope ${s} is not supported by the requested resource` : `scope ${s} needs a resource parameter naming the resource it is for`,
+      );
+    }
+    if (!allowedForClient(s)) throw new InvalidScope(`scope ${s} is not registered for this client`);
+  }
+  return { resources, scope: requested };
+}
+
+/**
+ * The one audience of a token minted from a grant (RFC 8707 §2.2): the resource the client names,
+ * which must be one the grant covers; else the grant's only resource; else the issuer itself.
+ */
+export function pickAudience(granted: readonly string[], requested: string[], issuer: string): string {
+  if (requested.length > 1) throw new InvalidTarget("request a token for one resource at a time");
+  const [wanted] = requested;
+  if (wanted !== undefined) {
+    if (!granted.includes(wanted)) throw new InvalidTarget(`resource ${wanted} was not granted`);
+    return wanted;
+  }
+  if (granted.length > 1) throw new InvalidTarget("several resources were granted; name one with the resource parameter");
+  return granted[0] ?? issuer;
+}
+
+/** The scopes a token for `audience` carries: OIDC scopes for the issuer, the resource's own otherwise. */
+export async function scopesForAudience(env: Env, granted: readonly string[], audience: string, issuer: string): Promise<string[]> {
+  if (audience === issuer) return granted.filter((s) => OIDC.has(s));
+  const resource = await findResource(env, audience);
+  const supported = new Set(resource?.scopes_supported ?? []);
+  return granted.filter((s) => supported.has(s));
+}

@@ -1,0 +1,75 @@
+import { base64url, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import type { Config } from "../config";
+import { randomToken } from "../crypto";
+import { ownKeys, signingKey } from "./keys";
+
+/** RFC 9068 §2.1: the media type of a JWT access token. */
+export const AT_TYP = "at+jwt";
+
+/** Claims of a Latchkey access token (RFC 9068 §2.2). */
+export interface AccessTokenClaims extends JWTPayload {
+  iss: string;
+  sub: string;
+  /** The resource indicator (RFC 8707), or the issuer for tokens meant for userinfo. */
+  aud: string;
+  client_id: string;
+  iat: number;
+  exp: number;
+  jti: string;
+  /** RFC 9068 §2.2.3: space-separated scopes. */
+  scope?: string;
+  auth_time?: number;
+  /** The GrantObject this token derives from; absent for client_credentials. Lets introspection see revocation. */
+  gid?: string;
+}
+
+export interface MintedAccessToken {
+  token: string;
+  claims: AccessTokenClaims;
+  expires_in: number;
+}
+
+/** Signs an RFC 9068 access token with the current ES256 key. */
+export async function mintAccessToken(
+  env: Env,
+  cfg: Config,
+  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; now: number },
+): Promise<MintedAccessToken> {
+  const { kid, key } = await signingKey(env, "ES256", input.now);
+  const claims: AccessTokenClaims = {
+    iss: cfg.ISSUER,
+    sub: input.sub,
+    aud: input.aud,
+    client_id: input.client_id,
+    iat: input.now,
+    exp: input.now + cfg.ACCESS_TOKEN_TTL,
+    jti: randomToken(16),
+    ...(input.scope.length ? { scope: input.scope.join(" ") } : {}),
+    ...(input.auth_time !== undefined ? { auth_time: input.auth_time } : {}),
+    ...(input.gid ? { gid: input.gid } : {}),
+  };
+  const token = await new SignJWT(claims).setProtectedHeader({ alg: "ES256", typ: AT_TYP, kid }).sign(key);
+  return { token, claims, expires_in: cfg.ACCESS_TOKEN_TTL };
+}
+
+/** Verifies a token Latchkey issued (signature, `typ`, issuer, expiry); null if it is not valid. */
+export async function verifyAccessToken(env: Env, cfg: Config, token: string, now: number): Promise<AccessTokenClaims | null> {
+  try {
+    const { payload } = await jwtVerify<AccessTokenClaims>(token, await ownKeys(env, now), {
+      issuer: cfg.ISSUER,
+      typ: AT_TYP,
+      algorithms: ["ES256"],
+      currentDate: new Date(now * 1000),
+      requiredClaims: ["sub", "aud", "client_id", "exp", "iat", "jti"],
+    });
+    return typeof payload.aud === "string" ? payload : null;
+  } catch {
+    return null;
+  }
+}
+
+/** OIDC Core §3.1.3.6 `at_hash`: left half of the SHA-256 of the token, base64url. */
+export async function atHash(token: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token)));
+  return base64url.encode(digest.slice(0, 16));
+}

@@ -1,0 +1,20 @@
+import type { Client } from "../schemas/client";
+import type { Config } from "./config";
+import type { Params } from "./middleware/form-body";
+
+/** How the client proved who it is on this request (RFC 7591 §2 method names). */
+export type AuthMethod = "none" | "client_secret_basic" | "client_secret_post";
+
+/** The Hono environment every route shares. */
+export interface AppEnv {
+  Bindings: Env;
+  Variables: {
+    /** Parsed configuration (`workers/config.ts`). */
+    cfg: Config;
+    /** Request parameters (`middleware/form-body.ts`). */
+    params: Params;
+    /** The authenticated (or identified public) client (`middleware/client-auth.ts`). */
+    client: Client;
+    auth_method: AuthMethod;
+  };
+}

@@ -1,0 +1,101 @@
+import { Layout } from "./layout";
+
+/** The sign-in form (fields labelled Email and Password, button Sign in). */
+export function LoginPage(props: { interaction: string; csrf: string; clientName: string; error?: string; email?: string }) {
+  return (
+    <Layout title="Sign in">
+      <h1>Sign in</h1>
+      <p>
+        to continue to <strong>{props.clientName}</strong>
+      </p>
+      {props.error ? (
+        <p class="error" role="alert" id="login-error">
+          {props.error}
+        </p>
+      ) : null}
+      <form method="post" action="/login">
+        <input type="hidden" name="interaction" value={props.interaction} />
+        <input type="hidden" name="csrf" value={props.csrf} />
+        <label for="email">Email</label>
+        <input
+          id="email"
+          name="email"
+          type="email"
+          autocomplete="username"
+          required
+          value={props.email ?? ""}
+          aria-describedby={props.error ? "login-error" : undefined}
+        />
+        <label for="password">Password</label>
+        <input id="password" name="password" type="password" autocomplete="current-password" required />
+        <button type="submit">Sign in</button>
+      </form>
+    </Layout>
+  );
+}
+
+export interface ConsentView {
+  clientName: string;
+  /** Where the client comes from: the host of a URL client_id or of its client_uri. */
+  clientOrigin?: string;
+  /** Whether anybody vouched for the client (admin-registered) or it registered itself. */
+  selfRegistered: boolean;
+  userEmail: string;
+  scopes: string[];
+  resources: Array<{ name: string; uri: string }>;
+}
+
+/** The consent page: who asks, for what, at which resource; buttons Allow and Deny. */
+export function ConsentPage(props: { interaction: string; csrf: string; view: ConsentView }) {
+  const v = props.view;
+  return (
+    <Layout title="Allow access?">
+      <h1>
+        Allow <strong>{v.clientName}</strong> to access your account?
+      </h1>
+      {v.clientOrigin ? (
+        <p>
+          This application is from <strong>{v.clientOrigin}</strong>.
+        </p>
+      ) : null}
+      {v.selfRegistered ? <p class="muted">It registered itself; nobody at this server has verified who runs it.</p> : null}
+      <p class="muted">Signed in as {v.userEmail}</p>
+      <h2>It will be able to</h2>
+      <ul class="scopes">{v.scopes.length ? v.scopes.map((s) => <li>{s}</li>) : <li>confirm who you are</li>}</ul>
+      {v.resources.length ? (
+        <>
+          <h2>On</h2>
+          <ul class="scopes">
+            {v.resources.map((r) => (
+              <li>
+                {r.name} <code>{r.uri}</code>
+              </li>
+            ))}
+          </ul>
+        </>
+      ) : null}
+      <form method="post" action="/consent">
+        <input type="hidden" name="interaction" value={props.interaction} />
+        <input type="hidden" name="csrf" value={props.csrf} />
+        <div class="actions">
+          <button type="submit" name="decision" value="allow">
+            Allow
+          </button>
+          <button type="submit" name="decision" value="deny">
+            Deny
+          </button>
+        </div>
+      </form>
+    </Layout>
+  );
+}
+
+/** Shown when the request cannot safely be sent back to the client (bad client_id or redirect_uri). */
+export function ErrorPage(props: { title: string; message: string }) {
+  return (
+    <Layout title={props.title}>
+      <h1>{props.title}</h1>
+      <p role="alert">{props.message}</p>
+    </Layout>
+  );
+}
