@@ -15,7 +15,7 @@ export function call(path: string, init?: RequestInit): Promise<Response> {
 export function postForm(path: string, params: Record<string, string | string[]>, headers: Record<string, string> = {}): Promise<Response> {
   const body = new URLSearchParams();
   for (const [name, value] of Object.entries(params)) for (const v of [value].flat()) body.append(name, v);
-  return call(path, { method: "POST", body, headers: { "Content-Type": "application/x-www-form-urlencoded", ...headers } });
+  return call(path, { method: "POST", body, redirect: "manual", headers: { "Content-Type": "application/x-www-form-urlencoded", ...headers } });
 }
 
 /** A JSON request to the admin API. */

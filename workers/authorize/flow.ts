@@ -35,8 +35,8 @@ export async function resume(c: Context<AppEnv>, client: Client, interaction: In
 
 function needsLogin(session: Session | null, interaction: Interaction): boolean {
   if (!session) return true;
-  // prompt=login: a sign-in that happened after this authorization request arrived satisfies it.
-  if (interaction.prompt.includes("login") && session.auth_time < interaction.iat) return true;
+  // prompt=login is removed from the interaction by the sign-in that satisfies it (POST /login).
+  if (interaction.prompt.includes("login")) return true;
   return interaction.max_age !== undefined && now() - session.auth_time > interaction.max_age;
 }
 

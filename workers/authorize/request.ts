@@ -79,6 +79,8 @@ export async function validateAuthorizationRequest(env: Env, params: Params): Pr
   const prompt = parsePrompt(params.get("prompt"), fail);
   const maxAge = params.get("max_age");
   if (maxAge !== undefined && !/^\d{1,9}$/.test(maxAge)) throw fail(new InvalidRequest("max_age must be a non-negative integer"));
+  // OIDC Core §3.1.2.1: max_age=0 is equivalent to prompt=login (the clock has whole seconds only).
+  if (maxAge !== undefined && Number(maxAge) === 0 && !prompt.includes("none") && !prompt.includes("login")) prompt.push("login");
 
   let decision: Awaited<ReturnType<typeof decide>>;
   try {

@@ -19,7 +19,7 @@ export interface Session {
 }
 
 export interface Interaction extends AuthorizationRequest {
-  /** When the authorization request arrived; `prompt=login` is satisfied by a login after it. */
+  /** When the authorization request arrived (the interaction expires relative to it). */
   iat: number;
 }
 

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { consentPage, loginPage } from "../authorize/flow";
 import { issueCode } from "../authorize/issue-code";
 import { errorPage, redirectError } from "../authorize/respond";
-import { csrfValid, type Interaction, openInteraction, readSession, writeSession } from "../authorize/session";
+import { csrfValid, type Interaction, openInteraction, readSession, sealInteraction, writeSession } from "../authorize/session";
 import { findClient, registry } from "../clients/cache";
 import { now } from "../clock";
 import { AccessDenied, Forbidden, InvalidRequest } from "../errors";
@@ -43,7 +43,10 @@ ui.post("/login", formBody, async (c) => {
   const ok = user ? await verifyPassword(password, user.password) : await burnPasswordCheck(password);
   if (!user || !ok) return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: "The email or password is incorrect.", email });
   await writeSession(c, { sub: user.id, auth_time: now(), amr: ["pwd"] });
-  return c.redirect(`/authorize/continue?interaction=${encodeURIComponent(ctx.token)}`, 303);
+  // This sign-in satisfies prompt=login; carrying that on keeps the next step from asking again.
+  const { iat, ...request } = ctx.interaction;
+  const next = await sealInteraction(c, { ...request, prompt: request.prompt.filter((p) => p !== "login") }, iat);
+  return c.redirect(`/authorize/continue?interaction=${encodeURIComponent(next)}`, 303);
 });
 
 ui.post("/consent", formBody, async (c) => {

@@ -1,0 +1,251 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { authorizeUrl, Browser, clientRedirect, decide, follow, hidden, obtainCode, pkce, signIn } from "./browser";
+import { type CreatedClient, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+
+const REDIRECT = "https://app.example/callback";
+let app: CreatedClient;
+let native: CreatedClient;
+let challenge: string;
+
+beforeAll(async () => {
+  app = await createClient({
+    client_name: "Example App",
+    client_uri: "https://app.example",
+    redirect_uris: [REDIRECT, "https://app.example/other"],
+    grant_types: ["authorization_code", "refresh_token"],
+    token_endpoint_auth_method: "client_secret_basic",
+  });
+  native = await createClient({
+    client_name: "CLI",
+    redirect_uris: ["http://127.0.0.1/callback"],
+    token_endpoint_auth_method: "none",
+    application_type: "native",
+  });
+  challenge = (await pkce()).challenge;
+});
+
+const base = () => ({
+  response_type: "code",
+  client_id: app.client_id,
+  redirect_uri: REDIRECT,
+  code_challenge: challenge,
+  code_challenge_method: "S256",
+  state: "s-1",
+  resource: MCP_RESOURCE,
+  scope: "mcp:read",
+});
+
+async function expectErrorPage(res: Response, message: string): Promise<void> {
+  expect(res.status).toBe(400);
+  expect(res.headers.get("location")).toBeNull();
+  expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+  expect(await res.text()).toContain(message);
+}
+
+describe("authorization endpoint: errors that must not redirect (RFC 9700 §4.1)", () => {
+  it("shows a page for a missing client_id", async () => {
+    await expectErrorPage(await new Browser().get(authorizeUrl({ ...base(), client_id: undefined })), "client_id is missing");
+  });
+  it("shows a page for an unknown client", async () => {
+    await expectErrorPage(await new Browser().get(authorizeUrl({ ...base(), client_id: "nobody" })), "the client is not known to this server");
+  });
+  it("shows a page for an unregistered redirect_uri, even one differing only by a trailing slash", async () => {
+    await expectErrorPage(await new Browser().get(authorizeUrl({ ...base(), redirect_uri: `${REDIRECT}/` })), "redirect_uri is not registered for this client");
+    await expectErrorPage(
+      await new Browser().get(authorizeUrl({ ...base(), redirect_uri: "https://evil.example/callback" })),
+      "redirect_uri is not registered for this client",
+    );
+  });
+  it("shows a page when redirect_uri is omitted and the client has several", async () => {
+    await expectErrorPage(await new Browser().get(authorizeUrl({ ...base(), redirect_uri: undefined })), "redirect_uri is required for this client");
+  });
+  it("shows a page for a repeated parameter", async () => {
+    await expectErrorPage(await new Browser().get(`${authorizeUrl(base())}&state=again`), "parameter state is repeated");
+  });
+});
+
+describe("authorization endpoint: errors redirected to the client with state and iss", () => {
+  const cases: Array<[string, Record<string, string | undefined>, string, string]> = [
+    ["missing response_type", { response_type: undefined }, "invalid_request", "response_type is required"],
+    ["implicit grant", { response_type: "token" }, "unsupported_response_type", "only response_type=code is supported"],
+    ["missing PKCE", { code_challenge: undefined }, "invalid_request", "code_challenge is required (PKCE with S256)"],
+    ["plain PKCE", { code_challenge_method: "plain" }, "invalid_request", "code_challenge_method must be S256"],
+    ["malformed challenge", { code_challenge: "short" }, "invalid_request", "code_challenge must be a base64url SHA-256 value (43 characters)"],
+    [
+      "unknown resource",
+      { resource: "https://unknown.example/" },
+      "invalid_target",
+      "resource https://unknown.example/ is not known to this authorization server",
+    ],
+    [
+      "resource with fragment",
+      { resource: "https://app.example/#x" },
+      "invalid_target",
+      'resource "https://app.example/#x" is not an absolute URI without a fragment',
+    ],
+    ["scope the resource lacks", { scope: "mcp:admin" }, "invalid_scope", "scope mcp:admin is not supported by the requested resource"],
+    ["resource scope without resource", { resource: undefined }, "invalid_scope", "scope mcp:read needs a resource parameter naming the resource it is for"],
+    ["request object", { request: "eyJ.x.y" }, "request_not_supported", "request objects are not supported"],
+    ["request_uri", { request_uri: "urn:x" }, "request_uri_not_supported", "request_uri is not supported"],
+    ["prompt none with login", { prompt: "none login" }, "invalid_request", "prompt=none cannot be combined with other values"],
+    ["unknown prompt", { prompt: "create" }, "invalid_request", "prompt value create is not supported"],
+    ["bad max_age", { max_age: "-1" }, "invalid_request", "max_age must be a non-negative integer"],
+    ["fragment response mode", { response_mode: "fragment" }, "invalid_request", "only response_mode=query is supported"],
+    ["prompt none without session", { prompt: "none" }, "login_required", "the user is not signed in"],
+  ];
+  for (const [name, change, error, description] of cases) {
+    it(name, async () => {
+      const res = await new Browser().get(authorizeUrl({ ...base(), ...change }));
+      const q = clientRedirect(res, REDIRECT);
+      expect(Object.fromEntries(q)).toEqual({ error, error_description: description, state: "s-1", iss: ISSUER });
+    });
+  }
+
+  it("answers unauthorized_client for a client without the authorization_code grant", async () => {
+    const m2m = await createClient({ grant_types: ["client_credentials"], redirect_uris: [REDIRECT], token_endpoint_auth_method: "client_secret_basic" });
+    const q = clientRedirect(await new Browser().get(authorizeUrl({ ...base(), client_id: m2m.client_id })), REDIRECT);
+    expect(q.get("error")).toBe("unauthorized_client");
+  });
+});
+
+describe("sign-in, consent and the code", () => {
+  it("goes through sign-in and consent and returns code, state and iss", async () => {
+    const browser = new Browser();
+    const loginPage = await browser.get(authorizeUrl(base()));
+    expect(loginPage.status).toBe(200);
+    const csp = loginPage.headers.get("content-security-policy") as string;
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("form-action 'self' https://app.example");
+    expect(loginPage.headers.get("x-frame-options")).toBe("DENY");
+    expect(loginPage.headers.get("cache-control")).toBe("no-store");
+    const html = await loginPage.clone().text();
+    expect(html).toContain('<label for="email">Email</label>');
+    expect(html).toContain('<label for="password">Password</label>');
+    expect(html).toContain(">Sign in</button>");
+
+    const bad = await browser.post("/login", {
+      email: "alice@example.com",
+      password: "wrong-password",
+      interaction: hidden(html, "interaction"),
+      csrf: hidden(html, "csrf"),
+    });
+    expect(bad.status).toBe(401);
+    expect(await bad.text()).toContain('role="alert"');
+
+    const consent = await follow(browser, await signIn(browser, loginPage));
+    expect(consent.status).toBe(200);
+    const consentHtml = await consent.clone().text();
+    expect(consentHtml).toContain("Example App");
+    expect(consentHtml).toContain("app.example");
+    expect(consentHtml).toContain("mcp:read");
+    expect(consentHtml).toContain("Example MCP server");
+    expect(consentHtml).toContain(MCP_RESOURCE);
+    expect(consentHtml).toContain("alice@example.com");
+
+    const q = clientRedirect(await decide(browser, consent, "allow"), REDIRECT);
+    expect(q.get("code")).toMatch(/^lkc_[0-9a-f]{64}_[A-Za-z0-9_-]{43}$/);
+    expect(q.get("state")).toBe("s-1");
+    expect(q.get("iss")).toBe(ISSUER);
+  });
+
+  it("sets an HttpOnly, SameSite session cookie (not Secure on http://localhost)", async () => {
+    const browser = new Browser();
+    const page = await browser.get(authorizeUrl(base()));
+    const res = await signIn(browser, page);
+    const cookie = res.headers.getSetCookie().find((c) => c.startsWith("lk_session=")) as string;
+    expect(cookie).toMatch(/HttpOnly/);
+    expect(cookie).toMatch(/SameSite=Lax/);
+    expect(cookie).not.toMatch(/Secure/);
+  });
+
+  it("answers access_denied when the user denies", async () => {
+    const browser = new Browser();
+    const consent = await follow(browser, await signIn(browser, await browser.get(authorizeUrl({ ...base(), prompt: "consent" }))));
+    const q = clientRedirect(await decide(browser, consent, "deny"), REDIRECT);
+    expect(Object.fromEntries(q)).toEqual({ error: "access_denied", error_description: "the user denied the request", state: "s-1", iss: ISSUER });
+  });
+
+  it("remembers consent per user, client and resource; asks again for a new scope or prompt=consent", async () => {
+    const { browser } = await obtainCode(base(), REDIRECT);
+    // Same scopes: straight back to the client.
+    const again = await browser.get(authorizeUrl(base()));
+    expect(clientRedirect(again, REDIRECT).get("code")).toBeTruthy();
+    // prompt=none works now too.
+    expect(clientRedirect(await browser.get(authorizeUrl({ ...base(), prompt: "none" })), REDIRECT).get("code")).toBeTruthy();
+    // A wider scope needs consent; with prompt=none that is consent_required.
+    const wider = await browser.get(authorizeUrl({ ...base(), scope: "mcp:read mcp:write" }));
+    expect(wider.status).toBe(200);
+    expect(await wider.text()).toContain("mcp:write");
+    expect(clientRedirect(await browser.get(authorizeUrl({ ...base(), scope: "mcp:write", prompt: "none" })), REDIRECT).get("error")).toBe("consent_required");
+    // prompt=consent always asks.
+    const forced = await browser.get(authorizeUrl({ ...base(), prompt: "consent" }));
+    expect(forced.status).toBe(200);
+    expect(await forced.text()).toContain(">Allow</button>");
+  });
+
+  it("prompt=login and max_age=0 ask the signed-in user to sign in again", async () => {
+    const { browser } = await obtainCode(base(), REDIRECT);
+    for (const extra of [{ prompt: "login" }, { max_age: "0" }]) {
+      const page = await browser.get(authorizeUrl({ ...base(), ...extra }));
+      expect(page.status).toBe(200);
+      expect(await page.clone().text()).toContain('action="/login"');
+      // Signing in again satisfies it (consent is remembered), and the code follows.
+      const after = await follow(browser, await signIn(browser, page));
+      if (extra.max_age) {
+        // max_age=0 means the sign-in must be this very second; it was.
+        expect(after.status).toBe(303);
+      }
+      expect(clientRedirect(after, REDIRECT).get("code")).toBeTruthy();
+    }
+  });
+
+  it("refuses a form post with a missing or foreign CSRF token", async () => {
+    const browser = new Browser();
+    const html = await (await browser.get(authorizeUrl(base()))).text();
+    const res = await browser.post("/login", {
+      email: "alice@example.com",
+      password: "alice-dev-password",
+      interaction: hidden(html, "interaction"),
+      csrf: "forged",
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("the form has expired");
+    const other = new Browser();
+    const stolen = await other.post("/login", {
+      email: "alice@example.com",
+      password: "alice-dev-password",
+      interaction: hidden(html, "interaction"),
+      csrf: hidden(html, "csrf"),
+    });
+    expect(stolen.status).toBe(400);
+  });
+
+  it("refuses a tampered interaction", async () => {
+    const browser = new Browser();
+    const html = await (await browser.get(authorizeUrl(base()))).text();
+    const interaction = hidden(html, "interaction");
+    const res = await browser.post("/login", {
+      email: "alice@example.com",
+      password: "alice-dev-password",
+      interaction: `${interaction}x`,
+      csrf: hidden(html, "csrf"),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain("this sign-in has expired or is invalid");
+  });
+
+  it("lets a loopback redirect URI vary only its port (RFC 8252 §7.3)", async () => {
+    const params = { response_type: "code", client_id: native.client_id, code_challenge: challenge, code_challenge_method: "S256" };
+    const { query } = await obtainCode({ ...params, redirect_uri: "http://127.0.0.1:49152/callback" }, "http://127.0.0.1:49152/callback");
+    expect(query.get("code")).toBeTruthy();
+    await expectErrorPage(
+      await new Browser().get(authorizeUrl({ ...params, redirect_uri: "http://127.0.0.1:49152/other" })),
+      "redirect_uri is not registered for this client",
+    );
+    await expectErrorPage(
+      await new Browser().get(authorizeUrl({ ...params, redirect_uri: "http://localhost:49152/callback" })),
+      "redirect_uri is not registered for this client",
+    );
+  });
+});

@@ -1,0 +1,151 @@
+import { decodeJwt } from "jose";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { setClock } from "../../workers/clock";
+import { obtainCode, pkce } from "./browser";
+import { basic, type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+
+const REDIRECT = "https://app.example/callback";
+let app: CreatedClient;
+let other: CreatedClient;
+
+beforeAll(async () => {
+  app = await createClient({
+    redirect_uris: [REDIRECT],
+    grant_types: ["authorization_code", "refresh_token"],
+    token_endpoint_auth_method: "client_secret_post",
+  });
+  other = await createClient({
+    redirect_uris: [REDIRECT],
+    grant_types: ["authorization_code", "refresh_token"],
+    token_endpoint_auth_method: "client_secret_post",
+  });
+});
+
+afterEach(() => setClock());
+
+async function tokens(scope = "mcp:read mcp:write") {
+  const p = await pkce();
+  const { code } = await obtainCode(
+    {
+      response_type: "code",
+      client_id: app.client_id,
+      redirect_uri: REDIRECT,
+      code_challenge: p.challenge,
+      code_challenge_method: "S256",
+      resource: MCP_RESOURCE,
+      scope,
+    },
+    REDIRECT,
+  );
+  const res = await postForm("/token", {
+    grant_type: "authorization_code",
+    code,
+    code_verifier: p.verifier,
+    client_id: app.client_id,
+    client_secret: app.client_secret as string,
+  });
+  return (await res.json()) as { access_token: string; refresh_token: string };
+}
+
+function refresh(token: string, extra: Record<string, string> = {}, client = app) {
+  return postForm("/token", {
+    grant_type: "refresh_token",
+    refresh_token: token,
+    client_id: client.client_id,
+    client_secret: client.client_secret as string,
+    ...extra,
+  });
+}
+
+describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
+  it("rotates the refresh token on every use", async () => {
+    const t = await tokens();
+    const res = await refresh(t.refresh_token);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const next = (await res.json()) as Record<string, string>;
+    expect(next.refresh_token).toMatch(/^lkr_/);
+    expect(next.refresh_token).not.toBe(t.refresh_token);
+    expect(next.scope).toBe("mcp:read mcp:write");
+    expect(decodeJwt(next.access_token as string)).toMatchObject({ aud: MCP_RESOURCE, sub: "usr_dev_alice" });
+    expect((await refresh(next.refresh_token as string)).status).toBe(200);
+  });
+
+  it("answers a retry of the rotated token inside the window with the same successor", async () => {
+    const t = await tokens();
+    const a = (await (await refresh(t.refresh_token)).json()) as Record<string, string>;
+    const b = (await (await refresh(t.refresh_token)).json()) as Record<string, string>;
+    expect(b.refresh_token).toBe(a.refresh_token);
+    expect(b.access_token).not.toBe(a.access_token);
+    // The successor still works: the retry changed nothing.
+    expect((await refresh(a.refresh_token as string)).status).toBe(200);
+  });
+
+  it("treats the old token as reuse once its successor was used, and revokes the grant", async () => {
+    const t = await tokens();
+    const a = (await (await refresh(t.refresh_token)).json()) as Record<string, string>;
+    const b = (await (await refresh(a.refresh_token as string)).json()) as Record<string, string>;
+    await expectError(await refresh(t.refresh_token), 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+    // The whole family is gone, including the newest token.
+    await expectError(await refresh(b.refresh_token as string), 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+  });
+
+  it("treats a retry after the window as reuse", async () => {
+    const t = await tokens();
+    const a = (await (await refresh(t.refresh_token)).json()) as Record<string, string>;
+    const later = Date.now() + 31_000;
+    setClock(() => later);
+    await expectError(await refresh(t.refresh_token), 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+    await expectError(await refresh(a.refresh_token as string), 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+  });
+
+  it("survives 20 simultaneous uses of one refresh token", async () => {
+    const t = await tokens();
+    const results = await Promise.all(Array.from({ length: 20 }, () => refresh(t.refresh_token)));
+    expect(results.map((r) => r.status)).toEqual(Array(20).fill(200));
+    const bodies = (await Promise.all(results.map((r) => r.json()))) as Array<Record<string, string>>;
+    expect(new Set(bodies.map((b) => b.refresh_token)).size).toBe(1);
+    expect((await refresh(bodies[0]?.refresh_token as string)).status).toBe(200);
+  });
+
+  it("may narrow the scope but never widen it", async () => {
+    const t = await tokens("mcp:read");
+    const narrowed = await refresh(t.refresh_token, { scope: "mcp:read" });
+    expect(((await narrowed.json()) as Record<string, string>).scope).toBe("mcp:read");
+    const t2 = await tokens("mcp:read");
+    await expectError(await refresh(t2.refresh_token, { scope: "mcp:read mcp:write" }), 400, "invalid_scope", "scope mcp:write exceeds what was granted");
+  });
+
+  it("keeps the token bound to its resources", async () => {
+    const t = await tokens();
+    await expectError(
+      await refresh(t.refresh_token, { resource: "https://other.example/" }),
+      400,
+      "invalid_target",
+      "resource https://other.example/ was not granted",
+    );
+  });
+
+  it("refuses another client's refresh token without revoking it", async () => {
+    const t = await tokens();
+    await expectError(await refresh(t.refresh_token, {}, other), 400, "invalid_grant", "the refresh token was issued to another client");
+    expect((await refresh(t.refresh_token)).status).toBe(200);
+  });
+
+  it("expires a refresh token left unused past the idle lifetime", async () => {
+    const t = await tokens();
+    const later = Date.now() + 1_209_600_000;
+    setClock(() => later);
+    await expectError(await refresh(t.refresh_token), 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+  });
+
+  it("requires refresh_token and rejects malformed ones", async () => {
+    await expectError(
+      await postForm("/token", { grant_type: "refresh_token", client_id: app.client_id, client_secret: app.client_secret as string }),
+      400,
+      "invalid_request",
+      "refresh_token is required",
+    );
+    await expectError(await refresh("not-a-token"), 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+  });
+});
