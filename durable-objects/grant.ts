@@ -137,7 +137,7 @@ export class GrantObject extends DurableObject<Env> {
     if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
     if (g.state === "revoked") return { ok: false, reason: "revoked" };
     if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
-    if (isRotated && g.rotated && input.now - g.rotated.rotated_at <= g.reuse_window) {
+    if (isRotated && g.rotated && input.now - g.rotated.rotated_at < g.reuse_window) {
       return { ok: true, data: g.data, retry: true, sealed_successor: g.rotated.sealed_successor };
     }
     if (!isCurrent || !g.refresh) {
@@ -215,10 +215,9 @@ export class GrantObject extends DurableObject<Env> {
   }
 
   private async revokeWith(g: Stored, reason: string): Promise<void> {
+    // The family's hashes stay, so a later presentation of any of its tokens answers "revoked".
     g.state = "revoked";
     g.revoked_reason = reason;
-    g.refresh = null;
-    g.rotated = null;
     await this.save(g);
   }
 

@@ -7,12 +7,21 @@ let postAgent: CreatedClient;
 
 beforeAll(async () => {
   agent = await createClient({ client_name: "Agent", grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" });
-  postAgent = await createClient({ client_name: "Agent (post)", grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_post", scope: "mcp:read" });
+  postAgent = await createClient({
+    client_name: "Agent (post)",
+    grant_types: ["client_credentials"],
+    token_endpoint_auth_method: "client_secret_post",
+    scope: "mcp:read",
+  });
 });
 
 describe("client_credentials grant (OAuth 2.1 §4.2)", () => {
   it("issues an RFC 9068 access token bound to the resource, with client_secret_basic", async () => {
-    const res = await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:read" }, { Authorization: basic(agent.client_id, agent.client_secret as string) });
+    const res = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:read" },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get("cache-control")).toBe("no-store");
     const body = (await res.json()) as Record<string, unknown>;
@@ -26,23 +35,42 @@ describe("client_credentials grant (OAuth 2.1 §4.2)", () => {
   });
 
   it("accepts client_secret_post and defaults scope to the client's registered scope", async () => {
-    const res = await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE, client_id: postAgent.client_id, client_secret: postAgent.client_secret as string });
+    const res = await postForm("/token", {
+      grant_type: "client_credentials",
+      resource: MCP_RESOURCE,
+      client_id: postAgent.client_id,
+      client_secret: postAgent.client_secret as string,
+    });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { scope: string }).scope).toBe("mcp:read");
   });
 
   it("refuses a scope the client did not register", async () => {
-    const res = await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:write", client_id: postAgent.client_id, client_secret: postAgent.client_secret as string });
+    const res = await postForm("/token", {
+      grant_type: "client_credentials",
+      resource: MCP_RESOURCE,
+      scope: "mcp:write",
+      client_id: postAgent.client_id,
+      client_secret: postAgent.client_secret as string,
+    });
     await expectError(res, 400, "invalid_scope", "scope mcp:write is not registered for this client");
   });
 
   it("refuses an unknown resource with invalid_target", async () => {
-    const res = await postForm("/token", { grant_type: "client_credentials", resource: "https://unknown.example/mcp" }, { Authorization: basic(agent.client_id, agent.client_secret as string) });
+    const res = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: "https://unknown.example/mcp" },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
     await expectError(res, 400, "invalid_target", "resource https://unknown.example/mcp is not known to this authorization server");
   });
 
   it("refuses openid for a client acting for itself", async () => {
-    const res = await postForm("/token", { grant_type: "client_credentials", scope: "openid" }, { Authorization: basic(agent.client_id, agent.client_secret as string) });
+    const res = await postForm(
+      "/token",
+      { grant_type: "client_credentials", scope: "openid" },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
     await expectError(res, 400, "invalid_scope", /openid and offline_access concern a user/);
   });
 
@@ -59,7 +87,11 @@ describe("client_credentials grant (OAuth 2.1 §4.2)", () => {
   });
 
   it("refuses two authentication methods in one request", async () => {
-    const res = await postForm("/token", { grant_type: "client_credentials", client_secret: "x" }, { Authorization: basic(agent.client_id, agent.client_secret as string) });
+    const res = await postForm(
+      "/token",
+      { grant_type: "client_credentials", client_secret: "x" },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
     await expectError(res, 400, "invalid_request", "more than one client authentication method was used");
   });
 
@@ -69,14 +101,23 @@ describe("client_credentials grant (OAuth 2.1 §4.2)", () => {
   });
 
   it("refuses a repeated parameter", async () => {
-    const res = await postForm("/token", { grant_type: ["client_credentials", "client_credentials"] }, { Authorization: basic(agent.client_id, agent.client_secret as string) });
+    const res = await postForm(
+      "/token",
+      { grant_type: ["client_credentials", "client_credentials"] },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
     await expectError(res, 400, "invalid_request", "parameter grant_type is repeated");
   });
 
   it("refuses unsupported and unregistered grant types", async () => {
     const auth = { Authorization: basic(agent.client_id, agent.client_secret as string) };
     await expectError(await postForm("/token", { grant_type: "password" }, auth), 400, "unsupported_grant_type", "grant_type password is not supported");
-    await expectError(await postForm("/token", { grant_type: "refresh_token" }, auth), 400, "unauthorized_client", "this client is not registered for the refresh_token grant");
+    await expectError(
+      await postForm("/token", { grant_type: "refresh_token" }, auth),
+      400,
+      "unauthorized_client",
+      "this client is not registered for the refresh_token grant",
+    );
     await expectError(await postForm("/token", {}, auth), 400, "invalid_request", "grant_type is required");
   });
 
