@@ -1,0 +1,187 @@
+import { describe, expect, it } from "vitest";
+import { obtainCode, pkce } from "./browser";
+import { adminCall, basic, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+
+describe("admin API", () => {
+  it("refuses requests without the admin token", async () => {
+    const none = await call("/admin/clients/x");
+    expect(none.headers.get("www-authenticate")).toBe('Bearer realm="latchkey-admin", error="invalid_token"');
+    await expectError(none, 401, "invalid_token", "a valid admin bearer token is required");
+    await expectError(
+      await call("/admin/clients/x", { headers: { Authorization: "Bearer wrong" } }),
+      401,
+      "invalid_token",
+      "a valid admin bearer token is required",
+    );
+  });
+
+  it("creates, reads and deletes a confidential client; the secret is returned once", async () => {
+    const created = await createClient({
+      client_name: "Svc",
+      grant_types: ["client_credentials"],
+      token_endpoint_auth_method: "client_secret_post",
+      scope: "mcp:read",
+    });
+    expect(created).toMatchObject({
+      client_name: "Svc",
+      token_endpoint_auth_method: "client_secret_post",
+      grant_types: ["client_credentials"],
+      response_types: [],
+      client_secret_expires_at: 0,
+    });
+    expect(created.client_id).toMatch(/^lk_[A-Za-z0-9_-]{22}$/);
+    expect(created.client_secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const read = await adminCall("GET", `/clients/${created.client_id}`);
+    const info = (await read.json()) as Record<string, unknown>;
+    expect(info.client_id).toBe(created.client_id);
+    expect(info).not.toHaveProperty("client_secret");
+    expect(info).not.toHaveProperty("client_secret_hash");
+    expect((await adminCall("DELETE", `/clients/${created.client_id}`)).status).toBe(204);
+    await expectError(await adminCall("GET", `/clients/${created.client_id}`), 404, "not_found", "no such client");
+    await expectError(await adminCall("DELETE", `/clients/${created.client_id}`), 404, "not_found", "no such client");
+    // The deleting isolate forgets the client at once.
+    await expectError(
+      await postForm("/token", { grant_type: "client_credentials", client_id: created.client_id, client_secret: created.client_secret as string }),
+      401,
+      "invalid_client",
+      "client authentication failed",
+    );
+  });
+
+  it("rejects invalid client metadata with RFC 7591 errors", async () => {
+    await expectError(
+      await adminCall("POST", "/clients", { redirect_uris: ["http://app.example/cb"] }),
+      400,
+      "invalid_redirect_uri",
+      'redirect_uri "http://app.example/cb" must use https (http is allowed only for loopback)',
+    );
+    await expectError(
+      await adminCall("POST", "/clients", { redirect_uris: ["https://app.example/cb#frag"] }),
+      400,
+      "invalid_redirect_uri",
+      'redirect_uri "https://app.example/cb#frag" must not contain a fragment',
+    );
+    await expectError(
+      await adminCall("POST", "/clients", { redirect_uris: ["myapp:/cb"] }),
+      400,
+      "invalid_redirect_uri",
+      'redirect_uri "myapp:/cb" private-use schemes must be reverse domain names',
+    );
+    await expectError(
+      await adminCall("POST", "/clients", { grant_types: ["client_credentials"], token_endpoint_auth_method: "none" }),
+      400,
+      "invalid_client_metadata",
+      "client_credentials requires a confidential client (not token_endpoint_auth_method none)",
+    );
+    await expectError(await adminCall("POST", "/clients", { grant_types: ["implicit"] }), 400, "invalid_client_metadata", /^grant_types\.0: /);
+    await expectError(
+      await adminCall("POST", "/clients", { grant_types: ["authorization_code"] }),
+      400,
+      "invalid_redirect_uri",
+      "redirect_uris is required for the authorization_code grant",
+    );
+    await expectError(
+      await adminCall("POST", "/clients", { response_types: ["token"], redirect_uris: ["https://a.example/cb"] }),
+      400,
+      "invalid_client_metadata",
+      "response_types.0: only the code response type is supported",
+    );
+  });
+
+  it("manages resources", async () => {
+    const res = await adminCall("POST", "/resources", { resource: "https://api.example/v1", name: "API", scopes_supported: ["read", "write", "read"] });
+    expect(res.status).toBe(201);
+    const resource = (await res.json()) as { id: string; scopes_supported: string[] };
+    expect(resource).toMatchObject({ resource: "https://api.example/v1", name: "API", scopes_supported: ["read", "write"] });
+    expect((await (await adminCall("GET", `/resources/${resource.id}`)).json()) as object).toMatchObject({ resource: "https://api.example/v1" });
+    await expectError(
+      await adminCall("POST", "/resources", { resource: "https://api.example/v1", name: "Again", scopes_supported: [] }),
+      400,
+      "invalid_request",
+      "resource https://api.example/v1 is already registered",
+    );
+    await expectError(
+      await adminCall("POST", "/resources", { resource: "https://api.example/#x", name: "Bad", scopes_supported: [] }),
+      400,
+      "invalid_request",
+      "resource: must not contain a fragment (RFC 8707 §2)",
+    );
+    expect((await adminCall("DELETE", `/resources/${resource.id}`)).status).toBe(204);
+    await expectError(await adminCall("GET", `/resources/${resource.id}`), 404, "not_found", "no such resource");
+  });
+
+  it("manages users and never returns password hashes", async () => {
+    const res = await adminCall("POST", "/users", { email: "Carol@Example.com", password: "carol-password-1", name: "Carol" });
+    expect(res.status).toBe(201);
+    const user = (await res.json()) as Record<string, unknown>;
+    expect(user).toEqual({ id: expect.stringMatching(/^usr_/), email: "carol@example.com", name: "Carol", created_at: expect.any(Number) });
+    await expectError(
+      await adminCall("POST", "/users", { email: "carol@example.com", password: "another-password", name: "C" }),
+      400,
+      "invalid_request",
+      "a user with email carol@example.com already exists",
+    );
+    await expectError(
+      await adminCall("POST", "/users", { email: "dave@example.com", password: "short", name: "Dave" }),
+      400,
+      "invalid_request",
+      "password: must be at least 12 characters",
+    );
+    expect(await (await adminCall("GET", `/users/${user.id}`)).json()).toEqual(user);
+    expect((await adminCall("DELETE", `/users/${user.id}`)).status).toBe(204);
+    await expectError(await adminCall("GET", `/users/${user.id}`), 404, "not_found", "no such user");
+  });
+
+  it("rejects non-JSON bodies", async () => {
+    const res = await call("/admin/users", { method: "POST", headers: { Authorization: "Bearer dev-admin-token", "Content-Type": "text/plain" }, body: "x" });
+    await expectError(res, 400, "invalid_request", "the request body must be application/json");
+    const bad = await call("/admin/users", {
+      method: "POST",
+      headers: { Authorization: "Bearer dev-admin-token", "Content-Type": "application/json" },
+      body: "{",
+    });
+    await expectError(bad, 400, "invalid_request", "the request body is not valid JSON");
+  });
+
+  it("deleting a user or a client revokes their grants", async () => {
+    const REDIRECT = "https://app.example/callback";
+    const app = await createClient({
+      redirect_uris: [REDIRECT],
+      grant_types: ["authorization_code", "refresh_token"],
+      token_endpoint_auth_method: "client_secret_basic",
+    });
+    const auth = { Authorization: basic(app.client_id, app.client_secret as string) };
+    const grant = async () => {
+      const p = await pkce();
+      const { code } = await obtainCode(
+        {
+          response_type: "code",
+          client_id: app.client_id,
+          redirect_uri: REDIRECT,
+          code_challenge: p.challenge,
+          code_challenge_method: "S256",
+          resource: MCP_RESOURCE,
+        },
+        REDIRECT,
+      );
+      return (await (await postForm("/token", { grant_type: "authorization_code", code, code_verifier: p.verifier }, auth)).json()) as {
+        refresh_token: string;
+      };
+    };
+    const first = await grant();
+    const second = await grant();
+    expect((await adminCall("DELETE", `/clients/${app.client_id}`)).status).toBe(204);
+    // The client is gone, so it cannot even authenticate; its grants are revoked in their Durable Objects.
+    await expectError(
+      await postForm("/token", { grant_type: "refresh_token", refresh_token: first.refresh_token }, auth),
+      401,
+      "invalid_client",
+      "client authentication failed",
+    );
+    const { env } = await import("cloudflare:workers");
+    for (const t of [first, second]) {
+      const id = t.refresh_token.slice(4, 68);
+      expect(await env.GRANTS.get(env.GRANTS.idFromString(id)).status({ now: Math.floor(Date.now() / 1000) })).toEqual({ active: false });
+    }
+  });
+});

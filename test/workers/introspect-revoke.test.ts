@@ -1,0 +1,178 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { obtainCode, pkce } from "./browser";
+import { basic, type CreatedClient, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+
+const REDIRECT = "https://app.example/callback";
+let app: CreatedClient;
+let rs: CreatedClient;
+let publicApp: CreatedClient;
+let agent: CreatedClient;
+
+beforeAll(async () => {
+  app = await createClient({
+    redirect_uris: [REDIRECT],
+    grant_types: ["authorization_code", "refresh_token"],
+    token_endpoint_auth_method: "client_secret_basic",
+  });
+  rs = await createClient({ client_name: "Resource server", grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" });
+  publicApp = await createClient({ redirect_uris: [REDIRECT], grant_types: ["authorization_code", "refresh_token"], token_endpoint_auth_method: "none" });
+  agent = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" });
+});
+
+const asApp = () => ({ Authorization: basic(app.client_id, app.client_secret as string) });
+const asRs = () => ({ Authorization: basic(rs.client_id, rs.client_secret as string) });
+
+async function tokens(client = app) {
+  const p = await pkce();
+  const { code } = await obtainCode(
+    {
+      response_type: "code",
+      client_id: client.client_id,
+      redirect_uri: REDIRECT,
+      code_challenge: p.challenge,
+      code_challenge_method: "S256",
+      resource: MCP_RESOURCE,
+      scope: "mcp:read",
+    },
+    REDIRECT,
+  );
+  const auth: Record<string, string> = client.client_secret ? { Authorization: basic(client.client_id, client.client_secret) } : {};
+  const body = { grant_type: "authorization_code", code, code_verifier: p.verifier, ...(client.client_secret ? {} : { client_id: client.client_id }) };
+  return (await (await postForm("/token", body, auth)).json()) as { access_token: string; refresh_token: string };
+}
+
+describe("introspection (RFC 7662)", () => {
+  it("describes an active access token to an authenticated resource server", async () => {
+    const t = await tokens();
+    const res = await postForm("/introspect", { token: t.access_token }, asRs());
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(await res.json()).toEqual({
+      active: true,
+      iss: ISSUER,
+      sub: "usr_dev_alice",
+      aud: MCP_RESOURCE,
+      client_id: app.client_id,
+      token_type: "Bearer",
+      scope: "mcp:read",
+      exp: expect.any(Number),
+      iat: expect.any(Number),
+      jti: expect.any(String),
+      auth_time: expect.any(Number),
+    });
+  });
+
+  it("describes an active refresh token, and not its rotated predecessor", async () => {
+    const t = await tokens();
+    const res = await postForm("/introspect", { token: t.refresh_token, token_type_hint: "refresh_token" }, asApp());
+    expect(await res.json()).toEqual({
+      active: true,
+      iss: ISSUER,
+      sub: "usr_dev_alice",
+      client_id: app.client_id,
+      scope: "mcp:read",
+      aud: MCP_RESOURCE,
+      iat: expect.any(Number),
+      exp: expect.any(Number),
+    });
+    await postForm("/token", { grant_type: "refresh_token", refresh_token: t.refresh_token }, asApp());
+    expect(await (await postForm("/introspect", { token: t.refresh_token }, asApp())).json()).toEqual({ active: false });
+  });
+
+  it("says only active:false for garbage, foreign JWTs and unknown handles", async () => {
+    for (const token of ["garbage", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", `lkr_${"a".repeat(64)}_${"b".repeat(43)}`]) {
+      expect(await (await postForm("/introspect", { token }, asRs())).json()).toEqual({ active: false });
+    }
+  });
+
+  it("describes client_credentials tokens too", async () => {
+    const cc = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
+    const { access_token } = (await cc.json()) as { access_token: string };
+    expect(await (await postForm("/introspect", { token: access_token }, asRs())).json()).toMatchObject({
+      active: true,
+      sub: agent.client_id,
+      client_id: agent.client_id,
+    });
+  });
+
+  it("requires client authentication and a token", async () => {
+    await expectError(
+      await postForm("/introspect", { token: "x", client_id: publicApp.client_id }),
+      401,
+      "invalid_client",
+      "introspection requires client authentication",
+    );
+    await expectError(await postForm("/introspect", { token: "x" }), 401, "invalid_client", "client authentication is required (client_id is missing)");
+    await expectError(await postForm("/introspect", {}, asRs()), 400, "invalid_request", "token is required");
+  });
+});
+
+describe("revocation (RFC 7009)", () => {
+  it("revoking a refresh token revokes the grant and its access tokens", async () => {
+    const t = await tokens();
+    const res = await postForm("/revoke", { token: t.refresh_token, token_type_hint: "refresh_token" }, asApp());
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("");
+    await expectError(
+      await postForm("/token", { grant_type: "refresh_token", refresh_token: t.refresh_token }, asApp()),
+      400,
+      "invalid_grant",
+      "the refresh token is invalid, expired or revoked",
+    );
+    expect(await (await postForm("/introspect", { token: t.access_token }, asRs())).json()).toEqual({ active: false });
+  });
+
+  it("revoking an access token deactivates that token only", async () => {
+    const t = await tokens();
+    expect((await postForm("/revoke", { token: t.access_token }, asApp())).status).toBe(200);
+    expect(await (await postForm("/introspect", { token: t.access_token }, asRs())).json()).toEqual({ active: false });
+    expect((await postForm("/token", { grant_type: "refresh_token", refresh_token: t.refresh_token }, asApp())).status).toBe(200);
+  });
+
+  it("lets a public client revoke its own tokens with its client_id", async () => {
+    const t = await tokens(publicApp);
+    expect((await postForm("/revoke", { token: t.refresh_token, client_id: publicApp.client_id })).status).toBe(200);
+    await expectError(
+      await postForm("/token", { grant_type: "refresh_token", refresh_token: t.refresh_token, client_id: publicApp.client_id }),
+      400,
+      "invalid_grant",
+      "the refresh token is invalid, expired or revoked",
+    );
+  });
+
+  it("answers 200 but changes nothing when a client revokes another client's token", async () => {
+    const t = await tokens();
+    expect((await postForm("/revoke", { token: t.refresh_token }, asRs())).status).toBe(200);
+    expect((await postForm("/revoke", { token: t.access_token }, asRs())).status).toBe(200);
+    expect(await (await postForm("/introspect", { token: t.access_token }, asRs())).json()).toMatchObject({ active: true });
+    expect((await postForm("/token", { grant_type: "refresh_token", refresh_token: t.refresh_token }, asApp())).status).toBe(200);
+  });
+
+  it("answers 200 for unknown tokens", async () => {
+    expect((await postForm("/revoke", { token: "nothing-we-issued" }, asApp())).status).toBe(200);
+  });
+
+  it("says unsupported_token_type for a client_credentials access token, which has no grant to revoke", async () => {
+    const cc = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
+    const { access_token } = (await cc.json()) as { access_token: string };
+    await expectError(
+      await postForm("/revoke", { token: access_token }, { Authorization: basic(agent.client_id, agent.client_secret as string) }),
+      400,
+      "unsupported_token_type",
+      "access tokens from client_credentials cannot be revoked; they expire within 600 seconds",
+    );
+  });
+
+  it("requires client authentication and a token", async () => {
+    await expectError(await postForm("/revoke", { token: "x" }), 401, "invalid_client", "client authentication is required (client_id is missing)");
+    await expectError(await postForm("/revoke", {}, asApp()), 400, "invalid_request", "token is required");
+  });
+});

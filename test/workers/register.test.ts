@@ -1,0 +1,65 @@
+import { describe, expect, it } from "vitest";
+import { call, expectError } from "./helpers";
+
+function register(body: unknown, contentType = "application/json") {
+  return call("/register", { method: "POST", headers: { "Content-Type": contentType }, body: typeof body === "string" ? body : JSON.stringify(body) });
+}
+
+describe("dynamic client registration (RFC 7591)", () => {
+  it("registers a public MCP client the way MCP SDKs do", async () => {
+    const res = await register({
+      client_name: "MCP Inspector",
+      redirect_uris: ["http://localhost:6274/oauth/callback"],
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "none",
+    });
+    expect(res.status).toBe(201);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({
+      client_id: expect.stringMatching(/^lk_/),
+      client_id_issued_at: expect.any(Number),
+      client_name: "MCP Inspector",
+      redirect_uris: ["http://localhost:6274/oauth/callback"],
+      grant_types: ["authorization_code", "refresh_token"],
+      response_types: ["code"],
+      token_endpoint_auth_method: "none",
+    });
+    expect(body).not.toHaveProperty("client_secret");
+  });
+
+  it("issues a secret to a confidential client (RFC 7591 default client_secret_basic)", async () => {
+    const body = (await (await register({ redirect_uris: ["https://app.example/cb"] })).json()) as Record<string, unknown>;
+    expect(body).toMatchObject({
+      token_endpoint_auth_method: "client_secret_basic",
+      client_secret: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      client_secret_expires_at: 0,
+    });
+  });
+
+  it("answers bad metadata with the RFC 7591 error codes", async () => {
+    await expectError(
+      await register({ redirect_uris: ["javascript:alert(1)"] }),
+      400,
+      "invalid_redirect_uri",
+      'redirect_uri "javascript:alert(1)" uses a forbidden scheme',
+    );
+    await expectError(await register({ redirect_uris: "https://a.example" }), 400, "invalid_redirect_uri", /^redirect_uris: /);
+    await expectError(
+      await register({ token_endpoint_auth_method: "private_key_jwt", redirect_uris: ["https://a.example/cb"] }),
+      400,
+      "invalid_client_metadata",
+      /^token_endpoint_auth_method: /,
+    );
+    await expectError(await register("[1]"), 400, "invalid_client_metadata", "the registration request must be a JSON object");
+    await expectError(await register("{"), 400, "invalid_client_metadata", "the registration request is not valid JSON");
+    await expectError(await register("{}", "text/plain"), 400, "invalid_client_metadata", "the registration request must be application/json");
+    await expectError(await register({ client_name: "x".repeat(20_000) }), 400, "invalid_client_metadata", "the registration request is too large");
+  });
+
+  it("allows CORS for browser-based clients", async () => {
+    const res = await call("/register", { method: "OPTIONS", headers: { Origin: "https://spa.example", "Access-Control-Request-Method": "POST" } });
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+  });
+});

@@ -1,0 +1,85 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { obtainCode, pkce } from "./browser";
+import { basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+
+const REDIRECT = "https://app.example/callback";
+let app: CreatedClient;
+
+beforeAll(async () => {
+  app = await createClient({
+    redirect_uris: [REDIRECT],
+    grant_types: ["authorization_code", "refresh_token"],
+    token_endpoint_auth_method: "client_secret_basic",
+  });
+});
+
+async function accessToken(extra: Record<string, string>) {
+  const p = await pkce();
+  const { code } = await obtainCode(
+    {
+      response_type: "code",
+      client_id: app.client_id,
+      redirect_uri: REDIRECT,
+      code_challenge: p.challenge,
+      code_challenge_method: "S256",
+      prompt: "consent",
+      ...extra,
+    },
+    REDIRECT,
+  );
+  const res = await postForm(
+    "/token",
+    { grant_type: "authorization_code", code, code_verifier: p.verifier },
+    { Authorization: basic(app.client_id, app.client_secret as string) },
+  );
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+function userinfo(token?: string) {
+  return call("/userinfo", { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+}
+
+describe("userinfo (OIDC Core §5.3)", () => {
+  it("returns the claims the scopes allow for a token whose audience is the issuer", async () => {
+    const token = await accessToken({ scope: "openid profile email" });
+    const res = await userinfo(token);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(await res.json()).toEqual({ sub: "usr_dev_alice", name: "Alice Example", email: "alice@example.com" });
+    const minimal = await userinfo(await accessToken({ scope: "openid" }));
+    expect(await minimal.json()).toEqual({ sub: "usr_dev_alice" });
+  });
+
+  it("accepts POST with the token in the form body", async () => {
+    const token = await accessToken({ scope: "openid" });
+    const res = await postForm("/userinfo", { access_token: token });
+    expect(await res.json()).toEqual({ sub: "usr_dev_alice" });
+  });
+
+  it("refuses a token bound to a resource with 401 invalid_token", async () => {
+    const token = await accessToken({ scope: "openid mcp:read", resource: MCP_RESOURCE });
+    const res = await userinfo(token);
+    expect(res.headers.get("www-authenticate")).toBe('Bearer error="invalid_token", error_description="the access token is bound to another resource"');
+    await expectError(res, 401, "invalid_token", "the access token is bound to another resource");
+  });
+
+  it("refuses a token without openid with 403 insufficient_scope", async () => {
+    const token = await accessToken({ scope: "profile" });
+    const res = await userinfo(token);
+    expect(res.headers.get("www-authenticate")).toContain('scope="openid"');
+    await expectError(res, 403, "insufficient_scope", "the access token lacks the openid scope");
+  });
+
+  it("answers 401 with a bare challenge when no token is sent, and invalid_token for a bad one", async () => {
+    const none = await userinfo();
+    expect(none.headers.get("www-authenticate")).toBe(`Bearer realm="${ISSUER}"`);
+    await expectError(none, 401, "invalid_token", "an access token is required");
+    await expectError(await userinfo("garbage"), 401, "invalid_token", "the access token is invalid, expired or revoked");
+  });
+
+  it("refuses the token once it is revoked", async () => {
+    const token = await accessToken({ scope: "openid" });
+    await postForm("/revoke", { token }, { Authorization: basic(app.client_id, app.client_secret as string) });
+    await expectError(await userinfo(token), 401, "invalid_token", "the access token is invalid, expired or revoked");
+  });
+});
