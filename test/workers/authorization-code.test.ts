@@ -172,6 +172,15 @@ describe("authorization_code grant (OAuth 2.1 §4.1.3)", () => {
     );
   });
 
+  it("gives exactly one success to 20 simultaneous redemptions of one code", async () => {
+    const c = await code(app, { resource: MCP_RESOURCE });
+    const results = await Promise.all(Array.from({ length: 20 }, () => redeem(app, { code: c.code, code_verifier: c.verifier })));
+    const statuses = results.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, ...Array(19).fill(400)]);
+    const bodies = (await Promise.all(results.map((r) => r.json()))) as Array<Record<string, string>>;
+    expect(bodies.filter((b) => b.error === "invalid_grant")).toHaveLength(19);
+  });
+
   it("lets a public client redeem with client_id and PKCE alone", async () => {
     const c = await code(publicApp, { resource: MCP_RESOURCE });
     const res = await redeem(publicApp, { code: c.code, code_verifier: c.verifier });
