@@ -58,7 +58,8 @@ export type RedeemResult =
 export type RefreshResult =
   | { ok: true; data: GrantData; retry: false }
   | { ok: true; data: GrantData; retry: true; sealed_successor: string }
-  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "reused" };
+  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "reused" }
+  | { ok: false; reason: "scope_exceeded"; exceeding: string[] };
 
 export type StatusResult = { active: false } | { active: true; data: GrantData; refresh?: { iat: number; exp: number } };
 
@@ -126,7 +127,15 @@ export class GrantObject extends DurableObject<Env> {
    * within the reuse window and before its successor was ever used, gets the same successor back;
    * any other former token is reuse, and revokes the grant (RFC 9700 §4.14.2).
    */
-  async refresh(input: { token_hash: string; client_id: string; successor_hash: string; sealed_successor: string; now: number }): Promise<RefreshResult> {
+  async refresh(input: {
+    token_hash: string;
+    client_id: string;
+    successor_hash: string;
+    sealed_successor: string;
+    /** The narrower scope the client asked for (OAuth 2.1 §4.3.1), if any. */
+    scope?: string[];
+    now: number;
+  }): Promise<RefreshResult> {
     const g = this.grant;
     if (!g) return { ok: false, reason: "unknown" };
     const isCurrent = g.refresh?.hash === input.token_hash;
@@ -145,6 +154,9 @@ export class GrantObject extends DurableObject<Env> {
       return { ok: false, reason: "reused" };
     }
     if (input.now - g.refresh.last_used_at >= g.idle_ttl) return { ok: false, reason: "expired" };
+    // Checked before rotating: a refused request must leave the presented token the live one.
+    const exceeding = input.scope?.filter((s) => !g.data.scope.includes(s)) ?? [];
+    if (exceeding.length) return { ok: false, reason: "scope_exceeded", exceeding };
     if (g.rotated) g.previous = [...g.previous, g.rotated.hash].slice(-PREVIOUS_KEPT);
     g.rotated = { hash: g.refresh.hash, rotated_at: input.now, sealed_successor: input.sealed_successor };
     g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };

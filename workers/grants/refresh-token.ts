@@ -19,12 +19,14 @@ export const refreshToken: GrantHandler = {
     const handle = await parseHandle("refresh", presented);
     const stub = handle && grantStub(c.env, handle.object_id);
     if (!handle || !stub) throw new InvalidGrant("the refresh token is invalid, expired or revoked");
+    const requested = parseScope(params.get("scope"));
     const successor = await mintHandle("refresh", handle.object_id);
     const result = await stub.refresh({
       token_hash: handle.hash,
       client_id: client.client_id,
       successor_hash: successor.hash,
       sealed_successor: await sealSuccessor(presented, successor.token),
+      ...(requested ? { scope: requested } : {}),
       now: now(),
     });
     if (!result.ok) {
@@ -36,14 +38,15 @@ export const refreshToken: GrantHandler = {
           throw new InvalidGrant("the refresh token is invalid, expired or revoked", result.reason);
         case "client_mismatch":
           throw new InvalidGrant("the refresh token was issued to another client");
+        case "scope_exceeded":
+          throw new InvalidScope(`scope ${result.exceeding.join(" ")} exceeds what was granted`);
         default:
-          unreachable(result.reason);
+          unreachable(result);
       }
     }
     const refresh_token = result.retry ? await openSuccessor(presented, result.sealed_successor) : successor.token;
     if (!refresh_token) throw new InvalidGrant("the refresh token is invalid, expired or revoked", "sealed successor did not open");
     // OAuth 2.1 §4.3.1: a refresh may narrow the scope, never widen it; the grant itself keeps its scope.
-    const requested = parseScope(params.get("scope"));
     const extra = requested?.filter((s) => !result.data.scope.includes(s)) ?? [];
     if (extra.length) throw new InvalidScope(`scope ${extra.join(" ")} exceeds what was granted`);
     const data = requested ? { ...result.data, scope: requested } : result.data;

@@ -1,0 +1,444 @@
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import type { GrantObject } from "../../durable-objects/grant";
+import type { GrantData, GrantLifetimes } from "../../schemas/grant";
+import { setClock } from "../../workers/clock";
+import { randomToken, sha256 } from "../../workers/crypto";
+import { type Handle, mintHandle, openSuccessor, sealSuccessor } from "../../workers/tokens/handles";
+
+/**
+ * GrantObject as the state machine in its header: every transition, every failure reason, what
+ * revokes and what must not, expiry by alarm, and the races that input gates must make atomic.
+ *
+ * Times are real seconds since the epoch (T) so the alarms the object schedules lie in the future
+ * and never fire on their own during a test; the methods take `now`, `alarm()` reads `setClock`.
+ */
+const T = Math.floor(Date.now() / 1000);
+const CODE_TTL = 60;
+const LIFETIMES: GrantLifetimes = { expires_at: T + 30 * 86_400, idle_ttl: 14 * 86_400, reuse_window: 30 };
+const CLIENT = "client_a";
+const OTHER_CLIENT = "client_b";
+const REDIRECT_URI = "https://app.example/callback";
+
+type Stub = DurableObjectStub<GrantObject>;
+
+interface Fixture {
+  stub: Stub;
+  objectId: string;
+  code: Handle;
+  verifier: string;
+  data: GrantData;
+}
+
+afterEach(() => setClock());
+
+/** A pending grant: `create` at T with a code that expires at T + CODE_TTL. */
+async function pending(opts: { refresh?: boolean; lifetimes?: Partial<GrantLifetimes> } = {}): Promise<Fixture> {
+  const id = env.GRANTS.newUniqueId();
+  const stub = env.GRANTS.get(id);
+  const objectId = id.toString();
+  const code = await mintHandle("code", objectId);
+  const verifier = randomToken(32);
+  const data: GrantData = {
+    client_id: CLIENT,
+    sub: "usr_alice",
+    scope: ["openid", "offline_access", "mcp:read"],
+    resources: ["http://localhost:8788/mcp"],
+    auth_time: T - 5,
+    amr: ["pwd"],
+    nonce: "n-0S6_WzA2Mj",
+    refresh: opts.refresh ?? true,
+  };
+  const created = await stub.create({
+    data,
+    code: { hash: code.hash, expires_at: T + CODE_TTL, code_challenge: await sha256(verifier), redirect_uri: REDIRECT_URI },
+    lifetimes: { ...LIFETIMES, ...opts.lifetimes },
+    now: T,
+  });
+  expect(created).toEqual({ ok: true });
+  return { stub, objectId, code, verifier, data };
+}
+
+/** The redeemCode input a legitimate client sends for `f`, at `now`. */
+async function redemption(f: Fixture, now = T + 1, refresh_hash?: string) {
+  return { code_hash: f.code.hash, client_id: CLIENT, code_verifier_s256: await sha256(f.verifier), redirect_uri: REDIRECT_URI, refresh_hash, now };
+}
+
+/** An active grant whose first refresh token was issued at T + 1. */
+async function active(opts: { lifetimes?: Partial<GrantLifetimes> } = {}): Promise<Fixture & { refresh: Handle }> {
+  const f = await pending(opts);
+  const refresh = await mintHandle("refresh", f.objectId);
+  expect(await f.stub.redeemCode(await redemption(f, T + 1, refresh.hash))).toEqual({ ok: true, data: f.data, refresh_issued: true });
+  return { ...f, refresh };
+}
+
+/** What the token endpoint does on refresh: mint a successor, seal it under the presented token. */
+async function rotate(f: Fixture, presented: Handle, now: number, client_id = CLIENT) {
+  const successor = await mintHandle("refresh", f.objectId);
+  const sealed = await sealSuccessor(presented.token, successor.token);
+  const result = await f.stub.refresh({ token_hash: presented.hash, client_id, successor_hash: successor.hash, sealed_successor: sealed, now });
+  return { result, successor, sealed };
+}
+
+/** The stored record and alarm, to prove that a call changed nothing (or exactly what). */
+function snapshot(stub: Stub) {
+  return runInDurableObject(stub, async (_, state) => ({ grant: await state.storage.get("grant"), alarm: await state.storage.getAlarm() }));
+}
+
+function storageKeys(stub: Stub) {
+  return runInDurableObject(stub, async (_, state) => ({ keys: [...(await state.storage.list()).keys()], alarm: await state.storage.getAlarm() }));
+}
+
+describe("create: (none) → pending", () => {
+  it("stores the grant once, arms the alarm at code expiry, and answers a second create with exists", async () => {
+    const f = await pending();
+    expect(await storageKeys(f.stub)).toEqual({ keys: ["grant"], alarm: (T + CODE_TTL) * 1000 });
+    const again = await f.stub.create({
+      data: { ...f.data, sub: "usr_mallory" },
+      code: { hash: "x", expires_at: T + 600, code_challenge: "y", redirect_uri: REDIRECT_URI },
+      lifetimes: LIFETIMES,
+      now: T,
+    });
+    expect(again).toEqual({ ok: false, reason: "exists" });
+    expect(await f.stub.redeemCode(await redemption(f))).toMatchObject({ ok: true, data: { sub: "usr_alice" } });
+  });
+
+  it("a pending grant is not active: status answers inactive before the code is redeemed", async () => {
+    const f = await pending();
+    expect(await f.stub.status({ now: T + 1 })).toEqual({ active: false });
+  });
+
+  it("keeps its state across eviction (the constructor reloads it from storage)", async () => {
+    const f = await pending();
+    await f.stub.status({ now: T });
+    await evictDurableObject(f.stub);
+    expect(await f.stub.redeemCode(await redemption(f))).toEqual({ ok: true, data: f.data, refresh_issued: false });
+  });
+});
+
+describe("redeemCode: pending → active (OAuth 2.1 §4.1.3)", () => {
+  it("activates the grant with a refresh token and moves the alarm to the family's idle deadline", async () => {
+    const f = await pending();
+    const refresh = await mintHandle("refresh", f.objectId);
+    expect(await f.stub.redeemCode(await redemption(f, T + 1, refresh.hash))).toEqual({ ok: true, data: f.data, refresh_issued: true });
+    expect(await f.stub.status({ now: T + 2 })).toEqual({ active: true, data: f.data });
+    expect(await f.stub.status({ refresh_hash: refresh.hash, now: T + 2 })).toEqual({
+      active: true,
+      data: f.data,
+      refresh: { iat: T + 1, exp: T + 1 + LIFETIMES.idle_ttl },
+    });
+    expect((await snapshot(f.stub)).alarm).toBe((T + 1 + LIFETIMES.idle_ttl) * 1000);
+  });
+
+  it("activates without a refresh token when the redemption brings none", async () => {
+    const f = await pending();
+    expect(await f.stub.redeemCode(await redemption(f))).toEqual({ ok: true, data: f.data, refresh_issued: false });
+    expect(await f.stub.status({ now: T + 2 })).toEqual({ active: true, data: f.data });
+  });
+
+  it("issues no refresh token when the grant does not allow it (data.refresh false), even if a hash is offered", async () => {
+    const f = await pending({ refresh: false });
+    const refresh = await mintHandle("refresh", f.objectId);
+    expect(await f.stub.redeemCode(await redemption(f, T + 1, refresh.hash))).toEqual({ ok: true, data: f.data, refresh_issued: false });
+    expect(await f.stub.status({ refresh_hash: refresh.hash, now: T + 2 })).toEqual({ active: false });
+    expect((await rotate(f, refresh, T + 3)).result).toEqual({ ok: false, reason: "unknown" });
+  });
+
+  it("answers unknown for a wrong code hash, and for an object that was never created", async () => {
+    const f = await pending();
+    const other = await mintHandle("code", f.objectId);
+    expect(await f.stub.redeemCode({ ...(await redemption(f)), code_hash: other.hash })).toEqual({ ok: false, reason: "unknown" });
+    const empty = env.GRANTS.get(env.GRANTS.newUniqueId());
+    expect(await empty.redeemCode(await redemption(f))).toEqual({ ok: false, reason: "unknown" });
+    expect(await storageKeys(empty)).toEqual({ keys: [], alarm: null });
+    // The failed attempts changed nothing: the right code still works.
+    expect(await f.stub.redeemCode(await redemption(f))).toMatchObject({ ok: true });
+  });
+
+  it("answers client_mismatch for another client's redemption", async () => {
+    const f = await pending();
+    expect(await f.stub.redeemCode({ ...(await redemption(f)), client_id: OTHER_CLIENT })).toEqual({ ok: false, reason: "client_mismatch" });
+    expect(await f.stub.redeemCode(await redemption(f))).toMatchObject({ ok: true });
+  });
+
+  it("answers pkce_mismatch for a wrong code_verifier (RFC 7636 §4.6)", async () => {
+    const f = await pending();
+    const wrong = await sha256(randomToken(32));
+    expect(await f.stub.redeemCode({ ...(await redemption(f)), code_verifier_s256: wrong })).toEqual({ ok: false, reason: "pkce_mismatch" });
+    expect(await f.stub.redeemCode(await redemption(f))).toMatchObject({ ok: true });
+  });
+
+  it("answers redirect_uri_mismatch only when a different redirect_uri is given", async () => {
+    const f = await pending();
+    const wrongUri = { ...(await redemption(f)), redirect_uri: "https://app.example/other" };
+    expect(await f.stub.redeemCode(wrongUri)).toEqual({ ok: false, reason: "redirect_uri_mismatch" });
+    const { redirect_uri: _omitted, ...withoutUri } = await redemption(f);
+    expect(await f.stub.redeemCode(withoutUri)).toEqual({ ok: true, data: f.data, refresh_issued: false });
+  });
+
+  it("answers expired from the code's expires_at on (now >= expires_at), and stays pending", async () => {
+    const f = await pending();
+    expect(await f.stub.redeemCode(await redemption(f, T + CODE_TTL))).toEqual({ ok: false, reason: "expired" });
+    expect(await f.stub.redeemCode(await redemption(f, T + CODE_TTL + 3600))).toEqual({ ok: false, reason: "expired" });
+    expect(await f.stub.redeemCode(await redemption(f, T + CODE_TTL - 1))).toEqual({ ok: true, data: f.data, refresh_issued: false });
+  });
+
+  it("a second otherwise-valid redemption is replayed and revokes the grant and its refresh tokens", async () => {
+    const f = await active();
+    expect(await f.stub.redeemCode(await redemption(f, T + 2))).toEqual({ ok: false, reason: "replayed" });
+    expect(await f.stub.status({ now: T + 3 })).toEqual({ active: false });
+    expect(await f.stub.status({ refresh_hash: f.refresh.hash, now: T + 3 })).toEqual({ active: false });
+    expect((await rotate(f, f.refresh, T + 3)).result).toEqual({ ok: false, reason: "revoked" });
+    // Later replays find the grant revoked; it is kept (alarm at the family's end) so they say so.
+    expect(await f.stub.redeemCode(await redemption(f, T + 4))).toEqual({ ok: false, reason: "revoked" });
+    expect((await snapshot(f.stub)).alarm).toBe(LIFETIMES.expires_at * 1000);
+    expect((await snapshot(f.stub)).grant).toMatchObject({ state: "revoked", revoked_reason: "authorization_code_replayed" });
+  });
+
+  it("a valid replay after the code's expiry is still a replay and revokes", async () => {
+    const f = await active();
+    expect(await f.stub.redeemCode(await redemption(f, T + CODE_TTL + 600))).toEqual({ ok: false, reason: "replayed" });
+    expect(await f.stub.status({ now: T + CODE_TTL + 601 })).toEqual({ active: false });
+  });
+
+  it("a replay with the wrong client, verifier or redirect_uri does not revoke the grant", async () => {
+    const f = await active();
+    const valid = await redemption(f, T + 2);
+    const before = await snapshot(f.stub);
+    expect(await f.stub.redeemCode({ ...valid, client_id: OTHER_CLIENT })).toEqual({ ok: false, reason: "client_mismatch" });
+    expect(await f.stub.redeemCode({ ...valid, code_verifier_s256: await sha256(randomToken(32)) })).toEqual({ ok: false, reason: "pkce_mismatch" });
+    expect(await f.stub.redeemCode({ ...valid, redirect_uri: "https://evil.example/cb" })).toEqual({ ok: false, reason: "redirect_uri_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect((await rotate(f, f.refresh, T + 3)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+});
+
+describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", () => {
+  it("rotates: the successor becomes current and the presented token stops being active", async () => {
+    const f = await active();
+    const { result, successor } = await rotate(f, f.refresh, T + 100);
+    expect(result).toEqual({ ok: true, data: f.data, retry: false });
+    expect(await f.stub.status({ refresh_hash: successor.hash, now: T + 101 })).toEqual({
+      active: true,
+      data: f.data,
+      refresh: { iat: T + 100, exp: T + 100 + LIFETIMES.idle_ttl },
+    });
+    expect(await f.stub.status({ refresh_hash: f.refresh.hash, now: T + 101 })).toEqual({ active: false });
+    expect((await snapshot(f.stub)).alarm).toBe((T + 100 + LIFETIMES.idle_ttl) * 1000);
+  });
+
+  it("a retry of the just-rotated token within the reuse window gets the same sealed successor and changes nothing", async () => {
+    const f = await active();
+    const first = await rotate(f, f.refresh, T + 100);
+    const before = await snapshot(f.stub);
+    const retry = await rotate(f, f.refresh, T + 100 + LIFETIMES.reuse_window - 1);
+    expect(retry.result).toEqual({ ok: true, data: f.data, retry: true, sealed_successor: first.sealed });
+    expect(await snapshot(f.stub)).toEqual(before);
+    // Only the holder of the old token can open it, and it opens to the successor that is current.
+    expect(await openSuccessor(f.refresh.token, first.sealed)).toBe(first.successor.token);
+    expect(await openSuccessor(first.successor.token, first.sealed)).toBeNull();
+    expect((await rotate(f, first.successor, T + 200)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("the retry window ends reuse_window seconds after the rotation: a later retry is reuse and revokes", async () => {
+    const f = await active();
+    await rotate(f, f.refresh, T + 100);
+    expect((await rotate(f, f.refresh, T + 100 + LIFETIMES.reuse_window)).result).toEqual({ ok: false, reason: "reused" });
+    expect(await f.stub.status({ now: T + 131 })).toEqual({ active: false });
+  });
+
+  it("reuse_window 0 disables retries: presenting the rotated token again, even in the same second, is reuse", async () => {
+    const f = await active({ lifetimes: { reuse_window: 0 } });
+    const first = await rotate(f, f.refresh, T + 100);
+    expect((await rotate(f, f.refresh, T + 100)).result).toEqual({ ok: false, reason: "reused" });
+    expect((await rotate(f, first.successor, T + 101)).result).toEqual({ ok: false, reason: "revoked" });
+  });
+
+  it("once the successor was used, presenting the older token is reuse: the whole family is revoked", async () => {
+    const f = await active();
+    const second = await rotate(f, f.refresh, T + 100);
+    const third = await rotate(f, second.successor, T + 105);
+    expect(third.result).toMatchObject({ ok: true, retry: false });
+    expect((await rotate(f, f.refresh, T + 110)).result).toEqual({ ok: false, reason: "reused" });
+    expect(await f.stub.status({ refresh_hash: third.successor.hash, now: T + 111 })).toEqual({ active: false });
+    expect(await f.stub.status({ now: T + 111 })).toEqual({ active: false });
+    expect((await rotate(f, third.successor, T + 112)).result).toEqual({ ok: false, reason: "revoked" });
+    expect(((await snapshot(f.stub)).grant as { revoked_reason: string }).revoked_reason).toBe("refresh_token_reused");
+  });
+
+  it("answers client_mismatch to another client and revokes nothing, even for a former token", async () => {
+    const f = await active();
+    const second = await rotate(f, f.refresh, T + 100);
+    const before = await snapshot(f.stub);
+    expect((await rotate(f, second.successor, T + 101, OTHER_CLIENT)).result).toEqual({ ok: false, reason: "client_mismatch" });
+    expect((await rotate(f, f.refresh, T + 200, OTHER_CLIENT)).result).toEqual({ ok: false, reason: "client_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect((await rotate(f, second.successor, T + 201)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("expires a token unused for idle_ttl (now - last_used_at >= idle_ttl), without revoking", async () => {
+    const f = await active();
+    const second = await rotate(f, f.refresh, T + 1000);
+    const idleEnd = T + 1000 + LIFETIMES.idle_ttl;
+    expect(await f.stub.status({ refresh_hash: second.successor.hash, now: idleEnd })).toEqual({ active: false });
+    expect((await rotate(f, second.successor, idleEnd)).result).toEqual({ ok: false, reason: "expired" });
+    expect((await snapshot(f.stub)).grant).toMatchObject({ state: "active" });
+    expect((await rotate(f, second.successor, idleEnd - 1)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("expires the whole family at expires_at, however recently it was used", async () => {
+    const f = await active({ lifetimes: { expires_at: T + 3600 } });
+    const second = await rotate(f, f.refresh, T + 3599);
+    expect(second.result).toMatchObject({ ok: true, retry: false });
+    expect(await f.stub.status({ refresh_hash: second.successor.hash, now: T + 3599 })).toMatchObject({ active: true, refresh: { exp: T + 3600 } });
+    expect((await rotate(f, second.successor, T + 3600)).result).toEqual({ ok: false, reason: "expired" });
+    expect(await f.stub.status({ now: T + 3600 })).toEqual({ active: false });
+    expect((await snapshot(f.stub)).alarm).toBe((T + 3600) * 1000);
+  });
+
+  it("answers unknown for a token the family never had, and revokes nothing", async () => {
+    const f = await active();
+    const before = await snapshot(f.stub);
+    const stranger = await mintHandle("refresh", f.objectId);
+    expect((await rotate(f, stranger, T + 10)).result).toEqual({ ok: false, reason: "unknown" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    const empty = env.GRANTS.get(env.GRANTS.newUniqueId());
+    expect(await empty.refresh({ token_hash: f.refresh.hash, client_id: CLIENT, successor_hash: "s", sealed_successor: "x.y", now: T })).toEqual({
+      ok: false,
+      reason: "unknown",
+    });
+    expect((await rotate(f, f.refresh, T + 11)).result).toMatchObject({ ok: true, retry: false });
+  });
+});
+
+describe("revocation (RFC 7009)", () => {
+  it("revokeRefreshToken by the owning client revokes the grant; a token of the family from another client changes nothing", async () => {
+    const f = await active();
+    const second = await rotate(f, f.refresh, T + 10);
+    const before = await snapshot(f.stub);
+    expect(await f.stub.revokeRefreshToken({ token_hash: second.successor.hash, client_id: OTHER_CLIENT })).toEqual({ ok: false, reason: "client_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    const stranger = await mintHandle("refresh", f.objectId);
+    expect(await f.stub.revokeRefreshToken({ token_hash: stranger.hash, client_id: CLIENT })).toEqual({ ok: false, reason: "unknown" });
+    expect(await f.stub.revokeRefreshToken({ token_hash: f.refresh.hash, client_id: CLIENT })).toEqual({ ok: true });
+    expect(await f.stub.status({ now: T + 11 })).toEqual({ active: false });
+    expect((await rotate(f, second.successor, T + 12)).result).toEqual({ ok: false, reason: "revoked" });
+    expect(((await snapshot(f.stub)).grant as { revoked_reason: string }).revoked_reason).toBe("revoked_by_client");
+  });
+
+  it("revokeRefreshToken again after revocation still answers ok (RFC 7009 §2.2)", async () => {
+    const f = await active();
+    expect(await f.stub.revokeRefreshToken({ token_hash: f.refresh.hash, client_id: CLIENT })).toEqual({ ok: true });
+    expect(await f.stub.revokeRefreshToken({ token_hash: f.refresh.hash, client_id: CLIENT })).toEqual({ ok: true });
+  });
+
+  it("revokeAccessToken denies that jti until its exp; other jtis and the grant stay active", async () => {
+    const f = await active();
+    expect(await f.stub.revokeAccessToken({ jti: "at-1", exp: T + 600, client_id: OTHER_CLIENT, now: T + 5 })).toEqual({
+      ok: false,
+      reason: "client_mismatch",
+    });
+    expect(await f.stub.status({ jti: "at-1", now: T + 6 })).toEqual({ active: true, data: f.data });
+    expect(await f.stub.revokeAccessToken({ jti: "at-1", exp: T + 600, client_id: CLIENT, now: T + 5 })).toEqual({ ok: true });
+    expect(await f.stub.status({ jti: "at-1", now: T + 6 })).toEqual({ active: false });
+    expect(await f.stub.status({ jti: "at-2", now: T + 6 })).toEqual({ active: true, data: f.data });
+    expect(await f.stub.status({ refresh_hash: f.refresh.hash, now: T + 6 })).toMatchObject({ active: true });
+    // Entries are dropped once their token has expired anyway.
+    expect(await f.stub.revokeAccessToken({ jti: "at-3", exp: T + 1200, client_id: CLIENT, now: T + 600 })).toEqual({ ok: true });
+    expect(((await snapshot(f.stub)).grant as { revoked_jtis: unknown }).revoked_jtis).toEqual({ "at-3": T + 1200 });
+    const empty = env.GRANTS.get(env.GRANTS.newUniqueId());
+    expect(await empty.revokeAccessToken({ jti: "at-1", exp: T + 600, client_id: CLIENT, now: T })).toEqual({ ok: false, reason: "unknown" });
+  });
+
+  it("revoke() ends an active grant with its reason and is idempotent; on an empty object it stores nothing", async () => {
+    const f = await active();
+    expect(await f.stub.revoke("owner_deleted")).toEqual({ ok: true });
+    expect(await f.stub.revoke("second_reason")).toEqual({ ok: true });
+    expect((await snapshot(f.stub)).grant).toMatchObject({ state: "revoked", revoked_reason: "owner_deleted" });
+    expect(await f.stub.status({ now: T + 2 })).toEqual({ active: false });
+    expect((await rotate(f, f.refresh, T + 3)).result).toEqual({ ok: false, reason: "revoked" });
+    const empty = env.GRANTS.get(env.GRANTS.newUniqueId());
+    expect(await empty.revoke("x")).toEqual({ ok: true });
+    expect(await storageKeys(empty)).toEqual({ keys: [], alarm: null });
+  });
+
+  it("revoke() of a pending grant makes its code answer revoked", async () => {
+    const f = await pending();
+    await f.stub.revoke("owner_deleted");
+    expect(await f.stub.redeemCode(await redemption(f))).toEqual({ ok: false, reason: "revoked" });
+  });
+});
+
+describe("alarm: expiry deletes the record", () => {
+  it("before the code expires, the alarm re-arms itself and keeps the grant", async () => {
+    const f = await pending();
+    setClock(() => (T + CODE_TTL - 1) * 1000);
+    expect(await runDurableObjectAlarm(f.stub)).toBe(true);
+    expect(await storageKeys(f.stub)).toEqual({ keys: ["grant"], alarm: (T + CODE_TTL) * 1000 });
+    expect(await f.stub.redeemCode(await redemption(f, T + CODE_TTL - 1))).toMatchObject({ ok: true });
+  });
+
+  it("a pending grant's alarm after code expiry deletes its storage and its alarm", async () => {
+    const f = await pending();
+    setClock(() => (T + CODE_TTL) * 1000);
+    expect(await runDurableObjectAlarm(f.stub)).toBe(true);
+    expect(await storageKeys(f.stub)).toEqual({ keys: [], alarm: null });
+    expect(await f.stub.redeemCode(await redemption(f, T + 1))).toEqual({ ok: false, reason: "unknown" });
+  });
+
+  it("an active family idle for idle_ttl is deleted by its alarm", async () => {
+    const f = await active();
+    setClock(() => (T + 1 + LIFETIMES.idle_ttl) * 1000);
+    expect(await runDurableObjectAlarm(f.stub)).toBe(true);
+    expect(await storageKeys(f.stub)).toEqual({ keys: [], alarm: null });
+    expect((await rotate(f, f.refresh, T + 2)).result).toEqual({ ok: false, reason: "unknown" });
+  });
+
+  it("a revoked grant is kept until the family's end, then deleted", async () => {
+    const f = await active();
+    await f.stub.revoke("owner_deleted");
+    setClock(() => (LIFETIMES.expires_at - 1) * 1000);
+    expect(await runDurableObjectAlarm(f.stub)).toBe(true);
+    expect(await storageKeys(f.stub)).toEqual({ keys: ["grant"], alarm: LIFETIMES.expires_at * 1000 });
+    setClock(() => LIFETIMES.expires_at * 1000);
+    expect(await runDurableObjectAlarm(f.stub)).toBe(true);
+    expect(await storageKeys(f.stub)).toEqual({ keys: [], alarm: null });
+  });
+});
+
+describe("concurrency: input gates make each transition atomic", () => {
+  it("20 simultaneous valid redemptions: exactly one succeeds, the first replay revokes, the rest find it revoked", async () => {
+    const f = await pending();
+    const refresh = await mintHandle("refresh", f.objectId);
+    const input = await redemption(f, T + 1, refresh.hash);
+    const results = await Promise.all(Array.from({ length: 20 }, () => f.stub.redeemCode(input)));
+    const reasons = results.map((r) => (r.ok ? "ok" : r.reason)).sort();
+    expect(reasons).toEqual(["ok", "replayed", ...Array(18).fill("revoked")].sort());
+    // OAuth 2.1 §4.1.3: the tokens issued to the winner are revoked too.
+    expect(await f.stub.status({ refresh_hash: refresh.hash, now: T + 2 })).toEqual({ active: false });
+    expect(await f.stub.status({ now: T + 2 })).toEqual({ active: false });
+    expect((await snapshot(f.stub)).grant).toMatchObject({ state: "revoked", revoked_reason: "authorization_code_replayed" });
+  });
+
+  it("20 simultaneous refreshes with the current token: one rotation, 19 retries with the same successor, grant still usable", async () => {
+    const f = await active();
+    const successors = await Promise.all(Array.from({ length: 20 }, () => mintHandle("refresh", f.objectId)));
+    const sealed = await Promise.all(successors.map((s) => sealSuccessor(f.refresh.token, s.token)));
+    const results = await Promise.all(
+      successors.map((s, i) =>
+        f.stub.refresh({ token_hash: f.refresh.hash, client_id: CLIENT, successor_hash: s.hash, sealed_successor: sealed[i] as string, now: T + 50 }),
+      ),
+    );
+    const winners = results.flatMap((r, i) => (r.ok && !r.retry ? [i] : []));
+    expect(winners).toHaveLength(1);
+    const w = winners[0] as number;
+    const winner = successors[w] as Handle;
+    for (const [i, r] of results.entries()) {
+      if (i !== w) expect(r).toEqual({ ok: true, data: f.data, retry: true, sealed_successor: sealed[w] });
+    }
+    expect(await openSuccessor(f.refresh.token, sealed[w] as string)).toBe(winner.token);
+    expect(await f.stub.status({ refresh_hash: winner.hash, now: T + 51 })).toMatchObject({ active: true });
+    expect((await rotate(f, winner, T + 60)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+});

@@ -1,0 +1,77 @@
+import { createRemoteJWKSet, customFetch, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
+
+/** What a resource server needs to know to trust Latchkey's access tokens. */
+export interface VerifierOptions {
+  /** The authorization server's issuer identifier (RFC 8414 `issuer`), compared exactly. */
+  issuer: string;
+  /** This resource server's resource identifier (RFC 8707); tokens must carry it as `aud`. */
+  resource: string;
+  /** Where the issuer publishes its keys. Default: `${issuer}/jwks`. */
+  jwksUri?: string;
+  /** Accepted clock skew for `exp`, `iat` and `nbf`, in seconds. Default 30. */
+  clockToleranceSeconds?: number;
+  /** Accepted signature algorithms. Default `["ES256"]`, what Latchkey signs access tokens with. */
+  algorithms?: string[];
+  /** Fetch used for the JWKS (tests, service bindings). Default: global fetch. */
+  fetch?: typeof fetch;
+}
+
+/** The claims of a verified access token (RFC 9068 §2.2). */
+export interface AccessToken extends JWTPayload {
+  iss: string;
+  sub: string;
+  aud: string | string[];
+  client_id: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  scope?: string;
+  /** The scopes as a list (from the space-separated `scope` claim). */
+  scopes: string[];
+}
+
+export type VerifyResult = { ok: true; token: AccessToken } | { ok: false; description: string };
+
+/**
+ * A verifier for Latchkey access tokens: signature against the issuer's JWKS (cached per isolate by
+ * jose; an unknown `kid` triggers a refetch at most every 30 seconds), `typ: at+jwt` (RFC 9068 §4),
+ * issuer, audience equal to this resource, expiry with a small clock skew.
+ */
+export function createTokenVerifier(options: VerifierOptions): (token: string) => Promise<VerifyResult> {
+  const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(options.jwksUri ?? `${options.issuer}/jwks`), {
+    cooldownDuration: 30_000,
+    cacheMaxAge: 600_000,
+    timeoutDuration: 5_000,
+    ...(options.fetch ? { [customFetch]: options.fetch } : {}),
+  });
+  return async (token) => {
+    try {
+      const { payload } = await jwtVerify<AccessToken>(token, keys, {
+        issuer: options.issuer,
+        audience: options.resource,
+        typ: "at+jwt",
+        algorithms: options.algorithms ?? ["ES256"],
+        clockTolerance: options.clockToleranceSeconds ?? 30,
+        requiredClaims: ["exp", "iat", "sub", "client_id", "jti"],
+      });
+      return { ok: true, token: { ...payload, scopes: payload.scope ? payload.scope.split(" ") : [] } };
+    } catch (error) {
+      return { ok: false, description: describe(error) };
+    }
+  };
+}
+
+/** A short, safe reason for a rejected token (for `error_description`). */
+function describe(error: unknown): string {
+  if (error instanceof errors.JWTExpired) return "the access token has expired";
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === "aud") return "the access token is for another resource";
+    if (error.claim === "iss") return "the access token is from an untrusted issuer";
+    if (error.claim === "typ") return "the token is not an access token";
+    return `the access token's ${error.claim} claim is invalid`;
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) return "the access token is signed with an unknown key";
+  if (error instanceof errors.JWSSignatureVerificationFailed) return "the access token signature is invalid";
+  if (error instanceof errors.JOSEAlgNotAllowed) return "the access token is signed with a disallowed algorithm";
+  return "the access token is malformed";
+}
