@@ -3,6 +3,7 @@ import { buildApp } from "./app";
 export { GrantObject } from "../durable-objects/grant";
 export { KeyRing } from "../durable-objects/key-ring";
 export { Registry } from "../durable-objects/registry";
+export { ReplayGuard } from "../durable-objects/replay-guard";
 
 const app = buildApp();
 

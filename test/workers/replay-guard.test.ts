@@ -1,0 +1,44 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ReplayGuard } from "../../durable-objects/replay-guard";
+import { setClock } from "../../workers/clock";
+import { claimOnce } from "../../workers/replay";
+
+afterEach(() => setClock());
+
+describe("ReplayGuard", () => {
+  it("lets an id be claimed once until it expires", async () => {
+    const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName("t1"));
+    expect(await stub.claim({ id: "a", exp: 1000, now: 900 })).toEqual({ ok: true });
+    expect(await stub.claim({ id: "a", exp: 1000, now: 999 })).toEqual({ ok: false, reason: "replayed" });
+    expect(await stub.claim({ id: "b", exp: 1000, now: 999 })).toEqual({ ok: true });
+    // Once expired, the record protects nothing and the id may be claimed again.
+    expect(await stub.claim({ id: "a", exp: 2000, now: 1000 })).toEqual({ ok: true });
+  });
+
+  it("gives exactly one success to 20 simultaneous claims", async () => {
+    const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName("t2"));
+    const results = await Promise.all(Array.from({ length: 20 }, () => stub.claim({ id: "same", exp: 5000, now: 1 })));
+    expect(results.filter((r) => r.ok)).toHaveLength(1);
+  });
+
+  it("forgets expired ids by alarm", async () => {
+    const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName("t3"));
+    const t = Math.floor(Date.now() / 1000);
+    await stub.claim({ id: "x", exp: t + 10, now: t });
+    await stub.claim({ id: "y", exp: t + 100, now: t });
+    setClock(() => (t + 50) * 1000);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const rows = await runInDurableObject(stub, (_o: ReplayGuard, state) => state.storage.sql.exec<{ id: string }>("SELECT id FROM seen").toArray());
+    expect(rows).toEqual([{ id: "y" }]);
+    expect(await stub.claim({ id: "y", exp: t + 100, now: t + 50 })).toEqual({ ok: false, reason: "replayed" });
+  });
+
+  it("claimOnce keeps namespaces apart", async () => {
+    const t = Math.floor(Date.now() / 1000);
+    expect(await claimOnce(env, "dpop", "j1", t + 60, t)).toBe(true);
+    expect(await claimOnce(env, "dpop", "j1", t + 60, t)).toBe(false);
+    expect(await claimOnce(env, "client-assertion", "j1", t + 60, t)).toBe(true);
+  });
+});
