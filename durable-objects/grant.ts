@@ -146,7 +146,11 @@ export class GrantObject extends DurableObject<Env> {
     if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
     if (g.state === "revoked") return { ok: false, reason: "revoked" };
     if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
+    // A refused scope must leave everything as it was: the presented token stays the live one.
+    const exceeding = input.scope?.filter((s) => !g.data.scope.includes(s)) ?? [];
+    const scopeRefused = { ok: false, reason: "scope_exceeded", exceeding } as const;
     if (isRotated && g.rotated && input.now - g.rotated.rotated_at < g.reuse_window) {
+      if (exceeding.length) return scopeRefused;
       return { ok: true, data: g.data, retry: true, sealed_successor: g.rotated.sealed_successor };
     }
     if (!isCurrent || !g.refresh) {
@@ -154,9 +158,7 @@ export class GrantObject extends DurableObject<Env> {
       return { ok: false, reason: "reused" };
     }
     if (input.now - g.refresh.last_used_at >= g.idle_ttl) return { ok: false, reason: "expired" };
-    // Checked before rotating: a refused request must leave the presented token the live one.
-    const exceeding = input.scope?.filter((s) => !g.data.scope.includes(s)) ?? [];
-    if (exceeding.length) return { ok: false, reason: "scope_exceeded", exceeding };
+    if (exceeding.length) return scopeRefused;
     if (g.rotated) g.previous = [...g.previous, g.rotated.hash].slice(-PREVIOUS_KEPT);
     g.rotated = { hash: g.refresh.hash, rotated_at: input.now, sealed_successor: input.sealed_successor };
     g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };

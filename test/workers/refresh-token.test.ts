@@ -114,6 +114,40 @@ describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
     expect(((await narrowed.json()) as Record<string, string>).scope).toBe("mcp:read");
     const t2 = await tokens("mcp:read");
     await expectError(await refresh(t2.refresh_token, { scope: "mcp:read mcp:write" }), 400, "invalid_scope", "scope mcp:write exceeds what was granted");
+    // The refused request changed nothing: the token is still the live one, beyond the reuse window too.
+    const later = Date.now() + 60_000;
+    setClock(() => later);
+    expect((await refresh(t2.refresh_token)).status).toBe(200);
+  });
+
+  it("leaves the nonce out of ID tokens issued on refresh (OIDC Core §12.2)", async () => {
+    const p = await pkce();
+    const { code } = await obtainCode(
+      {
+        response_type: "code",
+        client_id: app.client_id,
+        redirect_uri: REDIRECT,
+        code_challenge: p.challenge,
+        code_challenge_method: "S256",
+        scope: "openid offline_access",
+        nonce: "n-1",
+      },
+      REDIRECT,
+    );
+    const first = (await (
+      await postForm("/token", {
+        grant_type: "authorization_code",
+        code,
+        code_verifier: p.verifier,
+        client_id: app.client_id,
+        client_secret: app.client_secret as string,
+      })
+    ).json()) as Record<string, string>;
+    expect(decodeJwt(first.id_token as string).nonce).toBe("n-1");
+    const next = (await (await refresh(first.refresh_token as string)).json()) as Record<string, string>;
+    const claims = decodeJwt(next.id_token as string);
+    expect(claims.sub).toBe("usr_dev_alice");
+    expect(claims.nonce).toBeUndefined();
   });
 
   it("keeps the token bound to its resources", async () => {

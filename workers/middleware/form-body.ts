@@ -40,8 +40,10 @@ export const formBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   const length = Number(c.req.header("content-length") ?? 0);
   if (length > MAX_FORM_BYTES) throw new RequestTooLarge("the request body is too large");
-  const text = await c.req.text();
-  if (text.length > MAX_FORM_BYTES) throw new RequestTooLarge("the request body is too large");
+  // Read as bytes: the body is form-encoded, not text, and its length is what the cap is about.
+  const bytes = await c.req.arrayBuffer();
+  if (bytes.byteLength > MAX_FORM_BYTES) throw new RequestTooLarge("the request body is too large");
+  const text = new TextDecoder().decode(bytes);
   c.set("params", new Params(new URLSearchParams(text)));
   await next();
 };
