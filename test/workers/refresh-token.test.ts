@@ -2,7 +2,7 @@ import { decodeJwt } from "jose";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { setClock } from "../../workers/clock";
 import { obtainCode, pkce } from "./browser";
-import { basic, type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+import { type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
