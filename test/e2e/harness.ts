@@ -212,3 +212,34 @@ export async function landedAt(page: Page, callback: CallbackServer): Promise<UR
   expect(callback.received.map((u) => u.href)).toContain(url.href);
   return url;
 }
+
+// ── the example MCP server ───────────────────────────────────────────────────────────────────
+
+export interface McpServerHandle {
+  /** `http://localhost:<port>/mcp`: the MCP endpoint and the resource identifier. */
+  resource: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the example MCP Worker (workers/example-mcp) trusting `issuer`, and registers it with the
+ * authorization server as a resource with scopes mcp:read and mcp:write.
+ */
+export async function startMcpServer(server: AuthorizationServer): Promise<McpServerHandle> {
+  const port = await freePort();
+  const resource = `http://localhost:${port}/mcp`;
+  const worker = await unstable_startWorker({
+    config: join(ROOT, "workers", "example-mcp", "wrangler.toml"),
+    envFiles: [],
+    bindings: { ISSUER: { type: "plain_text", value: server.issuer }, RESOURCE: { type: "plain_text", value: resource } },
+    dev: { server: { hostname: "127.0.0.1", port }, inspector: false, persist: false, watch: false, liveReload: false },
+  });
+  await worker.ready;
+  const res = await server.fetch("/admin/resources", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ resource, name: "Example MCP server (test)", scopes_supported: ["mcp:read", "mcp:write"] }),
+  });
+  expect(res.status).toBe(201);
+  return { resource, stop: () => worker.dispose() };
+}

@@ -63,3 +63,17 @@ describe("dynamic client registration (RFC 7591)", () => {
     expect(res.headers.get("access-control-allow-origin")).toBe("*");
   });
 });
+
+describe("the scope a client registered itself", () => {
+  it("does not limit what it may ask for (consent is the gate); an admin-registered scope does", async () => {
+    const { basic, MCP_RESOURCE, postForm } = await import("./helpers");
+    const self = (await (await register({ grant_types: ["client_credentials"], scope: "mcp:read" })).json()) as { client_id: string; client_secret: string };
+    const res = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:write" },
+      { Authorization: basic(self.client_id, self.client_secret) },
+    );
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { scope: string }).scope).toBe("mcp:write");
+  });
+});

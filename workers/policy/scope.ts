@@ -39,7 +39,7 @@ export interface Decision {
 /**
  * What a client may be granted for the requested scope and resources. Resources must be registered
  * (RFC 8707 §2: otherwise `invalid_target`). Each scope must be an OIDC scope or supported by one of
- * the requested resources, and allowed by the client's registered `scope` if it has one. An omitted
+ * the requested resources, and allowed by the `scope` an administrator registered for the client. An omitted
  * scope means the client's registered scope, else everything the requested resources support.
  */
 export async function decide(env: Env, client: Client, requested: string[] | undefined, resourceUris: string[]): Promise<Decision> {
@@ -51,7 +51,11 @@ export async function decide(env: Env, client: Client, requested: string[] | und
   }
   const offered = new Set([...OIDC, ...resources.flatMap((r) => r.scopes_supported)]);
   const clientScope = client.scope ? new Set(client.scope.split(" ")) : null;
-  const allowedForClient = (s: string) => !clientScope || s === "openid" || clientScope.has(s);
+  // A registered scope limits a client only when an administrator set it. A client that registered
+  // itself chose its own `scope`: as a limit it protects nothing, and MCP clients register with their
+  // first scope and later step up. For them the user's consent is the gate.
+  const limit = client.registered_by === "admin" ? clientScope : null;
+  const allowedForClient = (s: string) => !limit || s === "openid" || limit.has(s);
   if (requested === undefined) {
     const base = clientScope ? [...clientScope] : resources.flatMap((r) => r.scopes_supported);
     return { resources, scope: [...new Set(base.filter((s) => offered.has(s) && !OIDC.has(s)))] };

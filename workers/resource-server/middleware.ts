@@ -23,13 +23,15 @@ export function challenge(resource: string, params: { error?: string; error_desc
   return `Bearer ${parts.join(", ")}`;
 }
 
-/** 401: no token, or one that is not valid here. */
-export function unauthorized(c: Context, resource: string, description?: string): Response {
-  const body = description
-    ? { error: "invalid_token", error_description: description }
-    : { error: "invalid_token", error_description: "an access token is required" };
-  c.header("WWW-Authenticate", challenge(resource, description ? { error: "invalid_token", error_description: description } : {}));
-  return c.json(body, 401);
+/**
+ * 401: no token, or one that is not valid here. `scope` tells a client what to ask for first (MCP
+ * authorization: clients use the challenge's scope before the metadata's `scopes_supported`).
+ */
+export function unauthorized(c: Context, resource: string, description?: string, scope?: string[]): Response {
+  const scopeParam = scope?.length ? scope.join(" ") : undefined;
+  const params = description ? { error: "invalid_token", error_description: description, scope: scopeParam } : { scope: scopeParam };
+  c.header("WWW-Authenticate", challenge(resource, params));
+  return c.json({ error: "invalid_token", error_description: description ?? "an access token is required" }, 401);
 }
 
 /**
@@ -48,13 +50,13 @@ export function insufficientScope(c: Context, resource: string, token: AccessTok
  * (never the query string: RFC 6750 §2.3, MCP authorization), with the required scopes. The token
  * stays here — it is never forwarded to another API (the MCP spec forbids token passthrough).
  */
-export function requireAccessToken(options: RequireTokenOptions): MiddlewareHandler<{ Variables: TokenVariables }> {
+export function requireAccessToken<E extends { Variables: TokenVariables }>(options: RequireTokenOptions): MiddlewareHandler<E> {
   return async (c, next) => {
     const header = c.req.header("authorization");
     const token = header ? /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header)?.[1] : undefined;
-    if (!token) return unauthorized(c, options.resource, header ? "the Authorization header must carry a Bearer token" : undefined);
+    if (!token) return unauthorized(c, options.resource, header ? "the Authorization header must carry a Bearer token" : undefined, options.scopes);
     const result = await options.verify(token);
-    if (!result.ok) return unauthorized(c, options.resource, result.description);
+    if (!result.ok) return unauthorized(c, options.resource, result.description, options.scopes);
     const missing = (options.scopes ?? []).filter((s) => !result.token.scopes.includes(s));
     if (missing.length) return insufficientScope(c, options.resource, result.token, missing);
     c.set("accessToken", result.token);
