@@ -10,7 +10,19 @@ export default defineConfig({
   test: {
     projects: [
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml", environment: "dev" } })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml", environment: "dev" },
+            // Small limits, so the abuse-limit tests can reach them; test browsers each get their own IP.
+            miniflare: {
+              ratelimits: {
+                LOGIN_LIMIT: { namespace_id: "3001", simple: { limit: 10, period: 60 } },
+                TOKEN_LIMIT: { namespace_id: "3002", simple: { limit: 200, period: 60 } },
+                REGISTRATION_LIMIT: { namespace_id: "3003", simple: { limit: 10, period: 60 } },
+              },
+            },
+          }),
+        ],
         test: { name: "workers", include: ["test/workers/**/*.test.ts"] },
       },
       {

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { calculateJwkThumbprint, type JWK } from "jose";
+import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, type JWK } from "jose";
 import { now as clock } from "../workers/clock";
 
 /** Algorithms Latchkey signs with: ES256 for access tokens, RS256 (OIDC's mandatory) and ES256 for ID tokens. */
@@ -10,7 +10,8 @@ export type SigningAlg = (typeof SIGNING_ALGS)[number];
 interface StoredKey {
   kid: string;
   alg: SigningAlg;
-  private_jwk: JWK;
+  /** The private JWK as a compact JWE (`dir`, A256GCM) under a key derived from KEY_ENCRYPTION_KEY. */
+  private_jwe: string;
   public_jwk: JWK;
   created_at: number;
   /** When it starts signing. Published from creation, a full rotation interval ahead. */
@@ -44,12 +45,14 @@ export const KEYSET_CACHE_SECONDS = 300;
 export class KeyRing extends DurableObject<Env> {
   /** Returns the keys in force now, creating or rotating them when due. */
   async current(input: { rotation_interval: number; retain_seconds: number; now: number }): Promise<KeySet> {
-    const keys = await this.maintain(input);
+    // Key generation and encryption await real crypto between the read and the write of the ring, so
+    // concurrent first calls are serialised: every caller sees the one key set that was stored.
+    const keys = await this.ctx.blockConcurrencyWhile(() => this.maintain(input));
     const signing = {} as KeySet["signing"];
     for (const alg of SIGNING_ALGS) {
       const key = keys.find((k) => k.alg === alg && k.activates_at <= input.now && input.now < k.retires_at);
       if (!key) throw new Error(`KeyRing invariant broken: no signing key for ${alg}`);
-      signing[alg] = { kid: key.kid, private_jwk: key.private_jwk };
+      signing[alg] = { kid: key.kid, private_jwk: await openPrivateKey(this.env, key.private_jwe) };
     }
     const nextChange = Math.min(...keys.flatMap((k) => [k.activates_at, k.retires_at, k.removed_at]).filter((t) => t > input.now));
     return {
@@ -62,7 +65,7 @@ export class KeyRing extends DurableObject<Env> {
   /** Rotation runs here too, so keys turn over even when nobody asks. */
   override async alarm(): Promise<void> {
     const stored = await this.ctx.storage.get<{ rotation_interval: number; retain_seconds: number }>("schedule");
-    if (stored) await this.maintain({ ...stored, now: clock() });
+    if (stored) await this.ctx.blockConcurrencyWhile(() => this.maintain({ ...stored, now: clock() }));
   }
 
   /** Drops removed keys and makes sure each algorithm has a signing key and a published successor. */
@@ -75,13 +78,13 @@ export class KeyRing extends DurableObject<Env> {
       let latest = keys.filter((k) => k.alg === alg).sort((a, b) => b.activates_at - a.activates_at)[0];
       if (!latest || latest.retires_at <= now) {
         // First use (or the ring lay idle past a whole rotation): a key that signs from now.
-        latest = await generate(alg, now, now, now + rotation_interval, retain_seconds);
+        latest = await generate(this.env, alg, now, now, now + rotation_interval, retain_seconds);
         keys = [...keys, latest];
         changed = true;
       }
       if (latest.activates_at <= now) {
         // The signing key needs a published successor, which takes over when the signing key retires.
-        const next = await generate(alg, now, latest.retires_at, latest.retires_at + rotation_interval, retain_seconds);
+        const next = await generate(this.env, alg, now, latest.retires_at, latest.retires_at + rotation_interval, retain_seconds);
         keys = [...keys, next];
         changed = true;
       }
@@ -95,7 +98,7 @@ export class KeyRing extends DurableObject<Env> {
   }
 }
 
-async function generate(alg: SigningAlg, now: number, activates_at: number, retires_at: number, retain_seconds: number): Promise<StoredKey> {
+async function generate(env: Env, alg: SigningAlg, now: number, activates_at: number, retires_at: number, retain_seconds: number): Promise<StoredKey> {
   const params =
     alg === "ES256"
       ? { name: "ECDSA", namedCurve: "P-256" }
@@ -109,11 +112,35 @@ async function generate(alg: SigningAlg, now: number, activates_at: number, reti
   return {
     kid,
     alg,
-    private_jwk: { ...private_jwk, kid, alg },
+    private_jwe: await sealPrivateKey(env, { ...private_jwk, kid, alg }),
     public_jwk: { ...pub, kid, alg, use: "sig" },
     created_at: now,
     activates_at,
     retires_at,
     removed_at: retires_at + retain_seconds,
   };
+}
+
+/**
+ * Signing keys at rest are encrypted (issue: operations): a compact JWE, `dir` + A256GCM, under a
+ * 256-bit key derived by HKDF-SHA256 from the KEY_ENCRYPTION_KEY secret. Storage alone never yields
+ * a usable private key.
+ */
+async function keyEncryptionKey(env: Env): Promise<Uint8Array> {
+  const secret = env.KEY_ENCRYPTION_KEY;
+  if (!secret) throw new Error("KEY_ENCRYPTION_KEY is not configured");
+  const ikm = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), "HKDF", false, ["deriveBits"]);
+  const info = new TextEncoder().encode("latchkey key-ring private keys");
+  return new Uint8Array(await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info }, ikm, 256));
+}
+
+async function sealPrivateKey(env: Env, jwk: JWK): Promise<string> {
+  return new CompactEncrypt(new TextEncoder().encode(JSON.stringify(jwk)))
+    .setProtectedHeader({ alg: "dir", enc: "A256GCM", cty: "jwk+json" })
+    .encrypt(await keyEncryptionKey(env));
+}
+
+async function openPrivateKey(env: Env, jwe: string): Promise<JWK> {
+  const { plaintext } = await compactDecrypt(jwe, await keyEncryptionKey(env), { keyManagementAlgorithms: ["dir"], contentEncryptionAlgorithms: ["A256GCM"] });
+  return JSON.parse(new TextDecoder().decode(plaintext)) as JWK;
 }

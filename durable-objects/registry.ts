@@ -15,6 +15,7 @@ import { seedDevData } from "./seed";
  *   user:{id}                     → User          user-email:{email} → id
  *   consent:{sub}\n{client}\n{audience} → string[] (scopes the user allowed)
  *   grant-of:{client|user}:{id}\n{grant_id} → true
+ *   login-failures:{email}        → { count, locked_until } (sign-in lockout)
  */
 export class Registry extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
@@ -96,6 +97,37 @@ export class Registry extends DurableObject<Env> {
     return { ok: true, revoked_grants: await this.revokeGrantsOf(`user:${id}`) };
   }
 
+  // ── sign-in attempts ────────────────────────────────────────────────────────────────────────
+  /**
+   * The account behind a sign-in attempt, or when it may next try. Lockout is kept per email, known or
+   * not, so it never tells which emails have accounts.
+   */
+  async beginLogin(email: string, now: number): Promise<{ ok: true; user: User | null } | { ok: false; reason: "locked"; retry_after: number }> {
+    const lock = await this.ctx.storage.get<LoginFailures>(`login-failures:${email}`);
+    if (lock && lock.locked_until > now) return { ok: false, reason: "locked", retry_after: lock.locked_until - now };
+    if (lock && now - lock.last_failure > FAILURES_FORGOTTEN_AFTER) await this.ctx.storage.delete(`login-failures:${email}`);
+    return { ok: true, user: await this.getUserByEmail(email) };
+  }
+
+  /**
+   * Records the outcome of a sign-in attempt. After LOCKOUT_AFTER consecutive failures the email is
+   * locked for a minute, doubling with each further failure up to an hour; a success resets it.
+   */
+  async finishLogin(input: { email: string; success: boolean; now: number }): Promise<{ ok: true; locked_for: number }> {
+    const key = `login-failures:${input.email}`;
+    if (input.success) {
+      await this.ctx.storage.delete(key);
+      return { ok: true, locked_for: 0 };
+    }
+    const stored = await this.ctx.storage.get<LoginFailures>(key);
+    const before = stored && input.now - stored.last_failure <= FAILURES_FORGOTTEN_AFTER ? stored : { count: 0 };
+    const count = before.count + 1;
+    const over = count - LOCKOUT_AFTER;
+    const locked_for = over >= 0 ? Math.min(60 * 2 ** over, 3600) : 0;
+    await this.ctx.storage.put(key, { count, locked_until: input.now + locked_for, last_failure: input.now } satisfies LoginFailures);
+    return { ok: true, locked_for };
+  }
+
   // ── consent and the grant index ─────────────────────────────────────────────────────────────
   /** Scopes the user has already allowed this client for this audience (resource or issuer). */
   async getConsent(sub: string, clientId: string, audience: string): Promise<string[]> {
@@ -134,6 +166,18 @@ export class Registry extends DurableObject<Env> {
     await this.ctx.storage.delete([...entries.keys()]);
     return ids.length;
   }
+}
+
+/** Consecutive failed sign-ins before an email is locked. */
+const LOCKOUT_AFTER = 5;
+
+/** Failures older than a day no longer count towards a lockout. */
+const FAILURES_FORGOTTEN_AFTER = 86_400;
+
+interface LoginFailures {
+  count: number;
+  locked_until: number;
+  last_failure: number;
 }
 
 function consentKey(sub: string, clientId: string, audience: string): string {

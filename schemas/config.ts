@@ -27,6 +27,8 @@ export const ConfigSchema = v.pipe(
     ),
     /** Bearer token for `/admin`. Without it the admin API refuses every request. */
     ADMIN_TOKEN: v.optional(v.pipe(v.string(), v.minLength(1))),
+    /** Encrypts signing keys at rest in the KeyRing Durable Object (HKDF → A256GCM). */
+    KEY_ENCRYPTION_KEY: v.pipe(v.string(), v.minLength(32, "must be at least 32 characters")),
     /** Key for signing session cookies and interaction state (HMAC-SHA256). */
     SESSION_SECRET: v.pipe(v.string(), v.minLength(32, "must be at least 32 characters")),
     /** RFC 7591 registration at `/register`: `open` to anyone (what MCP clients expect) or `closed`. */

@@ -1,8 +1,10 @@
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
+import { health } from "./endpoints/health";
 import { introspect } from "./endpoints/introspect";
 import { jwks } from "./endpoints/jwks";
 import { metadata } from "./endpoints/metadata";
@@ -11,8 +13,10 @@ import { revoke } from "./endpoints/revoke";
 import { token } from "./endpoints/token";
 import { ui } from "./endpoints/ui";
 import { userinfo } from "./endpoints/userinfo";
-import { NotFound, OAuthError, ServerError } from "./errors";
+import { NotFound, OAuthError, RequestTooLarge, ServerError } from "./errors";
 import { securityHeaders } from "./middleware/headers";
+import { requestContext } from "./middleware/request-context";
+import { log } from "./observe/log";
 import type { AppEnv } from "./types";
 
 /**
@@ -20,9 +24,22 @@ import type { AppEnv } from "./types";
  * (`{error, error_description}`) with its status; anything unexpected is logged and becomes
  * `server_error` without detail.
  */
+/** The largest request body any endpoint accepts. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  app.use(requestContext);
   app.use(securityHeaders);
+  // No endpoint takes more than this; each also has its own, smaller limit where it reads the body.
+  app.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: () => {
+        throw new RequestTooLarge("the request body is too large");
+      },
+    }),
+  );
   app.use(async (c, next) => {
     c.set("cfg", config(c.env));
     await next();
@@ -31,6 +48,7 @@ export function buildApp(): Hono<AppEnv> {
   const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
   for (const path of ["/.well-known/*", "/jwks", "/token", "/introspect", "/revoke", "/userinfo", "/register"]) app.use(path, apiCors);
 
+  app.route("/", health);
   app.route("/", metadata);
   app.route("/", jwks);
   app.route("/", authorize);
@@ -48,10 +66,11 @@ export function buildApp(): Hono<AppEnv> {
   app.onError((err, c) => {
     const known = err instanceof OAuthError ? err : null;
     const error = known ?? new ServerError("the server could not complete the request");
+    const request_id = c.get("request_id");
     if (!known || error.status >= 500) {
-      console.error(
-        JSON.stringify({ level: "error", path: new URL(c.req.url).pathname, error: String(err), detail: known?.detail, stack: (err as Error).stack }),
-      );
+      log("error", "unexpected_error", { request_id, path: new URL(c.req.url).pathname, error: String(err), stack: (err as Error).stack });
+    } else if (known.detail) {
+      log("info", "oauth_error", { request_id, path: new URL(c.req.url).pathname, error: known.error, detail: known.detail });
     }
     const res = c.json(error.toJSON(), error.status);
     for (const [name, value] of Object.entries(error.headers)) res.headers.set(name, value);

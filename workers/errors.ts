@@ -75,6 +75,8 @@ export class Forbidden extends code("access_denied", 403) {}
 export class NotFound extends code("not_found", 404) {}
 export class MethodNotAllowed extends code("method_not_allowed", 405) {}
 export class RequestTooLarge extends code("invalid_request", 413) {}
+/** Over a rate limit: 429 with Retry-After; the code is the closest RFC 6749 one. */
+export class RateLimited extends code("temporarily_unavailable", 429) {}
 
 /** Exhaustiveness guard for result unions: a new `reason` fails type checking until it is mapped. */
 export function unreachable(value: never): never {

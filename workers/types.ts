@@ -9,6 +9,8 @@ export type AuthMethod = "none" | "client_secret_basic" | "client_secret_post";
 export interface AppEnv {
   Bindings: Env;
   Variables: {
+    /** This request's id (`middleware/request-context.ts`), also the `X-Request-Id` response header. */
+    request_id: string;
     /** Parsed configuration (`workers/config.ts`). */
     cfg: Config;
     /** Request parameters (`middleware/form-body.ts`). */

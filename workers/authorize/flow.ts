@@ -57,10 +57,10 @@ export async function loginPage(
   client: Client,
   interaction: Interaction,
   token: string,
-  error?: { message: string; email?: string },
+  error?: { message: string; email?: string; status?: 401 | 429 },
 ): Promise<Response> {
   const body = LoginPage({ interaction: token, csrf: await csrfToken(c), clientName: displayName(client), error: error?.message, email: error?.email });
-  return page(c, body as JSX.Element, error ? 401 : 200, interaction.redirect_uri);
+  return page(c, body as JSX.Element, error ? (error.status ?? 401) : 200, interaction.redirect_uri);
 }
 
 export async function consentPage(c: Context<AppEnv>, client: Client, session: Session, interaction: Interaction, token: string): Promise<Response> {

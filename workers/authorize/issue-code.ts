@@ -3,6 +3,7 @@ import type { Client } from "../../schemas/client";
 import { registry } from "../clients/cache";
 import { now } from "../clock";
 import { ServerError } from "../errors";
+import { audit } from "../observe/audit";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
 import { redirectToClient } from "./respond";
@@ -43,6 +44,13 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
     now: t,
   });
   if (!created.ok) throw new ServerError("could not create the grant", "unique grant id already existed");
+  audit(c, {
+    event: "authorization.granted",
+    outcome: "success",
+    client_id: client.client_id,
+    subject: session.sub,
+    detail: `grant ${grant_id} scope=${interaction.scope.join(" ")}`,
+  });
   return redirectToClient(c, interaction.redirect_uri, { code: code.token, state: interaction.state });
 }
 

@@ -25,7 +25,7 @@ export function redirectError(c: Context<AppEnv>, redirectUri: string, error: OA
  * that may post only here — plus the client's origin, because browsers apply `form-action` to the
  * redirect that follows a form submission.
  */
-export function page(c: Context<AppEnv>, body: JSX.Element, status: 200 | 400 | 401 | 403 = 200, redirectUri?: string): Response {
+export function page(c: Context<AppEnv>, body: JSX.Element, status: 200 | 400 | 401 | 403 | 429 = 200, redirectUri?: string): Response {
   const formTargets = ["'self'"];
   if (redirectUri) {
     const u = new URL(redirectUri);

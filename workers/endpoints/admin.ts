@@ -8,6 +8,7 @@ import { now } from "../clock";
 import { randomToken, timingSafeEqualStrings } from "../crypto";
 import { InvalidRequest, InvalidToken, NotFound, TemporarilyUnavailable } from "../errors";
 import { noStore } from "../middleware/headers";
+import { audit } from "../observe/audit";
 import { hashPassword } from "../password";
 import type { AppEnv } from "../types";
 
@@ -30,7 +31,15 @@ const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-admin.use(noStore, requireAdmin);
+/** Every successful change through the admin API is an audit event. */
+const auditChanges: MiddlewareHandler<AppEnv> = async (c, next) => {
+  await next();
+  if (c.req.method !== "GET" && c.res.status < 300) {
+    audit(c, { event: "admin.changed", outcome: "success", detail: `${c.req.method} ${new URL(c.req.url).pathname}` });
+  }
+};
+
+admin.use(noStore, requireAdmin, auditChanges);
 
 async function json(c: { req: { json: () => Promise<unknown>; header: (n: string) => string | undefined } }): Promise<unknown> {
   if (!c.req.header("content-type")?.toLowerCase().startsWith("application/json")) throw new InvalidRequest("the request body must be application/json");

@@ -6,6 +6,7 @@ import { clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
+import { audit } from "../observe/audit";
 import { verifyAccessToken } from "../tokens/access-token";
 import { parseHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
@@ -24,7 +25,8 @@ revoke.post("/revoke", noStore, formBody, clientAuth, async (c) => {
   if (!token) throw new InvalidRequest("token is required");
   const refresh = await parseHandle("refresh", token);
   if (refresh) {
-    await grantStub(c.env, refresh.object_id)?.revokeRefreshToken({ token_hash: refresh.hash, client_id: client.client_id });
+    const result = await grantStub(c.env, refresh.object_id)?.revokeRefreshToken({ token_hash: refresh.hash, client_id: client.client_id });
+    if (result?.ok) audit(c, { event: "token.revoked", outcome: "success", client_id: client.client_id, detail: `refresh token, grant ${refresh.object_id}` });
     return c.body(null, 200);
   }
   const t = now();
@@ -33,7 +35,9 @@ revoke.post("/revoke", noStore, formBody, clientAuth, async (c) => {
     // Client-credentials tokens have no grant to record a revocation in; say so rather than pretend.
     if (!claims.gid)
       throw new UnsupportedTokenType(`access tokens from client_credentials cannot be revoked; they expire within ${cfg.ACCESS_TOKEN_TTL} seconds`);
-    await grantStub(c.env, claims.gid)?.revokeAccessToken({ jti: claims.jti, exp: claims.exp, client_id: client.client_id, now: t });
+    const result = await grantStub(c.env, claims.gid)?.revokeAccessToken({ jti: claims.jti, exp: claims.exp, client_id: client.client_id, now: t });
+    if (result?.ok)
+      audit(c, { event: "token.revoked", outcome: "success", client_id: client.client_id, subject: claims.sub, detail: `access token ${claims.jti}` });
   }
   return c.body(null, 200);
 });

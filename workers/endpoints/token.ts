@@ -1,19 +1,39 @@
-import { Hono } from "hono";
-import { InvalidRequest, UnauthorizedClient, UnsupportedGrantType } from "../errors";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { decodeJwt } from "jose";
+import { InvalidRequest, OAuthError, UnauthorizedClient, UnsupportedGrantType } from "../errors";
 import { grants } from "../grants";
-import { clientAuth } from "../middleware/client-auth";
+import { claimedClientId, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
+import { clientIp, rateLimit } from "../middleware/rate-limit";
+import { audit } from "../observe/audit";
 import type { AppEnv } from "../types";
 
 /**
- * OAuth 2.1 §3.2 token endpoint: no-store → form body → client authentication → the grant's handler.
- * The endpoint never names a grant; `grants/index.ts` does.
+ * OAuth 2.1 §3.2 token endpoint: no-store → form body → rate limit → audit → client authentication →
+ * the grant's handler. The endpoint never names a grant; `grants/index.ts` does.
  */
 export const token = new Hono<AppEnv>();
 
-token.post("/token", noStore, formBody, clientAuth, async (c) => {
+/** Token requests per client per minute (TOKEN_LIMIT); guesses at a client's secret count too. */
+const tokenLimit = rateLimit(
+  "token",
+  (env) => env.TOKEN_LIMIT,
+  (c) => claimedClientId(c) ?? `ip:${clientIp(c)}`,
+);
+
+/** Every outcome is an audit event: what was issued to whom, or what was refused and why. */
+const auditOutcome: MiddlewareHandler<AppEnv> = async (c, next) => {
+  await next();
+  // Hono turns a thrown error into the onError response further in and leaves it in `c.error`.
+  if (c.error instanceof OAuthError) {
+    const grantType = c.var.params.get("grant_type") ?? "none";
+    audit(c, { event: "token.refused", outcome: "failure", client_id: claimedClientId(c), detail: `${grantType} ${c.error.error}` });
+  }
+};
+
+async function issue(c: Context<AppEnv>) {
   const grantType = c.var.params.get("grant_type");
   if (!grantType) throw new InvalidRequest("grant_type is required");
   const grant = grants.get(grantType);
@@ -21,6 +41,11 @@ token.post("/token", noStore, formBody, clientAuth, async (c) => {
   if (!(c.var.client.grant_types as string[]).includes(grantType)) {
     throw new UnauthorizedClient(`this client is not registered for the ${grantType} grant`);
   }
-  return c.json(await grant.handle(c));
-});
+  const response = await grant.handle(c);
+  const claims = decodeJwt(response.access_token);
+  audit(c, { event: "token.issued", outcome: "success", client_id: c.var.client.client_id, subject: claims.sub, detail: `${grantType} aud=${claims.aud}` });
+  return c.json(response);
+}
+
+token.post("/token", noStore, formBody, tokenLimit, auditOutcome, clientAuth, issue);
 token.all("/token", methodNotAllowed("POST"));

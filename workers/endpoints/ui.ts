@@ -3,12 +3,13 @@ import { consentPage, loginPage } from "../authorize/flow";
 import { issueCode } from "../authorize/issue-code";
 import { errorPage, redirectError } from "../authorize/respond";
 import { csrfValid, type Interaction, openInteraction, readSession, sealInteraction, writeSession } from "../authorize/session";
+import { checkPassword } from "../authorize/sign-in";
 import { findClient, registry } from "../clients/cache";
 import { now } from "../clock";
 import { AccessDenied, Forbidden, InvalidRequest } from "../errors";
 import { formBody } from "../middleware/form-body";
 import { methodNotAllowed } from "../middleware/method";
-import { burnPasswordCheck, verifyPassword } from "../password";
+import { audit } from "../observe/audit";
 import type { AppEnv } from "../types";
 import { STYLESHEET } from "../ui/layout";
 
@@ -39,10 +40,12 @@ ui.post("/login", formBody, async (c) => {
   const email = ctx.params.get("email")?.trim().toLowerCase();
   const password = ctx.params.get("password");
   if (!email || !password) return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: "Enter your email and password.", email });
-  const user = await registry(c.env).getUserByEmail(email);
-  const ok = user ? await verifyPassword(password, user.password) : await burnPasswordCheck(password);
-  if (!user || !ok) return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: "The email or password is incorrect.", email });
-  await writeSession(c, { sub: user.id, auth_time: now(), amr: ["pwd"] });
+  const checked = await checkPassword(c, email, password);
+  if (!checked.ok) {
+    if (checked.retry_after) c.header("Retry-After", String(checked.retry_after));
+    return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: checked.message, email, status: checked.status });
+  }
+  await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"] });
   // This sign-in satisfies prompt=login; carrying that on keeps the next step from asking again.
   const { iat, ...request } = ctx.interaction;
   const next = await sealInteraction(c, { ...request, prompt: request.prompt.filter((p) => p !== "login") }, iat);
@@ -61,6 +64,7 @@ ui.post("/consent", formBody, async (c) => {
   if (!session) return loginPage(c, client, interaction, ctx.token);
   const decision = ctx.params.get("decision");
   if (decision === "deny") {
+    audit(c, { event: "authorization.denied", outcome: "failure", client_id: client.client_id, subject: session.sub });
     return redirectError(c, interaction.redirect_uri, new AccessDenied("the user denied the request"), interaction.state);
   }
   if (decision !== "allow") return consentPage(c, client, session, interaction as Interaction, ctx.token);

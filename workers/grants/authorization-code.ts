@@ -1,6 +1,7 @@
 import { now } from "../clock";
 import { sha256 } from "../crypto";
 import { InvalidGrant, InvalidRequest, unreachable } from "../errors";
+import { audit } from "../observe/audit";
 import { mintHandle, parseHandle } from "../tokens/handles";
 import { grantStub, issueFromGrant } from "./issue";
 import type { GrantHandler } from "./types";
@@ -36,10 +37,13 @@ export const authorizationCode: GrantHandler = {
     });
     if (!result.ok) {
       switch (result.reason) {
+        case "replayed":
+          // OAuth 2.1 §4.1.3: the grant is now revoked; record it as a security event.
+          audit(c, { event: "security.code_replayed", outcome: "failure", client_id: client.client_id, detail: `grant ${handle.object_id}` });
+          throw new InvalidGrant("the authorization code is invalid, expired or already used", result.reason);
         case "unknown":
         case "expired":
         case "revoked":
-        case "replayed":
           throw new InvalidGrant("the authorization code is invalid, expired or already used", result.reason);
         case "client_mismatch":
           throw new InvalidGrant("the authorization code was issued to another client");

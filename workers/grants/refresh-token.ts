@@ -1,5 +1,6 @@
 import { now } from "../clock";
 import { InvalidGrant, InvalidRequest, InvalidScope, unreachable } from "../errors";
+import { audit } from "../observe/audit";
 import { parseScope } from "../policy/scope";
 import { mintHandle, openSuccessor, parseHandle, sealSuccessor } from "../tokens/handles";
 import { grantStub, issueFromGrant } from "./issue";
@@ -31,10 +32,12 @@ export const refreshToken: GrantHandler = {
     });
     if (!result.ok) {
       switch (result.reason) {
+        case "reused":
+          audit(c, { event: "security.refresh_reused", outcome: "failure", client_id: client.client_id, detail: `grant ${handle.object_id}` });
+          throw new InvalidGrant("the refresh token is invalid, expired or revoked", result.reason);
         case "unknown":
         case "expired":
         case "revoked":
-        case "reused":
           throw new InvalidGrant("the refresh token is invalid, expired or revoked", result.reason);
         case "client_mismatch":
           throw new InvalidGrant("the refresh token was issued to another client");

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
 import { findClient } from "../clients/cache";
 import { now } from "../clock";
@@ -37,6 +37,13 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   c.set("auth_method", presented.method);
   await next();
 };
+
+/** The client_id a request names (Basic header or body) before it is authenticated; for rate limiting. */
+export function claimedClientId(c: Context<AppEnv>): string | undefined {
+  const header = c.req.header("authorization");
+  if (header?.match(/^basic /i)) return parseBasic(header)?.client_id;
+  return c.var.params.get("client_id");
+}
 
 function present(authorization: string | undefined, params: AppEnv["Variables"]["params"]): Presented {
   const bodyId = params.get("client_id");

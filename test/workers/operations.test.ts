@@ -1,0 +1,212 @@
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { authorizeUrl, Browser, hidden, obtainCode, pkce } from "./browser";
+import { basic, type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+
+const REDIRECT = "https://app.example/callback";
+let app: CreatedClient;
+
+beforeAll(async () => {
+  app = await createClient({
+    redirect_uris: [REDIRECT],
+    grant_types: ["authorization_code", "refresh_token", "client_credentials"],
+    token_endpoint_auth_method: "client_secret_basic",
+  });
+});
+
+afterEach(() => vi.restoreAllMocks());
+
+/** Everything the Worker logs while `run` runs, one string per line. */
+async function captureLogs(run: () => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  for (const level of ["log", "warn", "error", "info", "debug"] as const) {
+    vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
+      lines.push(args.map(String).join(" "));
+    });
+  }
+  await run();
+  vi.restoreAllMocks();
+  return lines;
+}
+
+describe("observability", () => {
+  it("puts a request id on every response, errors included", async () => {
+    for (const res of [await call("/health"), await call("/nope"), await postForm("/token", { grant_type: "client_credentials" })]) {
+      expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    }
+  });
+
+  it("answers /health without touching storage", async () => {
+    const res = await call("/health");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok", environment: "dev", issuer: "http://localhost:8787" });
+  });
+
+  it("logs every request and audit event as JSON, and never a code, token, secret, password or cookie", async () => {
+    const secrets: string[] = [app.client_secret as string, "alice-dev-password"];
+    const lines = await captureLogs(async () => {
+      const p = await pkce();
+      const { code, browser } = await obtainCode(
+        {
+          response_type: "code",
+          client_id: app.client_id,
+          redirect_uri: REDIRECT,
+          code_challenge: p.challenge,
+          code_challenge_method: "S256",
+          resource: MCP_RESOURCE,
+        },
+        REDIRECT,
+      );
+      secrets.push(code, p.verifier, ...browser.cookieHeader.split("; ").map((c) => c.split("=")[1] as string));
+      const auth = { Authorization: basic(app.client_id, app.client_secret as string) };
+      const tokens = (await (await postForm("/token", { grant_type: "authorization_code", code, code_verifier: p.verifier }, auth)).json()) as Record<
+        string,
+        string
+      >;
+      secrets.push(tokens.access_token as string, tokens.refresh_token as string);
+      const next = (await (await postForm("/token", { grant_type: "refresh_token", refresh_token: tokens.refresh_token as string }, auth)).json()) as Record<
+        string,
+        string
+      >;
+      secrets.push(next.refresh_token as string);
+      await postForm("/token", { grant_type: "refresh_token", refresh_token: "lkr_garbage" }, auth);
+      await postForm("/token", { grant_type: "client_credentials", client_id: app.client_id, client_secret: "wrong-secret-value" });
+      await postForm("/revoke", { token: next.refresh_token as string }, auth);
+    });
+    expect(lines.length).toBeGreaterThan(10);
+    for (const line of lines) {
+      const parsed = JSON.parse(line) as { level: string; event: string; request_id?: string };
+      expect(parsed.request_id, line).toMatch(/^[0-9a-f-]{36}$/);
+      for (const secret of secrets) expect(line).not.toContain(secret);
+      expect(line).not.toContain("wrong-secret-value");
+    }
+    const audits = lines.map((l) => JSON.parse(l) as Record<string, string>).filter((l) => l.event === "audit");
+    const trail = audits.map((a) => `${a.audit} ${a.outcome} ${a.detail ?? ""}`.trim());
+    expect(trail).toEqual([
+      "login.succeeded success",
+      expect.stringMatching(/^authorization\.granted success grant [0-9a-f]{64} scope=mcp:read mcp:write$/),
+      "token.issued success authorization_code aud=http://localhost:8788/mcp",
+      "token.issued success refresh_token aud=http://localhost:8788/mcp",
+      "token.refused failure refresh_token invalid_grant",
+      "token.refused failure client_credentials invalid_client",
+      expect.stringMatching(/^token\.revoked success refresh token, grant [0-9a-f]{64}$/),
+    ]);
+    expect(audits.find((a) => a.audit === "token.issued")).toMatchObject({ client_id: app.client_id, subject: "usr_dev_alice" });
+  });
+});
+
+/**
+ * The rate limiter counts in fixed one-minute windows, so a run that straddles a window boundary
+ * sees the count restart once. A limit of `limit` is therefore reached after `limit` allowed requests,
+ * or after up to twice that when a boundary falls in between — never sooner, never later.
+ */
+function expectLimitedAfter(statuses: number[], allowed: number, limit: number): void {
+  const first429 = statuses.indexOf(429);
+  expect(first429, statuses.join(",")).toBeGreaterThanOrEqual(limit);
+  expect(first429, statuses.join(",")).toBeLessThanOrEqual(2 * limit);
+  expect(statuses.slice(0, first429).every((s) => s === allowed)).toBe(true);
+}
+
+describe("abuse limits", () => {
+  it("limits sign-in attempts per IP with 429 and Retry-After", async () => {
+    const browser = new Browser();
+    Object.defineProperty(browser, "ip", { value: "203.0.113.7" });
+    const p = await pkce();
+    const html = await (
+      await browser.get(
+        authorizeUrl({ response_type: "code", client_id: app.client_id, redirect_uri: REDIRECT, code_challenge: p.challenge, code_challenge_method: "S256" }),
+      )
+    ).text();
+    const statuses: number[] = [];
+    for (let i = 0; i < 21 && !statuses.includes(429); i++) {
+      const res = await browser.post("/login", {
+        email: `nobody${i}@example.com`,
+        password: "wrong-password",
+        interaction: hidden(html, "interaction"),
+        csrf: hidden(html, "csrf"),
+      });
+      statuses.push(res.status);
+      if (res.status === 429) {
+        expect(res.headers.get("retry-after")).toBe("60");
+        expect(await res.text()).toContain("Too many sign-in attempts from here");
+      }
+    }
+    expectLimitedAfter(statuses, 401, 10);
+  });
+
+  it("locks an account after five failures, with backoff, without revealing whether it exists", async () => {
+    const p = await pkce();
+    for (const email of ["bob@example.com", "ghost@example.com"]) {
+      const statuses: number[] = [];
+      for (let i = 0; i < 7; i++) {
+        // A fresh browser (and IP) each time: the lockout is per account, not per address.
+        const browser = new Browser();
+        const html = await (
+          await browser.get(
+            authorizeUrl({
+              response_type: "code",
+              client_id: app.client_id,
+              redirect_uri: REDIRECT,
+              code_challenge: p.challenge,
+              code_challenge_method: "S256",
+            }),
+          )
+        ).text();
+        const res = await browser.post("/login", { email, password: "wrong-password", interaction: hidden(html, "interaction"), csrf: hidden(html, "csrf") });
+        statuses.push(res.status);
+        if (i === 6) expect(await res.text()).toContain("Too many failed attempts. Try again in 1 minute.");
+      }
+      expect(statuses, email).toEqual([401, 401, 401, 401, 401, 429, 429]);
+    }
+    // Even the right password is refused while locked.
+    const browser = new Browser();
+    const page = await browser.get(
+      authorizeUrl({ response_type: "code", client_id: app.client_id, redirect_uri: REDIRECT, code_challenge: p.challenge, code_challenge_method: "S256" }),
+    );
+    const html = await page.text();
+    const res = await browser.post("/login", {
+      email: "bob@example.com",
+      password: "bob-dev-password",
+      interaction: hidden(html, "interaction"),
+      csrf: hidden(html, "csrf"),
+    });
+    expect(res.status).toBe(429);
+  });
+
+  it("limits token requests per client", async () => {
+    const agent = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" });
+    const auth = { Authorization: basic(agent.client_id, agent.client_secret as string) };
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 401 && !statuses.includes(429); i++) {
+      last = await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE }, auth);
+      statuses.push(last.status);
+    }
+    expectLimitedAfter(statuses, 200, 200);
+    expect((last as Response).headers.get("retry-after")).toBe("60");
+    await expectError(last as Response, 429, "temporarily_unavailable", "too many requests; try again later");
+  });
+
+  it("limits registrations per IP", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 21 && !statuses.includes(429); i++) {
+      const res = await call("/register", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.9" },
+        body: JSON.stringify({ redirect_uris: ["https://a.example/cb"] }),
+      });
+      statuses.push(res.status);
+    }
+    expectLimitedAfter(statuses, 201, 10);
+  });
+
+  it("refuses bodies over the limit with 413", async () => {
+    const res = await call("/admin/users", {
+      method: "POST",
+      headers: { Authorization: "Bearer dev-admin-token", "Content-Type": "application/json" },
+      body: "x".repeat(70_000),
+    });
+    await expectError(res, 413, "invalid_request", "the request body is too large");
+    const form = await postForm("/token", { grant_type: "client_credentials", pad: "y".repeat(70_000) });
+    await expectError(form, 413, "invalid_request", "the request body is too large");
+  });
+});
