@@ -85,8 +85,11 @@ export interface Client extends ClientMetadata {
   client_secret_hash?: string;
   /** RFC 7591 §3.2.1: 0 means the secret never expires. */
   client_secret_expires_at?: number;
-  /** How the client came to exist. */
-  registered_by: "admin" | "dynamic_registration";
+  /**
+   * How the client came to exist. `client_id_metadata_document`: nobody registered it; its client_id is
+   * a URL and this record is its validated, cached metadata document (draft-ietf-oauth-client-id-metadata-document).
+   */
+  registered_by: "admin" | "dynamic_registration" | "client_id_metadata_document";
 }
 
 /** The public view of a client: what RFC 7591 responses and admin reads return (no secret hash). */

@@ -42,6 +42,8 @@ export function serverMetadata(cfg: Config) {
     request_parameter_supported: false,
     request_uri_parameter_supported: false,
     resource_indicators_supported: true,
+    // draft-ietf-oauth-client-id-metadata-document: a URL may be the client_id.
+    client_id_metadata_document_supported: true,
     ui_locales_supported: ["en"],
   };
 }

@@ -5,7 +5,7 @@ import { errorPage, redirectError } from "../authorize/respond";
 import { csrfValid, type Interaction, openInteraction, readSession, sealInteraction, writeSession } from "../authorize/session";
 import { findClient, registry } from "../clients/cache";
 import { now } from "../clock";
-import { AccessDenied, Forbidden, InvalidRequest } from "../errors";
+import { AccessDenied, Forbidden, InvalidRequest, OAuthError } from "../errors";
 import { formBody } from "../middleware/form-body";
 import { methodNotAllowed } from "../middleware/method";
 import { burnPasswordCheck, verifyPassword } from "../password";
@@ -34,7 +34,8 @@ ui.post("/login", formBody, async (c) => {
   try {
     ctx = await formContext(c);
   } catch (error) {
-    return errorPage(c, error as InvalidRequest);
+    if (!(error instanceof OAuthError)) throw error;
+    return errorPage(c, error);
   }
   const email = ctx.params.get("email")?.trim().toLowerCase();
   const password = ctx.params.get("password");
@@ -54,7 +55,8 @@ ui.post("/consent", formBody, async (c) => {
   try {
     ctx = await formContext(c);
   } catch (error) {
-    return errorPage(c, error as InvalidRequest);
+    if (!(error instanceof OAuthError)) throw error;
+    return errorPage(c, error);
   }
   const { interaction, client } = ctx;
   const session = await readSession(c);
