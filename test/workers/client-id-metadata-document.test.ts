@@ -16,7 +16,7 @@ import { call, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
  * HTTP server are exercised in test/e2e/client-id-metadata-document.test.ts.
  */
 const REDIRECT = "https://agent.example/callback";
-const PROD: OutboundPolicy = { timeoutMs: 3000, allowedPorts: [], allowInsecureLoopback: false };
+const PROD: OutboundPolicy = { timeoutMs: 3000, allowedPorts: [], allowInsecureLoopbackClientIds: false };
 
 /** The documents the stubbed internet serves, and how often each was fetched. */
 const served = new Map<string, () => Response>();

@@ -3,9 +3,9 @@ import { type OutboundPolicy, outboundUrlProblem, safeFetch, setOutboundTranspor
 import { ipLiteral, parseIPv6, specialUseBlock } from "../../workers/clients/special-use-ip";
 
 /** Production: https on 443 to public addresses only. */
-const PROD: OutboundPolicy = { timeoutMs: 3000, allowedPorts: [], allowInsecureLoopback: false };
+const PROD: OutboundPolicy = { timeoutMs: 3000, allowedPorts: [], allowInsecureLoopbackClientIds: false };
 /** The dev-only exception, as `ALLOW_INSECURE_LOOPBACK_CLIENT_IDS=true` sets it. */
-const DEV: OutboundPolicy = { ...PROD, allowInsecureLoopback: true };
+const DEV: OutboundPolicy = { ...PROD, allowInsecureLoopbackClientIds: true };
 const JSON_ACCEPT = { accept: "application/json" };
 
 afterEach(() => setOutboundTransport());

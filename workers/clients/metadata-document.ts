@@ -63,7 +63,10 @@ async function fetchDocument(env: Env, cfg: Config, clientId: string): Promise<C
   if (ttl > 0) {
     const entry: Cached = { client, expires_at: t + ttl };
     remember(clientId, entry);
-    await env.CLIENT_CACHE.put(kvKey(clientId), JSON.stringify(entry), { expirationTtl: Math.max(KV_MIN_TTL, ttl) });
+    // Best effort: KV allows one write per key per second, and isolates that refetch together may collide.
+    await env.CLIENT_CACHE.put(kvKey(clientId), JSON.stringify(entry), { expirationTtl: Math.max(KV_MIN_TTL, ttl) }).catch((error: unknown) => {
+      console.warn(JSON.stringify({ level: "warn", message: "could not cache a client metadata document in KV", client_id: clientId, error: String(error) }));
+    });
   }
   return client;
 }

@@ -14,7 +14,7 @@ export interface OutboundPolicy {
   /** Ports other than 443 that may be fetched. */
   allowedPorts: readonly number[];
   /** DEV ONLY: plain http and loopback hosts (localhost, 127.0.0.0/8, [::1]) on any port. */
-  allowInsecureLoopback: boolean;
+  allowInsecureLoopbackClientIds: boolean;
 }
 
 /** CIMD "Maximum Response Size": "The recommended maximum size to read is 5 kilobytes." */
@@ -24,7 +24,7 @@ export function outboundPolicy(cfg: Config): OutboundPolicy {
   return {
     timeoutMs: cfg.OUTBOUND_FETCH_TIMEOUT_MS,
     allowedPorts: cfg.OUTBOUND_FETCH_ALLOWED_PORTS,
-    allowInsecureLoopback: cfg.ALLOW_INSECURE_LOOPBACK_CLIENT_IDS,
+    allowInsecureLoopbackClientIds: cfg.ALLOW_INSECURE_LOOPBACK_CLIENT_IDS,
   };
 }
 
@@ -48,7 +48,7 @@ export function outboundUrlProblem(raw: string, policy: OutboundPolicy): string 
   const host = url.hostname.replace(/\.$/, "").toLowerCase();
   const ip = ipLiteral(host);
   const loopback = ip ? isLoopback(ip) : host === "localhost";
-  if (policy.allowInsecureLoopback && loopback && (url.protocol === "https:" || url.protocol === "http:")) return null;
+  if (policy.allowInsecureLoopbackClientIds && loopback && (url.protocol === "https:" || url.protocol === "http:")) return null;
   if (url.protocol !== "https:") return "must use https";
   if (ip) {
     const block = specialUseBlock(ip);
@@ -63,9 +63,8 @@ export function outboundUrlProblem(raw: string, policy: OutboundPolicy): string 
 /** Why a fetch failed: a closed set, mapped by each caller to its own error. */
 export type FetchFailure = "url" | "network" | "timeout" | "redirect" | "status" | "content_type" | "too_large" | "json";
 
-export type FetchResult =
-  | { ok: true; json: unknown; headers: Headers }
-  | { ok: false; reason: FetchFailure /** A phrase about the URL, wire-safe: "answered HTTP 404, not 200". */; description: string };
+/** On failure, `description` is a wire-safe phrase about the URL: "answered HTTP 404, not 200". */
+export type FetchResult = { ok: true; json: unknown; headers: Headers } | { ok: false; reason: FetchFailure; description: string };
 
 let transport: typeof fetch = (input, init) => fetch(input, init);
 
