@@ -2,13 +2,36 @@ import * as v from "valibot";
 
 /** Grant types a client may register (RFC 7591 §2 `grant_types`). */
 export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"] as const;
-/** RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts. */
-export const AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post"] as const;
+/** RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts (`private_key_jwt`: OIDC Core §9, RFC 7523 §2.2). */
+export const AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"] as const;
+/**
+ * JWS algorithms (RFC 7518) accepted for client assertions: asymmetric only. Never `none`, and never
+ * HMAC, which would make a public key in `jwks` a shared secret.
+ */
+export const ASSERTION_ALGS = ["ES256", "ES384", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA", "Ed25519"] as const;
 /** Algorithms for ID tokens (OIDC Registration `id_token_signed_response_alg`). */
 export const ID_TOKEN_ALGS = ["RS256", "ES256"] as const;
 
 const httpsUrl = v.pipe(v.string(), v.url("must be an absolute URL"), v.maxLength(2000));
 const text = v.pipe(v.string(), v.maxLength(200));
+
+/** JWK members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */
+const PRIVATE_JWK_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/** An RFC 7517 public key; jose checks the key material itself when it imports it. */
+export const PublicJwkSchema = v.pipe(
+  v.looseObject({
+    kty: v.picklist(["RSA", "EC", "OKP"], "must be an RSA, EC or OKP public key (no symmetric keys)"),
+    kid: v.optional(v.pipe(v.string(), v.maxLength(200))),
+    alg: v.optional(v.pipe(v.string(), v.maxLength(20))),
+    use: v.optional(v.literal("sig", 'must be "sig" if present')),
+  }),
+  v.check((k) => PRIVATE_JWK_MEMBERS.every((m) => !(m in k)), "must not contain private key material"),
+);
+
+/** RFC 7517 §5 JWK Set of public signing keys. */
+export const JwksSchema = v.object({ keys: v.pipe(v.array(PublicJwkSchema), v.minLength(1, "must contain a key"), v.maxLength(10)) });
+export type Jwks = v.InferOutput<typeof JwksSchema>;
 
 /**
  * RFC 7591 §2 client metadata as accepted at `/register` and `POST /admin/clients`. Unknown members are
@@ -41,6 +64,12 @@ export const ClientMetadataSchema = v.object({
   application_type: v.optional(v.picklist(["web", "native"]), "web"),
   /** OIDC Registration §2; RS256 unless the client asks for ES256. */
   id_token_signed_response_alg: v.optional(v.picklist(ID_TOKEN_ALGS), "RS256"),
+  /** RFC 7591 §2: the client's public keys, by value (excludes `jwks_uri`). */
+  jwks: v.optional(JwksSchema),
+  /** RFC 7591 §2: where the client publishes its public keys (fetched under the outbound-fetch rules). */
+  jwks_uri: v.optional(httpsUrl),
+  /** OIDC Registration §2: the one JWS algorithm the client's assertions must use. */
+  token_endpoint_auth_signing_alg: v.optional(v.picklist(ASSERTION_ALGS, "must be an asymmetric JWS algorithm Latchkey supports")),
 });
 
 export type ClientMetadataInput = v.InferInput<typeof ClientMetadataSchema>;
@@ -56,8 +85,11 @@ export interface Client extends ClientMetadata {
   client_secret_hash?: string;
   /** RFC 7591 §3.2.1: 0 means the secret never expires. */
   client_secret_expires_at?: number;
-  /** How the client came to exist. */
-  registered_by: "admin" | "dynamic_registration";
+  /**
+   * How the client came to exist. `client_id_metadata_document`: nobody registered it; its client_id is
+   * a URL and this record is its validated, cached metadata document (draft-ietf-oauth-client-id-metadata-document).
+   */
+  registered_by: "admin" | "dynamic_registration" | "client_id_metadata_document";
 }
 
 /** The public view of a client: what RFC 7591 responses and admin reads return (no secret hash). */

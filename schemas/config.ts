@@ -7,6 +7,28 @@ const seconds = (fallback: number, min: number, max: number) =>
     String(fallback),
   );
 
+/** `"true"` or `"false"` (wrangler vars are strings). */
+const flag = v.optional(
+  v.pipe(
+    v.picklist(["true", "false"], 'must be "true" or "false"'),
+    v.transform((s) => s === "true"),
+  ),
+  "false",
+);
+
+/** A comma-separated list of TCP ports, e.g. `"8443,9443"`. */
+const ports = v.optional(
+  v.pipe(
+    v.string(),
+    v.regex(/^(\d{1,5}(,\d{1,5})*)?$/, "must be a comma-separated list of port numbers"),
+    v.transform((s) => (s ? s.split(",").map(Number) : [])),
+    v.check((list) => list.every((p) => p >= 1 && p <= 65_535), "ports are 1-65535"),
+  ),
+  "",
+);
+
+const LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"];
+
 /**
  * Everything Latchkey reads from its environment (wrangler `[vars]` and secrets), with defaults.
  * Parsed once per isolate by `workers/config.ts`; README "Configuration" documents each entry.
@@ -21,7 +43,7 @@ export const ConfigSchema = v.pipe(
       v.url(),
       v.check((s) => {
         const u = new URL(s);
-        const loopback = ["localhost", "127.0.0.1", "[::1]"].includes(u.hostname);
+        const loopback = LOOPBACK_HOSTS.includes(u.hostname);
         return (u.protocol === "https:" || (u.protocol === "http:" && loopback)) && !u.search && !u.hash && !s.endsWith("/");
       }, "must be an https URL (http only on loopback) without query, fragment or trailing slash"),
     ),
@@ -54,12 +76,37 @@ export const ConfigSchema = v.pipe(
     CLIENT_CACHE_TTL: seconds(30, 0, 3600),
     /** Signing keys rotate this often; the next key is published a rotation period ahead. Default 30 days. */
     KEY_ROTATION_INTERVAL: seconds(2_592_000, 3600, 31_536_000),
+    /** Deadline for a whole outbound fetch of a client-supplied URL (metadata document, jwks_uri), body included. Default 3000 ms. */
+    OUTBOUND_FETCH_TIMEOUT_MS: v.optional(
+      v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number of milliseconds"), v.transform(Number), v.minValue(100), v.maxValue(10_000)),
+      "3000",
+    ),
+    /** Ports besides 443 that client-supplied URLs may use. Default none. */
+    OUTBOUND_FETCH_ALLOWED_PORTS: ports,
+    /**
+     * DEV ONLY. Lets client-supplied URLs (client_id metadata documents, jwks_uri) use plain http and
+     * loopback hosts (localhost, 127.0.0.0/8, [::1]) on any port, so that a local client can be tried
+     * against a local server. Refused outside ENVIRONMENT=dev and with a non-loopback ISSUER.
+     */
+    ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: flag,
+    /** Shortest time a client ID metadata document is cached, whatever its Cache-Control says. Default 60 s. */
+    CIMD_CACHE_MIN_TTL: seconds(60, 0, 3600),
+    /** Longest time a client ID metadata document (and keys from a jwks_uri) is cached: the bound on a change taking effect. Default 600 s. */
+    CIMD_CACHE_MAX_TTL: seconds(600, 0, 86_400),
+    /** Longest accepted lifetime of a client assertion (RFC 7523 `exp` minus `iat`, and `exp` minus now). Default 300 s. */
+    CLIENT_ASSERTION_MAX_LIFETIME: seconds(300, 30, 3600),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(
     (c) => c.ENVIRONMENT === "dev" || c.ADMIN_TOKEN === undefined || c.ADMIN_TOKEN.length >= 32,
     "ADMIN_TOKEN must be at least 32 characters outside dev",
   ),
+  // CIMD "SSRF Attacks": the loopback exception "MUST NOT" be applied "in production deployments".
+  v.check(
+    (c) => !c.ALLOW_INSECURE_LOOPBACK_CLIENT_IDS || (c.ENVIRONMENT === "dev" && LOOPBACK_HOSTS.includes(new URL(c.ISSUER).hostname)),
+    "ALLOW_INSECURE_LOOPBACK_CLIENT_IDS is only allowed with ENVIRONMENT=dev and a loopback ISSUER",
+  ),
+  v.check((c) => c.CIMD_CACHE_MIN_TTL <= c.CIMD_CACHE_MAX_TTL, "CIMD_CACHE_MIN_TTL must not exceed CIMD_CACHE_MAX_TTL"),
 );
 
 export type ConfigInput = v.InferInput<typeof ConfigSchema>;

@@ -3,7 +3,7 @@ import type { Config } from "./config";
 import type { Params } from "./middleware/form-body";
 
 /** How the client proved who it is on this request (RFC 7591 §2 method names). */
-export type AuthMethod = "none" | "client_secret_basic" | "client_secret_post";
+export type AuthMethod = "none" | "client_secret_basic" | "client_secret_post" | "private_key_jwt";
 
 /** The Hono environment every route shares. */
 export interface AppEnv {

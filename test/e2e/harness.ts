@@ -42,10 +42,11 @@ async function freePort(): Promise<number> {
 
 /**
  * Starts the Worker with the `dev` environment of wrangler.toml (seeded users, admin token, example
- * resource) and ISSUER overridden to `http://localhost:<port>`. Storage is in memory (`persist: false`),
- * so each test file starts from a freshly seeded server; no file watching, no inspector.
+ * resource) and ISSUER overridden to `http://localhost:<port>`, plus any other `vars` (for example a
+ * shorter OUTBOUND_FETCH_TIMEOUT_MS). Storage is in memory (`persist: false`), so each test file starts
+ * from a freshly seeded server; no file watching, no inspector.
  */
-export async function startServer(): Promise<AuthorizationServer> {
+export async function startServer(vars: Record<string, string> = {}): Promise<AuthorizationServer> {
   process.env.WRANGLER_SEND_METRICS = "false";
   process.env.WRANGLER_LOG ??= "warn";
   const port = await freePort();
@@ -55,7 +56,10 @@ export async function startServer(): Promise<AuthorizationServer> {
     config: join(ROOT, "wrangler.toml"),
     env: "dev",
     envFiles: [],
-    bindings: { ISSUER: { type: "plain_text", value: issuer } },
+    bindings: {
+      ...Object.fromEntries(Object.entries(vars).map(([name, value]) => [name, { type: "plain_text" as const, value }])),
+      ISSUER: { type: "plain_text", value: issuer },
+    },
     dev: {
       server: { hostname: "127.0.0.1", port },
       inspector: false,

@@ -66,9 +66,11 @@ export async function loginPage(
 export async function consentPage(c: Context<AppEnv>, client: Client, session: Session, interaction: Interaction, token: string): Promise<Response> {
   const user = await registry(c.env).getUser(session.sub);
   const resources = await Promise.all(interaction.resources.map(async (uri) => ({ uri, name: (await findResource(c.env, uri))?.name ?? uri })));
+  const metadataDocumentHost = documentHost(client);
   const view: ConsentView = {
-    clientName: displayName(client),
-    clientOrigin: client.client_uri ? new URL(client.client_uri).host : undefined,
+    clientName: client.client_name ?? metadataDocumentHost ?? client.client_id,
+    clientOrigin: metadataDocumentHost ?? (client.client_uri ? new URL(client.client_uri).host : undefined),
+    metadataDocumentHost,
     selfRegistered: client.registered_by !== "admin",
     userEmail: user?.email ?? session.sub,
     scopes: interaction.scope,
@@ -77,6 +79,14 @@ export async function consentPage(c: Context<AppEnv>, client: Client, session: S
   return page(c, ConsentPage({ interaction: token, csrf: await csrfToken(c), view }) as JSX.Element, 200, interaction.redirect_uri);
 }
 
+/** The host of a URL client_id (CIMD "OAuth Phishing Attacks": the AS "SHOULD display the hostname of the client_id"). */
+function documentHost(client: Client): string | undefined {
+  return client.registered_by === "client_id_metadata_document" ? new URL(client.client_id).host : undefined;
+}
+
+/** How the sign-in page names the client; a URL client's self-chosen name always comes with its host. */
 function displayName(client: Client): string {
+  const host = documentHost(client);
+  if (host) return client.client_name ? `${client.client_name} (${host})` : host;
   return client.client_name ?? client.client_id;
 }

@@ -1,7 +1,7 @@
 import type { Client } from "../../schemas/client";
 import { findClient } from "../clients/cache";
 import { matchRedirectUri } from "../clients/redirect-uri";
-import { InvalidRequest, type OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
+import { InvalidRequest, OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
 import type { Params } from "../middleware/form-body";
 import { decide, parseResources, parseScope } from "../policy/scope";
 
@@ -47,7 +47,15 @@ const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 export async function validateAuthorizationRequest(env: Env, params: Params): Promise<{ client: Client; request: AuthorizationRequest }> {
   const clientId = params.get("client_id");
   if (!clientId) throw new UntrustedRedirect(new InvalidRequest("client_id is missing"));
-  const client = await findClient(env, clientId);
+  let client: Client | null;
+  try {
+    client = await findClient(env, clientId);
+  } catch (error) {
+    // CIMD "Metadata Discovery Errors": if fetching the document fails, the AS "SHOULD abort the
+    // authorization request" — with no trustworthy redirect URI, that means the error page.
+    if (error instanceof OAuthError) throw new UntrustedRedirect(error);
+    throw error;
+  }
   if (!client) throw new UntrustedRedirect(new InvalidRequest("the client is not known to this server"));
   const presented = params.get("redirect_uri");
   let redirect_uri: string | null;

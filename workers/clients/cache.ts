@@ -1,6 +1,8 @@
 import type { Client } from "../../schemas/client";
 import type { Resource } from "../../schemas/resource";
 import { config } from "../config";
+import { isClientIdUrl } from "./client-id-url";
+import { resolveMetadataDocument } from "./metadata-document";
 
 /**
  * Read path for registry records on the hot path: isolate memory → KV → the Registry Durable Object.
@@ -32,8 +34,13 @@ async function cached<T>(env: Env, key: string, load: () => Promise<T | null>): 
   return value;
 }
 
-/** The registered client `clientId`, or null. */
+/**
+ * The client `clientId`: a registered one (null when unknown), or, when the client_id is a URL, the
+ * client its metadata document describes (`metadata-document.ts`; throws `invalid_client` when the URL
+ * or its document cannot be used). Every endpoint finds clients here, so both kinds work everywhere.
+ */
 export function findClient(env: Env, clientId: string): Promise<Client | null> {
+  if (isClientIdUrl(clientId)) return resolveMetadataDocument(env, clientId);
   return cached(env, `client:${clientId}`, () => registry(env).getClient(clientId));
 }
 

@@ -2,12 +2,14 @@ import * as v from "valibot";
 import { type ClientMetadata, ClientMetadataSchema } from "../../schemas/client";
 import { InvalidClientMetadata, InvalidRedirectUri } from "../errors";
 import { redirectUriProblem } from "./redirect-uri";
+import { type OutboundPolicy, outboundUrlProblem } from "./safe-fetch";
 
 /**
  * Validates RFC 7591 client metadata: the schema, then the rules that span fields. Throws
  * `invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 §3.2.2) naming the first problem.
+ * `policy` decides which `jwks_uri` may ever be fetched.
  */
-export function validateClientMetadata(input: unknown): ClientMetadata {
+export function validateClientMetadata(input: unknown, policy: OutboundPolicy): ClientMetadata {
   const parsed = v.safeParse(ClientMetadataSchema, input);
   if (!parsed.success) {
     const issue = parsed.issues[0];
@@ -35,7 +37,24 @@ export function validateClientMetadata(input: unknown): ClientMetadata {
   if (grants.has("client_credentials") && m.token_endpoint_auth_method === "none") {
     throw new InvalidClientMetadata("client_credentials requires a confidential client (not token_endpoint_auth_method none)");
   }
+  checkKeys(m, policy);
   return { ...m, grant_types: [...grants], response_types: [...new Set(m.response_types)] };
+}
+
+/** The rules for `jwks`, `jwks_uri` and `token_endpoint_auth_signing_alg`. */
+function checkKeys(m: Omit<ClientMetadata, "response_types">, policy: OutboundPolicy): void {
+  // RFC 7591 §2: "The jwks_uri and jwks parameters MUST NOT both be present in the same request or response."
+  if (m.jwks && m.jwks_uri) throw new InvalidClientMetadata("jwks and jwks_uri must not both be present");
+  if (m.jwks_uri) {
+    const problem = outboundUrlProblem(m.jwks_uri, policy);
+    if (problem) throw new InvalidClientMetadata(`jwks_uri ${problem}`);
+  }
+  if (m.token_endpoint_auth_method === "private_key_jwt" && !m.jwks && !m.jwks_uri) {
+    throw new InvalidClientMetadata("token_endpoint_auth_method: private_key_jwt needs the client's public keys in jwks or jwks_uri");
+  }
+  if (m.token_endpoint_auth_signing_alg && m.token_endpoint_auth_method !== "private_key_jwt") {
+    throw new InvalidClientMetadata("token_endpoint_auth_signing_alg applies only to token_endpoint_auth_method private_key_jwt");
+  }
 }
 
 /** Whether a client authenticates with a shared secret. */

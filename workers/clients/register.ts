@@ -1,9 +1,11 @@
 import type { Client } from "../../schemas/client";
 import { now } from "../clock";
+import { config } from "../config";
 import { randomToken, sha256 } from "../crypto";
 import { InvalidClientMetadata } from "../errors";
 import { registry } from "./cache";
 import { usesSecret, validateClientMetadata } from "./metadata";
+import { outboundPolicy } from "./safe-fetch";
 
 /**
  * Creates a client from RFC 7591 metadata: validates it, assigns a random `client_id` (never an
@@ -11,7 +13,7 @@ import { usesSecret, validateClientMetadata } from "./metadata";
  * for secret-based methods, a 256-bit secret stored only as its hash. Returns the RFC 7591 §3.2.1 body.
  */
 export async function registerClient(env: Env, input: unknown, registered_by: Client["registered_by"]) {
-  const metadata = validateClientMetadata(input);
+  const metadata = validateClientMetadata(input, outboundPolicy(config(env)));
   const issued_at = now();
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const client: Client = {

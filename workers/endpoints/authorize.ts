@@ -5,7 +5,7 @@ import { errorPage, redirectError } from "../authorize/respond";
 import { openInteraction } from "../authorize/session";
 import { findClient } from "../clients/cache";
 import { now } from "../clock";
-import { InvalidRequest } from "../errors";
+import { InvalidRequest, OAuthError } from "../errors";
 import { queryOrFormBody } from "../middleware/form-body";
 import type { AppEnv } from "../types";
 
@@ -36,7 +36,14 @@ authorize.on(["GET", "POST"], "/authorize", async (c) => {
 authorize.get("/authorize/continue", async (c) => {
   const interaction = await openInteraction(c, c.req.query("interaction"));
   if (!interaction) return errorPage(c, new InvalidRequest("this sign-in has expired or is invalid; start again from the application"));
-  const client = await findClient(c.env, interaction.client_id);
+  let client: Awaited<ReturnType<typeof findClient>>;
+  try {
+    client = await findClient(c.env, interaction.client_id);
+  } catch (error) {
+    // A client_id URL whose document can no longer be fetched or validated.
+    if (error instanceof OAuthError) return errorPage(c, error);
+    throw error;
+  }
   if (!client) return errorPage(c, new InvalidRequest("the client is not known to this server"));
   return resume(c, client, interaction, c.req.query("interaction"));
 });

@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { AUTH_METHODS, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
+import { ASSERTION_ALGS, AUTH_METHODS, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
 import type { Config } from "../config";
 import { OIDC_SCOPES } from "../policy/scope";
 import type { AppEnv } from "../types";
@@ -26,6 +26,10 @@ export function serverMetadata(cfg: Config) {
     token_endpoint_auth_methods_supported: [...AUTH_METHODS],
     introspection_endpoint_auth_methods_supported: AUTH_METHODS.filter((m) => m !== "none"),
     revocation_endpoint_auth_methods_supported: [...AUTH_METHODS],
+    // RFC 8414 §2: the algorithms private_key_jwt assertions may use at each authenticated endpoint.
+    token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
+    introspection_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
+    revocation_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
     // OAuth 2.1 §4.1.1: only S256; listing it is how clients learn PKCE is supported.
     code_challenge_methods_supported: ["S256"],
     // RFC 9207 §3: `iss` is in every authorization response.
@@ -38,6 +42,8 @@ export function serverMetadata(cfg: Config) {
     request_parameter_supported: false,
     request_uri_parameter_supported: false,
     resource_indicators_supported: true,
+    // draft-ietf-oauth-client-id-metadata-document: a URL may be the client_id.
+    client_id_metadata_document_supported: true,
     ui_locales_supported: ["en"],
   };
 }

@@ -6,7 +6,7 @@ import { csrfValid, type Interaction, openInteraction, readSession, sealInteract
 import { checkPassword } from "../authorize/sign-in";
 import { findClient, registry } from "../clients/cache";
 import { now } from "../clock";
-import { AccessDenied, Forbidden, InvalidRequest } from "../errors";
+import { AccessDenied, Forbidden, InvalidRequest, OAuthError } from "../errors";
 import { formBody } from "../middleware/form-body";
 import { methodNotAllowed } from "../middleware/method";
 import { audit } from "../observe/audit";
@@ -35,7 +35,8 @@ ui.post("/login", formBody, async (c) => {
   try {
     ctx = await formContext(c);
   } catch (error) {
-    return errorPage(c, error as InvalidRequest);
+    if (!(error instanceof OAuthError)) throw error;
+    return errorPage(c, error);
   }
   const email = ctx.params.get("email")?.trim().toLowerCase();
   const password = ctx.params.get("password");
@@ -57,7 +58,8 @@ ui.post("/consent", formBody, async (c) => {
   try {
     ctx = await formContext(c);
   } catch (error) {
-    return errorPage(c, error as InvalidRequest);
+    if (!(error instanceof OAuthError)) throw error;
+    return errorPage(c, error);
   }
   const { interaction, client } = ctx;
   const session = await readSession(c);

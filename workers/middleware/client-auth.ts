@@ -1,25 +1,30 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
 import { findClient } from "../clients/cache";
+import { authenticateByAssertion, type PresentedAssertion } from "../clients/private-key-jwt";
 import { now } from "../clock";
 import { sha256, timingSafeEqualStrings } from "../crypto";
 import { InvalidClient, InvalidRequest } from "../errors";
-import type { AppEnv, AuthMethod } from "../types";
+import type { AppEnv } from "../types";
 
-interface Presented {
-  method: AuthMethod;
-  client_id: string;
-  secret?: string;
-}
+type Presented =
+  | { method: "none" | "client_secret_basic" | "client_secret_post"; client_id: string; secret?: string }
+  | ({ method: "private_key_jwt" } & PresentedAssertion);
 
 /**
  * Client authentication at the token, introspection and revocation endpoints (OAuth 2.1 §2.4).
  * Finds which method the request uses (exactly one), resolves the client and checks it registered
  * that method. Every failure is `invalid_client` with 401; one presented in the Authorization header
- * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2).
+ * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2). A client assertion (RFC 7523 §2.2)
+ * names its client itself and is checked by `clients/private-key-jwt.ts`.
  */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   const presented = present(c.req.header("authorization"), c.var.params);
+  if (presented.method === "private_key_jwt") {
+    c.set("client", await authenticateByAssertion(c.env, c.var.cfg, presented));
+    c.set("auth_method", presented.method);
+    return next();
+  }
   const fail = (description: string, detail?: string) => {
     const error = new InvalidClient(description, detail);
     if (presented.method === "client_secret_basic") error.headers["WWW-Authenticate"] = `Basic realm="${c.var.cfg.ISSUER}", charset="UTF-8"`;
@@ -48,12 +53,15 @@ export function claimedClientId(c: Context<AppEnv>): string | undefined {
 function present(authorization: string | undefined, params: AppEnv["Variables"]["params"]): Presented {
   const bodyId = params.get("client_id");
   const bodySecret = params.get("client_secret");
-  const methods = [authorization?.match(/^basic /i) ? "basic" : null, bodySecret ? "post" : null, params.get("client_assertion") ? "jwt" : null].filter(
-    Boolean,
-  );
+  const assertion = params.get("client_assertion");
+  const assertionType = params.get("client_assertion_type");
+  const methods = [authorization?.match(/^basic /i) ? "basic" : null, bodySecret ? "post" : null, assertion || assertionType ? "jwt" : null].filter(Boolean);
   // OAuth 2.1 §2.4: "The client MUST NOT use more than one authentication method in each request."
   if (methods.length > 1) throw new InvalidRequest("more than one client authentication method was used");
-  if (methods[0] === "jwt") throw new InvalidClient("client assertion authentication is not supported for this client");
+  if (methods[0] === "jwt") {
+    if (!assertion) throw new InvalidClient("client_assertion is missing");
+    return { method: "private_key_jwt", client_id: bodyId, client_assertion: assertion, client_assertion_type: assertionType };
+  }
   if (methods[0] === "basic") {
     const basic = parseBasic(authorization as string);
     if (!basic) {

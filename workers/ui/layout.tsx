@@ -32,4 +32,6 @@ button { margin-top: 1.25rem; padding: 0.6rem 1.2rem; font: inherit; font-weight
 .muted { color: GrayText; font-size: 0.9rem; }
 ul.scopes { padding-left: 1.2rem; }
 code { word-break: break-all; }
+.host { font-family: ui-monospace, monospace; word-break: break-all; }
+.self-asserted { border-left: 4px solid #b26a00; padding-left: 0.75rem; }
 `;

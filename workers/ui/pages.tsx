@@ -38,6 +38,8 @@ export interface ConsentView {
   clientName: string;
   /** Where the client comes from: the host of a URL client_id or of its client_uri. */
   clientOrigin?: string;
+  /** For a client whose client_id is a URL: that URL's host, the one fact about it the server checked. */
+  metadataDocumentHost?: string;
   /** Whether anybody vouched for the client (admin-registered) or it registered itself. */
   selfRegistered: boolean;
   userEmail: string;
@@ -48,17 +50,38 @@ export interface ConsentView {
 /** The consent page: who asks, for what, at which resource; buttons Allow and Deny. */
 export function ConsentPage(props: { interaction: string; csrf: string; view: ConsentView }) {
   const v = props.view;
+  const host = v.metadataDocumentHost;
   return (
     <Layout title="Allow access?">
-      <h1>
-        Allow <strong>{v.clientName}</strong> to access your account?
-      </h1>
-      {v.clientOrigin ? (
-        <p>
-          This application is from <strong>{v.clientOrigin}</strong>.
-        </p>
-      ) : null}
-      {v.selfRegistered ? <p class="muted">It registered itself; nobody at this server has verified who runs it.</p> : null}
+      {host ? (
+        <>
+          {v.clientName === host ? (
+            <h1>
+              Allow <strong class="host">{host}</strong> to access your account?
+            </h1>
+          ) : (
+            <h1>
+              Allow <strong>{v.clientName}</strong> from <strong class="host">{host}</strong> to access your account?
+            </h1>
+          )}
+          <p class="self-asserted" id="self-asserted">
+            <strong>Self-asserted:</strong> this application describes itself in a document published at <strong class="host">{host}</strong>. Its name and
+            details are its own claims; nobody at this server has verified who runs it. Continue only if you trust {host}.
+          </p>
+        </>
+      ) : (
+        <>
+          <h1>
+            Allow <strong>{v.clientName}</strong> to access your account?
+          </h1>
+          {v.clientOrigin ? (
+            <p>
+              This application is from <strong>{v.clientOrigin}</strong>.
+            </p>
+          ) : null}
+          {v.selfRegistered ? <p class="muted">It registered itself; nobody at this server has verified who runs it.</p> : null}
+        </>
+      )}
       <p class="muted">Signed in as {v.userEmail}</p>
       <h2>It will be able to</h2>
       <ul class="scopes">{v.scopes.length ? v.scopes.map((s) => <li>{s}</li>) : <li>confirm who you are</li>}</ul>

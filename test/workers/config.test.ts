@@ -1,0 +1,42 @@
+import * as v from "valibot";
+import { describe, expect, it } from "vitest";
+import { ConfigSchema } from "../../schemas/config";
+
+const BASE = { ENVIRONMENT: "production", ISSUER: "https://auth.example.com", SESSION_SECRET: "s".repeat(32), KEY_ENCRYPTION_KEY: "k".repeat(32) };
+
+function problems(input: Record<string, string>): string[] {
+  const result = v.safeParse(ConfigSchema, input);
+  return result.success ? [] : result.issues.map((i) => i.message);
+}
+
+describe("configuration of outbound fetches and client ID metadata documents", () => {
+  it("has safe defaults", () => {
+    const cfg = v.parse(ConfigSchema, BASE);
+    expect(cfg).toMatchObject({
+      OUTBOUND_FETCH_TIMEOUT_MS: 3000,
+      OUTBOUND_FETCH_ALLOWED_PORTS: [],
+      ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: false,
+      CIMD_CACHE_MIN_TTL: 60,
+      CIMD_CACHE_MAX_TTL: 600,
+      CLIENT_ASSERTION_MAX_LIFETIME: 300,
+    });
+  });
+
+  it("refuses ALLOW_INSECURE_LOOPBACK_CLIENT_IDS outside dev, and in dev with a public issuer", () => {
+    const message = "ALLOW_INSECURE_LOOPBACK_CLIENT_IDS is only allowed with ENVIRONMENT=dev and a loopback ISSUER";
+    expect(problems({ ...BASE, ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([message]);
+    expect(problems({ ...BASE, ENVIRONMENT: "preview", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([message]);
+    expect(problems({ ...BASE, ENVIRONMENT: "dev", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([message]);
+    expect(problems({ ...BASE, ENVIRONMENT: "dev", ISSUER: "http://localhost:8787", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([]);
+    expect(problems({ ...BASE, ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "false" })).toEqual([]);
+    expect(problems({ ...BASE, ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "yes" })).toEqual(['must be "true" or "false"']);
+  });
+
+  it("parses allowed ports and bounds", () => {
+    expect(v.parse(ConfigSchema, { ...BASE, OUTBOUND_FETCH_ALLOWED_PORTS: "8443,9443" }).OUTBOUND_FETCH_ALLOWED_PORTS).toEqual([8443, 9443]);
+    expect(problems({ ...BASE, OUTBOUND_FETCH_ALLOWED_PORTS: "8443,70000" })).toEqual(["ports are 1-65535"]);
+    expect(problems({ ...BASE, OUTBOUND_FETCH_ALLOWED_PORTS: "80; 443" })).toEqual(["must be a comma-separated list of port numbers"]);
+    expect(problems({ ...BASE, OUTBOUND_FETCH_TIMEOUT_MS: "60000" })).toHaveLength(1);
+    expect(problems({ ...BASE, CIMD_CACHE_MIN_TTL: "900", CIMD_CACHE_MAX_TTL: "600" })).toEqual(["CIMD_CACHE_MIN_TTL must not exceed CIMD_CACHE_MAX_TTL"]);
+  });
+});

@@ -1,0 +1,54 @@
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, type JWTVerifyGetKey } from "jose";
+import * as v from "valibot";
+import { type Client, JwksSchema } from "../../schemas/client";
+import type { Config } from "../config";
+import { outboundPolicy, safeFetch } from "./safe-fetch";
+
+/** A client's `jwks_uri` could not be used; `description` is a wire-safe phrase ("answered HTTP 404, not 200"). */
+export class ClientKeysUnavailable extends Error {
+  override name = "ClientKeysUnavailable";
+  constructor(readonly description: string) {
+    super(description);
+  }
+}
+
+/** How long an unknown `kid` waits before it may trigger another fetch of a jwks_uri. */
+const REFETCH_COOLDOWN_MS = 30_000;
+const REMOTE_MAX = 1000;
+const remote = new Map<string, JWTVerifyGetKey>();
+
+/**
+ * The keys a client's assertions are verified with: its `jwks`, or its `jwks_uri` fetched through
+ * `safeFetch` (same SSRF rules, size cap and deadline as a metadata document) and kept per isolate by
+ * jose for at most CIMD_CACHE_MAX_TTL. A `kid` not in the cached set refetches, at most once per cooldown,
+ * so a client can rotate keys without waiting for the cache.
+ */
+export function clientKeys(client: Client, cfg: Config): JWTVerifyGetKey | null {
+  if (client.jwks) return createLocalJWKSet(client.jwks);
+  if (!client.jwks_uri) return null;
+  const id = `${client.jwks_uri}\u0000${cfg.CIMD_CACHE_MAX_TTL}`;
+  let keys = remote.get(id);
+  if (!keys) {
+    const policy = outboundPolicy(cfg);
+    keys = createRemoteJWKSet(new URL(client.jwks_uri), {
+      cooldownDuration: REFETCH_COOLDOWN_MS,
+      cacheMaxAge: cfg.CIMD_CACHE_MAX_TTL * 1000,
+      timeoutDuration: policy.timeoutMs,
+      [customFetch]: async (url: string) => {
+        const result = await safeFetch(url, policy, { accept: "application/jwk-set+json, application/json" });
+        if (!result.ok) throw new ClientKeysUnavailable(result.description);
+        // The same rule as for `jwks` by value: public signing keys only.
+        if (!v.is(JwksSchema, result.json)) throw new ClientKeysUnavailable("is not a JWK Set of public keys");
+        return Response.json(result.json);
+      },
+    });
+    if (remote.size >= REMOTE_MAX) remote.delete(remote.keys().next().value as string);
+    remote.set(id, keys);
+  }
+  return keys;
+}
+
+/** Tests only: forget every fetched key set. */
+export function clearClientKeys(): void {
+  remote.clear();
+}
