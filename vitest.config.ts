@@ -19,6 +19,7 @@ export default defineConfig({
                 LOGIN_LIMIT: { namespace_id: "3001", simple: { limit: 10, period: 60 } },
                 TOKEN_LIMIT: { namespace_id: "3002", simple: { limit: 200, period: 60 } },
                 REGISTRATION_LIMIT: { namespace_id: "3003", simple: { limit: 10, period: 60 } },
+                CIMD_FETCH_LIMIT: { namespace_id: "3004", simple: { limit: 150, period: 60 } },
               },
             },
           }),

@@ -359,3 +359,22 @@ describe("metadata", () => {
     expect(m.client_id_metadata_document_supported).toBe(true);
   });
 });
+
+describe("abuse limits on metadata document fetches", () => {
+  it("fetches documents of one host at most CIMD_FETCH_LIMIT times a minute (150 in tests)", { timeout: 60_000 }, async () => {
+    const fetchedFlood = () => [...fetches].filter(([u]) => u.startsWith("https://flood.example/")).reduce((n, [, c]) => n + c, 0);
+    let last = "";
+    for (let i = 0; i < 301 && !last.includes("fetched too often"); i++) {
+      // Each URL is new and answers 404, so nothing is cached and every request would fetch.
+      const res = await call(`/authorize?client_id=${encodeURIComponent(`https://flood.example/c/${i}.json`)}&response_type=code`);
+      expect(res.status).toBe(400);
+      last = await res.text();
+    }
+    expect(last).toContain("the client&#39;s metadata document was fetched too often; try again in a minute");
+    // A fixed one-minute window: the limit is reached after 150 fetches, or up to 300 across a boundary.
+    expect(fetchedFlood()).toBeGreaterThanOrEqual(150);
+    expect(fetchedFlood()).toBeLessThanOrEqual(300);
+    // Other hosts are not affected.
+    expect(await call(`/authorize?client_id=${encodeURIComponent(newClientId())}&response_type=code`).then((r) => r.text())).not.toContain("fetched too often");
+  });
+});

@@ -2,6 +2,7 @@ import type { Client } from "../../schemas/client";
 import { now } from "../clock";
 import { type Config, config } from "../config";
 import { InvalidClient, OAuthError } from "../errors";
+import { underLimit } from "../middleware/rate-limit";
 import { clientIdUrlProblem } from "./client-id-url";
 import { validateClientMetadata } from "./metadata";
 import { type OutboundPolicy, outboundPolicy, safeFetch } from "./safe-fetch";
@@ -55,6 +56,10 @@ export async function resolveMetadataDocument(env: Env, clientId: string): Promi
 
 async function fetchDocument(env: Env, cfg: Config, clientId: string): Promise<Client> {
   const policy = outboundPolicy(cfg);
+  // CIMD_FETCH_LIMIT per host: unknown URLs as client_id cannot turn the server into a request cannon.
+  if (!(await underLimit(env.CIMD_FETCH_LIMIT, `cimd:${new URL(clientId).host}`))) {
+    throw new InvalidClient("the client's metadata document was fetched too often; try again in a minute", `${clientId}: rate limited`);
+  }
   const fetched = await safeFetch(clientId, policy, { accept: "application/json" });
   if (!fetched.ok) throw new InvalidClient(`the client's metadata document ${fetched.description}`, `${clientId}: ${fetched.reason}`);
   const t = now();
