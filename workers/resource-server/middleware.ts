@@ -46,9 +46,12 @@ export function insufficientScope(c: Context, resource: string, token: AccessTok
 /**
  * Hono middleware: a valid Latchkey access token for this resource in the Authorization header
  * (never the query string: RFC 6750 §2.3, MCP authorization), with the required scopes. The token
- * stays here — it is never forwarded to another API (the MCP spec forbids token passthrough).
+ * stays here — it is never forwarded to another API (the MCP spec forbids token passthrough). `E` is the
+ * app's own Hono environment, so the middleware fits an app that also has bindings.
  */
-export function requireAccessToken(options: RequireTokenOptions): MiddlewareHandler<{ Variables: TokenVariables }> {
+export function requireAccessToken<E extends { Variables: TokenVariables } = { Variables: TokenVariables }>(
+  options: RequireTokenOptions,
+): MiddlewareHandler<E> {
   return async (c, next) => {
     const header = c.req.header("authorization");
     const token = header ? /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header)?.[1] : undefined;
