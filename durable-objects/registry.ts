@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Client } from "../schemas/client";
+import { type Client, DYNAMIC_CLIENT_ID } from "../schemas/client";
 import type { Resource, User } from "../schemas/resource";
 import { seedDevData } from "./seed";
 
@@ -23,7 +23,10 @@ export class Registry extends DurableObject<Env> {
   }
 
   // ── clients ─────────────────────────────────────────────────────────────────────────────────
-  async createClient(client: Client): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
+  async createClient(client: Client): Promise<{ ok: true } | { ok: false; reason: "exists" | "reserved" }> {
+    // draft-richer-oauth-pushed-client-registration §4: "An AS MUST NOT assign the value
+    // urn:ietf:oauth:parameters:dynamic to any single client registration."
+    if (client.client_id === DYNAMIC_CLIENT_ID) return { ok: false, reason: "reserved" };
     const key = `client:${client.client_id}`;
     if (await this.ctx.storage.get(key)) return { ok: false, reason: "exists" };
     await this.ctx.storage.put(key, client);

@@ -41,6 +41,8 @@ export const ClientMetadataSchema = v.object({
   application_type: v.optional(v.picklist(["web", "native"]), "web"),
   /** OIDC Registration §2; RS256 unless the client asks for ES256. */
   id_token_signed_response_alg: v.optional(v.picklist(ID_TOKEN_ALGS), "RS256"),
+  /** RFC 9126 §6: the client may start an authorization request only by pushing it. Default false. */
+  require_pushed_authorization_requests: v.optional(v.boolean(), false),
 });
 
 export type ClientMetadataInput = v.InferInput<typeof ClientMetadataSchema>;
@@ -56,12 +58,48 @@ export interface Client extends ClientMetadata {
   client_secret_hash?: string;
   /** RFC 7591 §3.2.1: 0 means the secret never expires. */
   client_secret_expires_at?: number;
-  /** How the client came to exist. */
-  registered_by: "admin" | "dynamic_registration";
+  /** base64url SHA-256 of the RFC 7592 registration access token (dynamically registered clients only). */
+  registration_access_token_hash?: string;
+  /**
+   * How the client came to exist: the admin API, RFC 7591 registration, or — for the one static
+   * `client_id` of pushed client registration — a request that carried its own unverified metadata.
+   */
+  registered_by: "admin" | "dynamic_registration" | "pushed_registration";
 }
 
-/** The public view of a client: what RFC 7591 responses and admin reads return (no secret hash). */
-export function clientInformation(client: Client): Omit<Client, "client_secret_hash" | "registered_by"> {
-  const { client_secret_hash: _hash, registered_by: _by, ...info } = client;
+/** The public view of a client: what RFC 7591 responses and admin reads return (no hashes). */
+export function clientInformation(client: Client): Omit<Client, "client_secret_hash" | "registration_access_token_hash" | "registered_by"> {
+  const { client_secret_hash: _hash, registration_access_token_hash: _rat, registered_by: _by, ...info } = client;
   return info;
 }
+
+/**
+ * draft-richer-oauth-pushed-client-registration §4: the `client_id` every unregistered client uses.
+ * "An AS MUST NOT assign the value urn:ietf:oauth:parameters:dynamic to any single client registration."
+ */
+export const DYNAMIC_CLIENT_ID = "urn:ietf:oauth:parameters:dynamic";
+
+/**
+ * draft-richer-oauth-pushed-client-registration §3.1 `client_registration`: RFC 7591 metadata an
+ * unregistered client pushes along with its authorization request. Nobody verified any of it, so it
+ * is display data only; unknown members are ignored, as at `/register`.
+ */
+export const PushedRegistrationSchema = v.object({
+  client_name: v.optional(text),
+  client_uri: v.optional(httpsUrl),
+  logo_uri: v.optional(httpsUrl),
+  tos_uri: v.optional(httpsUrl),
+  policy_uri: v.optional(httpsUrl),
+  software_id: v.optional(text),
+  software_version: v.optional(text),
+  /** If given, the pushed `redirect_uri` must be one of them. */
+  redirect_uris: v.optional(v.pipe(v.array(v.pipe(v.string(), v.maxLength(2000))), v.maxLength(20))),
+  /** An unregistered client has nothing to authenticate with. */
+  token_endpoint_auth_method: v.optional(v.picklist(["none"], "an unregistered client is a public client (none)")),
+});
+
+/** The display part of a pushed registration, carried with the interaction through the pages. */
+export type PushedRegistration = Pick<
+  v.InferOutput<typeof PushedRegistrationSchema>,
+  "client_name" | "client_uri" | "logo_uri" | "tos_uri" | "policy_uri" | "software_id" | "software_version"
+>;

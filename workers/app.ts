@@ -6,6 +6,7 @@ import { authorize } from "./endpoints/authorize";
 import { introspect } from "./endpoints/introspect";
 import { jwks } from "./endpoints/jwks";
 import { metadata } from "./endpoints/metadata";
+import { par } from "./endpoints/par";
 import { register } from "./endpoints/register";
 import { revoke } from "./endpoints/revoke";
 import { token } from "./endpoints/token";
@@ -29,12 +30,13 @@ export function buildApp(): Hono<AppEnv> {
   });
   // Only endpoints that browser-based clients call directly get CORS (RFC 9700 §4.1: none on /authorize).
   const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
-  for (const path of ["/.well-known/*", "/jwks", "/token", "/introspect", "/revoke", "/userinfo", "/register"]) app.use(path, apiCors);
+  for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*"]) app.use(path, apiCors);
 
   app.route("/", metadata);
   app.route("/", jwks);
   app.route("/", authorize);
   app.route("/", ui);
+  app.route("/", par);
   app.route("/", token);
   app.route("/", introspect);
   app.route("/", revoke);

@@ -62,12 +62,15 @@ export class UnsupportedTokenType extends code("unsupported_token_type", 400) {}
 // RFC 7591 §3.2.2.
 export class InvalidRedirectUri extends code("invalid_redirect_uri", 400) {}
 export class InvalidClientMetadata extends code("invalid_client_metadata", 400) {}
+export class InvalidSoftwareStatement extends code("invalid_software_statement", 400) {}
 // OIDC Core §3.1.2.6.
 export class LoginRequired extends code("login_required", 400) {}
 export class ConsentRequired extends code("consent_required", 400) {}
 export class InteractionRequired extends code("interaction_required", 400) {}
 export class RequestNotSupported extends code("request_not_supported", 400) {}
 export class RequestUriNotSupported extends code("request_uri_not_supported", 400) {}
+// RFC 9101 §7 (as used for RFC 9126 request_uri values): unknown, expired, used or not this client's.
+export class InvalidRequestUri extends code("invalid_request_uri", 400) {}
 export class RegistrationNotSupported extends code("registration_not_supported", 400) {}
 /** `access_denied` as a direct 403 (a refused registration or admin action), not a redirect. */
 export class Forbidden extends code("access_denied", 403) {}

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
-import type { Client } from "../../schemas/client";
+import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { findResource, registry } from "../clients/cache";
 import { now } from "../clock";
 import { ConsentRequired, LoginRequired } from "../errors";
@@ -42,6 +42,8 @@ function needsLogin(session: Session | null, interaction: Interaction): boolean 
 
 async function needsConsent(c: Context<AppEnv>, session: Session, interaction: Interaction): Promise<boolean> {
   if (interaction.prompt.includes("consent")) return true;
+  // Every unregistered client shares one client_id, so a yes to one of them is no yes to the next.
+  if (interaction.client_id === DYNAMIC_CLIENT_ID) return true;
   const reg = registry(c.env);
   for (const audience of audiences(interaction, c.var.cfg.ISSUER)) {
     const allowed = new Set(await reg.getConsent(session.sub, interaction.client_id, audience));
@@ -59,17 +61,28 @@ export async function loginPage(
   token: string,
   error?: { message: string; email?: string },
 ): Promise<Response> {
-  const body = LoginPage({ interaction: token, csrf: await csrfToken(c), clientName: displayName(client), error: error?.message, email: error?.email });
+  const body = LoginPage({
+    interaction: token,
+    csrf: await csrfToken(c),
+    clientName: displayName(client),
+    unregistered: client.client_id === DYNAMIC_CLIENT_ID,
+    error: error?.message,
+    email: error?.email,
+  });
   return page(c, body as JSX.Element, error ? 401 : 200, interaction.redirect_uri);
 }
 
 export async function consentPage(c: Context<AppEnv>, client: Client, session: Session, interaction: Interaction, token: string): Promise<Response> {
   const user = await registry(c.env).getUser(session.sub);
   const resources = await Promise.all(interaction.resources.map(async (uri) => ({ uri, name: (await findResource(c.env, uri))?.name ?? uri })));
+  const unregistered = client.client_id === DYNAMIC_CLIENT_ID;
   const view: ConsentView = {
     clientName: displayName(client),
-    clientOrigin: client.client_uri ? new URL(client.client_uri).host : undefined,
+    // What an unregistered client says about its origin is as unverified as its name; where the answer
+    // goes (the redirect URI it pushed) is the one fact about it.
+    clientOrigin: client.client_uri && !unregistered ? new URL(client.client_uri).host : undefined,
     selfRegistered: client.registered_by !== "admin",
+    unregistered: unregistered ? { redirectTo: redirectTarget(interaction.redirect_uri) } : undefined,
     userEmail: user?.email ?? session.sub,
     scopes: interaction.scope,
     resources,
@@ -78,5 +91,12 @@ export async function consentPage(c: Context<AppEnv>, client: Client, session: S
 }
 
 function displayName(client: Client): string {
+  if (client.client_id === DYNAMIC_CLIENT_ID) return client.client_name ?? "an unnamed application";
   return client.client_name ?? client.client_id;
+}
+
+/** The host (or, for a private-use scheme, the scheme) a redirect URI sends the browser to. */
+function redirectTarget(uri: string): string {
+  const u = new URL(uri);
+  return u.protocol === "http:" || u.protocol === "https:" ? u.host : u.protocol.slice(0, -1);
 }

@@ -1,12 +1,10 @@
 import { Hono } from "hono";
+import { MAX_REGISTRATION_BYTES } from "../clients/metadata";
 import { registerClient } from "../clients/register";
 import { Forbidden, InvalidClientMetadata } from "../errors";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
 import type { AppEnv } from "../types";
-
-/** Largest registration request accepted (RFC 7591 metadata is small; this bounds abuse). */
-const MAX_REGISTRATION_BYTES = 16 * 1024;
 
 /** RFC 7591 §3 dynamic client registration: JSON metadata in, 201 with the client information out. */
 export const register = new Hono<AppEnv>();

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
-import { findClient } from "../clients/cache";
+import { resolveClient } from "../clients/resolve";
 import { now } from "../clock";
 import { sha256, timingSafeEqualStrings } from "../crypto";
 import { InvalidClient, InvalidRequest } from "../errors";
@@ -13,7 +13,9 @@ interface Presented {
 }
 
 /**
- * Client authentication at the token, introspection and revocation endpoints (OAuth 2.1 §2.4).
+ * Client authentication at the token, pushed authorization request, introspection and revocation
+ * endpoints (OAuth 2.1 §2.4; RFC 9126 §2: "The rules for client authentication ... for token endpoint
+ * requests ... apply for the PAR endpoint as well").
  * Finds which method the request uses (exactly one), resolves the client and checks it registered
  * that method. Every failure is `invalid_client` with 401; one presented in the Authorization header
  * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2).
@@ -25,7 +27,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (presented.method === "client_secret_basic") error.headers["WWW-Authenticate"] = `Basic realm="${c.var.cfg.ISSUER}", charset="UTF-8"`;
     return error;
   };
-  const client = await findClient(c.env, presented.client_id);
+  const client = await resolveClient(c.env, presented.client_id);
   if (!client) throw fail("client authentication failed", `unknown client ${presented.client_id}`);
   if (client.token_endpoint_auth_method !== presented.method) {
     throw fail("client authentication failed", `client registered ${client.token_endpoint_auth_method}, used ${presented.method}`);
