@@ -3,6 +3,7 @@ import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
+import { clientConfiguration } from "./endpoints/client-configuration";
 import { introspect } from "./endpoints/introspect";
 import { jwks } from "./endpoints/jwks";
 import { metadata } from "./endpoints/metadata";
@@ -29,7 +30,7 @@ export function buildApp(): Hono<AppEnv> {
     await next();
   });
   // Only endpoints that browser-based clients call directly get CORS (RFC 9700 §4.1: none on /authorize).
-  const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
+  const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST", "PUT", "DELETE"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
   for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*"]) app.use(path, apiCors);
 
   app.route("/", metadata);
@@ -42,6 +43,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", revoke);
   app.route("/", userinfo);
   app.route("/", register);
+  app.route("/", clientConfiguration);
   app.route("/admin", admin);
 
   app.notFound(() => {

@@ -50,6 +50,8 @@ export class InvalidGrant extends code("invalid_grant", 400) {}
 export class UnsupportedGrantType extends code("unsupported_grant_type", 400) {}
 export class ServerError extends code("server_error", 500) {}
 export class TemporarilyUnavailable extends code("temporarily_unavailable", 503) {}
+/** `temporarily_unavailable` with 429 and Retry-After: this caller, not the server, should slow down. */
+export class RateLimited extends code("temporarily_unavailable", 429) {}
 /** RFC 6749 §5.2: 401 when the client tried to authenticate; carries a WWW-Authenticate challenge. */
 export class InvalidClient extends code("invalid_client", 401) {}
 // RFC 8707 §2.

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { findClient } from "../clients/cache";
+import { markUsed } from "../clients/last-used";
 import { now } from "../clock";
 import { InvalidRequest } from "../errors";
 import type { AppEnv } from "../types";
@@ -29,6 +30,7 @@ export async function readAuthorizationRequest(c: Context<AppEnv>): Promise<{ cl
   }
   const client = await findClient(c.env, clientId);
   if (!client) throw new UntrustedRedirect(new InvalidRequest("the client is not known to this server"));
+  markUsed(c, client);
   const redirect_uri = resolveRedirectUri(client, params);
   // RFC 9126 §4: when PAR is required, the server "will refuse, using the invalid_request error code, to
   // process any request to the authorization endpoint that does not have a request_uri parameter with a

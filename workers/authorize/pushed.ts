@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { ConsumeResult } from "../../durable-objects/pushed-request";
 import { type Client, DYNAMIC_CLIENT_ID, type PushedRegistration } from "../../schemas/client";
+import { markUsed } from "../clients/last-used";
 import { dynamicClient, pushedClient } from "../clients/pushed-registration";
 import { resolveClient } from "../clients/resolve";
 import { now } from "../clock";
@@ -63,6 +64,7 @@ export async function openPushedRequest(c: Context<AppEnv>, clientId: string, re
   const params = new Params(new URLSearchParams(opened.params));
   const named = await resolveClient(c.env, clientId);
   if (!named) throw new UntrustedRedirect(new InvalidRequest("the client is not known to this server"));
+  markUsed(c, named);
   let client = named;
   let registration: PushedRegistration | undefined;
   if (clientId === DYNAMIC_CLIENT_ID) {

@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
+import { markUsed } from "../clients/last-used";
 import { resolveClient } from "../clients/resolve";
 import { now } from "../clock";
 import { sha256, timingSafeEqualStrings } from "../crypto";
@@ -35,6 +36,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (presented.secret !== undefined && !(await secretMatches(client, presented.secret))) {
     throw fail("client authentication failed", "wrong or expired secret");
   }
+  markUsed(c, client);
   c.set("client", client);
   c.set("auth_method", presented.method);
   await next();
