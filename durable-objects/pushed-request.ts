@@ -34,7 +34,9 @@ interface Stored {
   keep_until: number;
 }
 
+/** `open`: the pushed parameters, or why this browser may not have them. */
 export type OpenResult = { ok: true; params: string } | { ok: false; reason: "unknown" | "client_mismatch" | "expired" | "used" | "other_browser" };
+/** `consume`: whether this answer to the request is the one. */
 export type ConsumeResult = { ok: true } | { ok: false; reason: "unknown" | "expired" | "used" | "other_browser" };
 
 export class PushedRequest extends DurableObject<Env> {
@@ -67,7 +69,8 @@ export class PushedRequest extends DurableObject<Env> {
     if (r.used_at !== undefined) return { ok: false, reason: "used" };
     if (input.now >= r.expires_at) return { ok: false, reason: "expired" };
     if (r.browser !== undefined && r.browser !== input.browser) return { ok: false, reason: "other_browser" };
-    if (r.browser === undefined) await this.save({ ...r, browser: input.browser, keep_until: Math.max(r.keep_until, input.now + input.interaction_ttl) });
+    // Each open starts an interaction of its own; the record lasts as long as the latest one.
+    await this.save({ ...r, browser: input.browser, keep_until: Math.max(r.keep_until, input.now + input.interaction_ttl) });
     return { ok: true, params: r.params };
   }
 

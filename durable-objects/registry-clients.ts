@@ -112,8 +112,10 @@ export async function deleteClientRecord(storage: DurableObjectStorage, env: Env
 export async function revokeGrantsOf(storage: DurableObjectStorage, env: Env, owner: string): Promise<number> {
   const prefix = `grant-of:${owner}\n`;
   const entries = await storage.list({ prefix });
-  const ids = [...entries.keys()].map((k) => k.slice(prefix.length));
+  const keys = [...entries.keys()];
+  const ids = keys.map((k) => k.slice(prefix.length));
   await Promise.all(ids.map((id) => env.GRANTS.get(env.GRANTS.idFromString(id)).revoke("owner_deleted")));
-  await storage.delete([...entries.keys()]);
+  // storage.delete takes at most 128 keys at a time.
+  for (let i = 0; i < keys.length; i += 128) await storage.delete(keys.slice(i, i + 128));
   return ids.length;
 }

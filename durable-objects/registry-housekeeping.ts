@@ -14,6 +14,7 @@ import { deleteClientRecord, type IdleEntry, revokeGrantsOf } from "./registry-c
  * + one sweep interval (an hour, more while a sweep pages through many clients).
  */
 
+/** Seconds between housekeeping rounds while anything needs watching. */
 export const SWEEP_INTERVAL = 3600;
 /** Idle entries examined per alarm; a sweep over more continues in the next alarm, a second later. */
 export const SWEEP_PAGE = 500;

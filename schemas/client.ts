@@ -98,8 +98,9 @@ export const PushedRegistrationSchema = v.object({
   token_endpoint_auth_method: v.optional(v.picklist(["none"], "an unregistered client is a public client (none)")),
 });
 
-/** The display part of a pushed registration, carried with the interaction through the pages. */
-export type PushedRegistration = Pick<
-  v.InferOutput<typeof PushedRegistrationSchema>,
-  "client_name" | "client_uri" | "logo_uri" | "tos_uri" | "policy_uri" | "software_id" | "software_version"
->;
+/**
+ * What of a pushed registration is kept, with the interaction through the pages: the name, the one
+ * member the consent page shows (quoted, as self-asserted). The rest is checked for shape, then dropped:
+ * an unverified logo or URL shown to the user would only lend the client credibility.
+ */
+export type PushedRegistration = Pick<v.InferOutput<typeof PushedRegistrationSchema>, "client_name">;

@@ -62,6 +62,13 @@ describe("PushedRequest", () => {
     expect(await stub.consume({ hash: "h", browser: "b1", now: T + 1 + INTERACTION_TTL })).toEqual({ ok: false, reason: "expired" });
   });
 
+  it("lasts until the interaction of the latest reload ends", async () => {
+    const stub = await pushedAt();
+    await open(stub);
+    await open(stub, { now: T + 30 });
+    expect(await stub.consume({ hash: "h", browser: "b1", now: T + 30 + INTERACTION_TTL - 1 })).toEqual({ ok: true });
+  });
+
   it("gives exactly one success to 20 simultaneous consumes", async () => {
     const stub = await pushedAt();
     await open(stub);

@@ -30,7 +30,6 @@ export async function readAuthorizationRequest(c: Context<AppEnv>): Promise<{ cl
   }
   const client = await findClient(c.env, clientId);
   if (!client) throw new UntrustedRedirect(new InvalidRequest("the client is not known to this server"));
-  markUsed(c, client);
   const redirect_uri = resolveRedirectUri(client, params);
   // RFC 9126 §4: when PAR is required, the server "will refuse, using the invalid_request error code, to
   // process any request to the authorization endpoint that does not have a request_uri parameter with a
@@ -39,5 +38,6 @@ export async function readAuthorizationRequest(c: Context<AppEnv>): Promise<{ cl
     throw new RedirectableError(new InvalidRequest("this client must use pushed authorization requests (RFC 9126)"), redirect_uri, params.get("state"));
   }
   const request = await validateAuthorizationParameters(c.env, client, params);
+  markUsed(c, client);
   return { client, interaction: { ...request, iat: now() } };
 }

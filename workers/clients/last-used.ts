@@ -16,6 +16,7 @@ export const LAST_USED_MARGIN = TOUCH_INTERVAL + 60;
 const touched = new Map<string, number>();
 const TOUCHED_MAX = 5000;
 
+/** Records, after the response and at most hourly, that `client` was just used (dynamically registered clients only). */
 export function markUsed(c: Context<AppEnv>, client: Client): void {
   if (client.registered_by !== "dynamic_registration" || c.var.cfg.CLIENT_IDLE_TTL === 0) return;
   const t = now();

@@ -76,6 +76,5 @@ function parseClientRegistration(raw: string | undefined): v.InferOutput<typeof 
 }
 
 function displayPart(r: v.InferOutput<typeof PushedRegistrationSchema>): PushedRegistration {
-  const { redirect_uris: _uris, token_endpoint_auth_method: _method, ...display } = r;
-  return display;
+  return r.client_name !== undefined ? { client_name: r.client_name } : {};
 }

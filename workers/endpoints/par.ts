@@ -27,6 +27,8 @@ par.post("/par", noStore, formBody, clientAuth, async (c) => {
   const { params, cfg } = c.var;
   // RFC 9126 §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT be provided."
   if (params.has("request_uri")) throw new InvalidRequest("request_uri must not be sent to the pushed authorization request endpoint");
+  // RFC 9126 §2.1 requires client_id here; one that authenticated with HTTP Basic is named by that alone
+  // (a different body client_id is refused by client authentication), and stored with its request.
   const client = c.var.client.client_id === DYNAMIC_CLIENT_ID ? pushedClient(params).client : c.var.client;
   try {
     // RFC 9126 §2.3: the error is the one the authorization endpoint would have sent, as JSON here;
