@@ -7,6 +7,22 @@ import { redirectUriProblem } from "./redirect-uri";
 export const MAX_REGISTRATION_BYTES = 16 * 1024;
 
 /**
+ * An RFC 7591 metadata document as text (a registration request, or a pushed `client_registration`),
+ * parsed into its JSON object. `name` says which in the `invalid_client_metadata` it throws.
+ */
+export function parseMetadataJson(text: string, name: string): Record<string, unknown> {
+  if (text.length > MAX_REGISTRATION_BYTES) throw new InvalidClientMetadata(`${name} is too large`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new InvalidClientMetadata(`${name} is not valid JSON`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InvalidClientMetadata(`${name} must be a JSON object`);
+  return json as Record<string, unknown>;
+}
+
+/**
  * Validates RFC 7591 client metadata: the schema, then the rules that span fields. Throws
  * `invalid_redirect_uri`, `invalid_client_metadata` or `invalid_software_statement` (RFC 7591 §3.2.2)
  * naming the first problem.

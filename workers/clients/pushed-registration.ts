@@ -2,7 +2,7 @@ import * as v from "valibot";
 import { type Client, DYNAMIC_CLIENT_ID, type PushedRegistration, PushedRegistrationSchema } from "../../schemas/client";
 import { InvalidClientMetadata, InvalidRequest, InvalidSoftwareStatement } from "../errors";
 import type { Params } from "../middleware/form-body";
-import { MAX_REGISTRATION_BYTES } from "./metadata";
+import { parseMetadataJson } from "./metadata";
 import { redirectUriProblem } from "./redirect-uri";
 
 /**
@@ -58,14 +58,7 @@ export function pushedClient(params: Params): { client: Client; registration?: P
 /** Parses `client_registration`: a JSON object of RFC 7591 metadata, form-encoded (draft §3.1). */
 function parseClientRegistration(raw: string | undefined): v.InferOutput<typeof PushedRegistrationSchema> | undefined {
   if (raw === undefined) return undefined;
-  if (raw.length > MAX_REGISTRATION_BYTES) throw new InvalidClientMetadata("client_registration is too large");
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    throw new InvalidClientMetadata("client_registration is not valid JSON");
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InvalidClientMetadata("client_registration must be a JSON object");
+  const json = parseMetadataJson(raw, "client_registration");
   if ("software_statement" in json) throw new InvalidSoftwareStatement("software statements are not supported by this server");
   const parsed = v.safeParse(PushedRegistrationSchema, json);
   if (!parsed.success) {

@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import { MAX_REGISTRATION_BYTES } from "../clients/metadata";
+import { MAX_REGISTRATION_BYTES, parseMetadataJson } from "../clients/metadata";
 import { InvalidClientMetadata, InvalidToken } from "../errors";
 import type { AppEnv } from "../types";
 
@@ -13,16 +13,7 @@ export async function readRegistrationBody(c: Context<AppEnv>): Promise<Record<s
   }
   const length = Number(c.req.header("content-length") ?? 0);
   if (length > MAX_REGISTRATION_BYTES) throw new InvalidClientMetadata("the registration request is too large");
-  const text = await c.req.text();
-  if (text.length > MAX_REGISTRATION_BYTES) throw new InvalidClientMetadata("the registration request is too large");
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new InvalidClientMetadata("the registration request is not valid JSON");
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new InvalidClientMetadata("the registration request must be a JSON object");
-  return body as Record<string, unknown>;
+  return parseMetadataJson(await c.req.text(), "the registration request");
 }
 
 /**
