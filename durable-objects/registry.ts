@@ -1,6 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Client } from "../schemas/client";
+import type { CreateClientResult, InitialAccessToken, RegistrationGate } from "../schemas/registration";
 import type { Resource, User } from "../schemas/resource";
+import { now as clock } from "../workers/clock";
+import { config } from "../workers/config";
+import type { ClientUpdate } from "./registry-clients";
+import { createClientRecord, deleteClientRecord, type ManageResult, manageClientRecord, revokeGrantsOf } from "./registry-clients";
+import { housekeeping } from "./registry-housekeeping";
 import { seedDevData } from "./seed";
 
 /**
@@ -16,6 +22,10 @@ import { seedDevData } from "./seed";
  *   consent:{sub}\n{client}\n{audience} → string[] (scopes the user allowed)
  *   grant-of:{client|user}:{id}\n{grant_id} → true
  *   login-failures:{email}        → { count, locked_until } (sign-in lockout)
+ *   idle:…, iat:…, iat-id:…, rate:…  (registration; see `registry-clients.ts`)
+ *
+ * The alarm does housekeeping (`registry-housekeeping.ts`): it deletes dynamically registered clients
+ * left unused for CLIENT_IDLE_TTL, expired initial access tokens and past registration counts.
  */
 export class Registry extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
@@ -24,25 +34,60 @@ export class Registry extends DurableObject<Env> {
   }
 
   // ── clients ─────────────────────────────────────────────────────────────────────────────────
-  async createClient(client: Client): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
-    const key = `client:${client.client_id}`;
-    if (await this.ctx.storage.get(key)) return { ok: false, reason: "exists" };
-    await this.ctx.storage.put(key, client);
-    await this.env.CLIENT_CACHE.put(key, JSON.stringify(client));
-    return { ok: true };
+  /** Creates a client once past its gate (initial access token, registrations per network and hour). */
+  async createClient(client: Client, gate?: RegistrationGate): Promise<CreateClientResult> {
+    const result = await createClientRecord(this.ctx.storage, this.env, client, gate);
+    if (result.ok && (gate || client.registered_by === "dynamic_registration")) await this.watch();
+    return result;
   }
 
   async getClient(clientId: string): Promise<Client | null> {
     return (await this.ctx.storage.get<Client>(`client:${clientId}`)) ?? null;
   }
 
-  /** Deletes the client and revokes every grant it holds. */
-  async deleteClient(clientId: string): Promise<{ ok: true; revoked_grants: number } | { ok: false; reason: "not_found" }> {
-    const key = `client:${clientId}`;
-    if (!(await this.ctx.storage.get(key))) return { ok: false, reason: "not_found" };
-    await this.ctx.storage.delete(key);
-    await this.env.CLIENT_CACHE.delete(key);
-    return { ok: true, revoked_grants: await this.revokeGrantsOf(`client:${clientId}`) };
+  /**
+   * RFC 7592 read (no `update`) or update, authorized by the client's registration access token and
+   * rotating it (`registry-clients.ts`).
+   */
+  async manageClient(input: { client_id: string; token_hash: string; new_token_hash: string; update?: ClientUpdate }): Promise<ManageResult> {
+    return manageClientRecord(this.ctx.storage, this.env, input);
+  }
+
+  /**
+   * Deletes the client and revokes every grant it holds. With `token_hash` (RFC 7592 §2.3) only if it
+   * is the client's registration access token.
+   */
+  async deleteClient(
+    clientId: string,
+    auth?: { token_hash: string },
+  ): Promise<{ ok: true; revoked_grants: number } | { ok: false; reason: "not_found" | "invalid_token" }> {
+    const client = await this.ctx.storage.get<Client>(`client:${clientId}`);
+    if (auth && (!client?.registration_access_token_hash || client.registration_access_token_hash !== auth.token_hash)) {
+      return { ok: false, reason: "invalid_token" };
+    }
+    if (!client) return { ok: false, reason: "not_found" };
+    await deleteClientRecord(this.ctx.storage, this.env, clientId);
+    return { ok: true, revoked_grants: await revokeGrantsOf(this.ctx.storage, this.env, `client:${clientId}`) };
+  }
+
+  // ── initial access tokens (RFC 7591 §3) ─────────────────────────────────────────────────────
+  async createInitialAccessToken(input: { token_hash: string; token: InitialAccessToken }): Promise<{ ok: true }> {
+    await this.ctx.storage.put({ [`iat:${input.token_hash}`]: input.token, [`iat-id:${input.token.id}`]: input.token_hash });
+    if (input.token.expires_at !== undefined) await this.watch();
+    return { ok: true };
+  }
+
+  async getInitialAccessToken(id: string): Promise<InitialAccessToken | null> {
+    const hash = await this.ctx.storage.get<string>(`iat-id:${id}`);
+    const token = hash ? await this.ctx.storage.get<InitialAccessToken>(`iat:${hash}`) : undefined;
+    return token && (token.expires_at === undefined || token.expires_at > clock()) ? token : null;
+  }
+
+  async deleteInitialAccessToken(id: string): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
+    const hash = await this.ctx.storage.get<string>(`iat-id:${id}`);
+    if (!hash) return { ok: false, reason: "not_found" };
+    await this.ctx.storage.delete([`iat:${hash}`, `iat-id:${id}`]);
+    return { ok: true };
   }
 
   // ── resources ───────────────────────────────────────────────────────────────────────────────
@@ -94,7 +139,7 @@ export class Registry extends DurableObject<Env> {
     if (!user) return { ok: false, reason: "not_found" };
     const consents = await this.ctx.storage.list({ prefix: `consent:${id}\n` });
     await this.ctx.storage.delete([`user:${id}`, `user-email:${user.email}`, ...consents.keys()]);
-    return { ok: true, revoked_grants: await this.revokeGrantsOf(`user:${id}`) };
+    return { ok: true, revoked_grants: await revokeGrantsOf(this.ctx.storage, this.env, `user:${id}`) };
   }
 
   // ── sign-in attempts ────────────────────────────────────────────────────────────────────────
@@ -158,13 +203,15 @@ export class Registry extends DurableObject<Env> {
     return { ok: true };
   }
 
-  private async revokeGrantsOf(owner: string): Promise<number> {
-    const prefix = `grant-of:${owner}\n`;
-    const entries = await this.ctx.storage.list({ prefix });
-    const ids = [...entries.keys()].map((k) => k.slice(prefix.length));
-    await Promise.all(ids.map((id) => this.env.GRANTS.get(this.env.GRANTS.idFromString(id)).revoke("owner_deleted")));
-    await this.ctx.storage.delete([...entries.keys()]);
-    return ids.length;
+  // ── housekeeping ────────────────────────────────────────────────────────────────────────────
+  override async alarm(): Promise<void> {
+    const next = await housekeeping(this.ctx.storage, this.env, clock(), config(this.env).CLIENT_IDLE_TTL);
+    if (next !== null) await this.ctx.storage.setAlarm(next * 1000);
+  }
+
+  /** Makes sure housekeeping will run: something now needs watching. */
+  private async watch(): Promise<void> {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm((clock() + 3600) * 1000);
   }
 }
 

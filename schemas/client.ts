@@ -20,12 +20,17 @@ const PRIVATE_JWK_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /** An RFC 7517 public key; jose checks the key material itself when it imports it. */
 export const PublicJwkSchema = v.pipe(
-  v.looseObject({
-    kty: v.picklist(["RSA", "EC", "OKP"], "must be an RSA, EC or OKP public key (no symmetric keys)"),
-    kid: v.optional(v.pipe(v.string(), v.maxLength(200))),
-    alg: v.optional(v.pipe(v.string(), v.maxLength(20))),
-    use: v.optional(v.literal("sig", 'must be "sig" if present')),
-  }),
+  // Other members (n, e, crv, x, y, key_ops, x5c, ext…) are JSON scalars or string lists; typing them so
+  // keeps a client record serialisable across Durable Object RPC.
+  v.objectWithRest(
+    {
+      kty: v.picklist(["RSA", "EC", "OKP"], "must be an RSA, EC or OKP public key (no symmetric keys)"),
+      kid: v.optional(v.pipe(v.string(), v.maxLength(200))),
+      alg: v.optional(v.pipe(v.string(), v.maxLength(20))),
+      use: v.optional(v.literal("sig", 'must be "sig" if present')),
+    },
+    v.union([v.string(), v.number(), v.boolean(), v.array(v.string())], "JWK members must be strings, numbers, booleans or string lists"),
+  ),
   v.check((k) => PRIVATE_JWK_MEMBERS.every((m) => !(m in k)), "must not contain private key material"),
 );
 
@@ -70,6 +75,8 @@ export const ClientMetadataSchema = v.object({
   jwks_uri: v.optional(httpsUrl),
   /** OIDC Registration §2: the one JWS algorithm the client's assertions must use. */
   token_endpoint_auth_signing_alg: v.optional(v.picklist(ASSERTION_ALGS, "must be an asymmetric JWS algorithm Latchkey supports")),
+  /** RFC 9126 §6: the client may start an authorization request only by pushing it. Default false. */
+  require_pushed_authorization_requests: v.optional(v.boolean(), false),
 });
 
 export type ClientMetadataInput = v.InferInput<typeof ClientMetadataSchema>;
@@ -85,15 +92,51 @@ export interface Client extends ClientMetadata {
   client_secret_hash?: string;
   /** RFC 7591 §3.2.1: 0 means the secret never expires. */
   client_secret_expires_at?: number;
+  /** base64url SHA-256 of the RFC 7592 registration access token (dynamically registered clients only). */
+  registration_access_token_hash?: string;
   /**
-   * How the client came to exist. `client_id_metadata_document`: nobody registered it; its client_id is
-   * a URL and this record is its validated, cached metadata document (draft-ietf-oauth-client-id-metadata-document).
+   * How the client came to exist: the admin API, RFC 7591 registration, or — for the one static
+   * `client_id` of pushed client registration — a request that carried its own unverified metadata;
+   * `client_id_metadata_document`: nobody registered it, its client_id is a URL and this record is its
+   * validated, cached metadata document (draft-ietf-oauth-client-id-metadata-document).
    */
-  registered_by: "admin" | "dynamic_registration" | "client_id_metadata_document";
+  registered_by: "admin" | "dynamic_registration" | "pushed_registration" | "client_id_metadata_document";
 }
 
-/** The public view of a client: what RFC 7591 responses and admin reads return (no secret hash). */
-export function clientInformation(client: Client): Omit<Client, "client_secret_hash" | "registered_by"> {
-  const { client_secret_hash: _hash, registered_by: _by, ...info } = client;
+/** The public view of a client: what RFC 7591 responses and admin reads return (no hashes). */
+export function clientInformation(client: Client): Omit<Client, "client_secret_hash" | "registration_access_token_hash" | "registered_by"> {
+  const { client_secret_hash: _hash, registration_access_token_hash: _rat, registered_by: _by, ...info } = client;
   return info;
 }
+
+/**
+ * draft-richer-oauth-pushed-client-registration §4: the `client_id` every unregistered client uses.
+ * "An AS MUST NOT assign the value urn:ietf:oauth:parameters:dynamic to any single client registration."
+ */
+export const DYNAMIC_CLIENT_ID = "urn:ietf:oauth:parameters:dynamic";
+
+/**
+ * draft-richer-oauth-pushed-client-registration §3.1 `client_registration`: RFC 7591 metadata an
+ * unregistered client pushes along with its authorization request. Nobody verified any of it, so it
+ * is display data only; unknown members are ignored, as at `/register`.
+ */
+export const PushedRegistrationSchema = v.object({
+  client_name: v.optional(text),
+  client_uri: v.optional(httpsUrl),
+  logo_uri: v.optional(httpsUrl),
+  tos_uri: v.optional(httpsUrl),
+  policy_uri: v.optional(httpsUrl),
+  software_id: v.optional(text),
+  software_version: v.optional(text),
+  /** If given, the pushed `redirect_uri` must be one of them. */
+  redirect_uris: v.optional(v.pipe(v.array(v.pipe(v.string(), v.maxLength(2000))), v.maxLength(20))),
+  /** An unregistered client has nothing to authenticate with. */
+  token_endpoint_auth_method: v.optional(v.picklist(["none"], "an unregistered client is a public client (none)")),
+});
+
+/**
+ * What of a pushed registration is kept, with the interaction through the pages: the name, the one
+ * member the consent page shows (quoted, as self-asserted). The rest is checked for shape, then dropped:
+ * an unverified logo or URL shown to the user would only lend the client credibility.
+ */
+export type PushedRegistration = Pick<v.InferOutput<typeof PushedRegistrationSchema>, "client_name">;

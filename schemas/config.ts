@@ -7,15 +7,19 @@ const seconds = (fallback: number, min: number, max: number) =>
     String(fallback),
   );
 
-/** `"true"` or `"false"` (wrangler vars are strings). */
-const flag = v.optional(
-  v.pipe(
-    v.picklist(["true", "false"], 'must be "true" or "false"'),
-    v.transform((s) => s === "true"),
-  ),
-  "false",
-);
+/** A yes/no setting: `"true"` or `"false"` (a TOML boolean works too). */
+const flag = (fallback: boolean) =>
+  v.optional(
+    v.pipe(
+      v.union([v.boolean(), v.picklist(["true", "false"])], 'must be "true" or "false"'),
+      v.transform((x) => x === true || x === "true"),
+    ),
+    fallback,
+  );
 
+/** A whole number given as a string. */
+const count = (fallback: number, max: number) =>
+  v.optional(v.pipe(v.string(), v.regex(/^\d+$/, "must be a whole number"), v.transform(Number), v.maxValue(max)), String(fallback));
 /** A comma-separated list of TCP ports, e.g. `"8443,9443"`. */
 const ports = v.optional(
   v.pipe(
@@ -53,8 +57,33 @@ export const ConfigSchema = v.pipe(
     KEY_ENCRYPTION_KEY: v.pipe(v.string(), v.minLength(32, "must be at least 32 characters")),
     /** Key for signing session cookies and interaction state (HMAC-SHA256). */
     SESSION_SECRET: v.pipe(v.string(), v.minLength(32, "must be at least 32 characters")),
-    /** RFC 7591 registration at `/register`: `open` to anyone (what MCP clients expect) or `closed`. */
-    REGISTRATION_POLICY: v.optional(v.picklist(["open", "closed"]), "open"),
+    /**
+     * RFC 7591 registration at `/register`: `open` to anyone (what MCP clients expect), `closed`, or
+     * `initial_access_token`: only with a token the admin API issued (RFC 7591 §3).
+     */
+    REGISTRATION_POLICY: v.optional(v.picklist(["open", "closed", "initial_access_token"]), "open"),
+    /** Registrations without an initial access token one IP address (an IPv6 /64) may make per hour. 0: no limit. Default 20. */
+    REGISTRATIONS_PER_IP_PER_HOUR: count(20, 1_000_000),
+    /** A dynamically registered client unused this long is deleted (its grants revoked). 0: never. Default 90 days. */
+    CLIENT_IDLE_TTL: v.optional(
+      v.pipe(
+        v.string(),
+        v.regex(/^\d+$/, "must be a whole number of seconds"),
+        v.transform(Number),
+        v.check((n) => n === 0 || n >= 86_400, "must be 0 (never) or at least 86400 (a day)"),
+        v.maxValue(315_360_000),
+      ),
+      "7776000",
+    ),
+    /** RFC 9126 §2.2 `expires_in`: how long a pushed authorization request's `request_uri` may be used. Default 60 s. */
+    PUSHED_REQUEST_TTL: seconds(60, 5, 600),
+    /** RFC 9126 §5 `require_pushed_authorization_requests` for every client. Default false. */
+    REQUIRE_PUSHED_AUTHORIZATION_REQUESTS: flag(false),
+    /**
+     * draft-richer-oauth-pushed-client-registration: unregistered clients may push a request with
+     * `client_id=urn:ietf:oauth:parameters:dynamic`. Default true.
+     */
+    PUSHED_CLIENT_REGISTRATION: flag(true),
     /** Access token lifetime (RFC 9068 `exp - iat`). Default 10 minutes. */
     ACCESS_TOKEN_TTL: seconds(600, 30, 86_400),
     /** ID token lifetime. Default 1 hour. */
@@ -88,7 +117,7 @@ export const ConfigSchema = v.pipe(
      * loopback hosts (localhost, 127.0.0.0/8, [::1]) on any port, so that a local client can be tried
      * against a local server. Refused outside ENVIRONMENT=dev and with a non-loopback ISSUER.
      */
-    ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: flag,
+    ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: flag(false),
     /** Shortest time a client ID metadata document is cached, whatever its Cache-Control says. Default 60 s. */
     CIMD_CACHE_MIN_TTL: seconds(60, 0, 3600),
     /** Longest time a client ID metadata document (and keys from a jwks_uri) is cached: the bound on a change taking effect. Default 600 s. */

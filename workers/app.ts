@@ -4,10 +4,12 @@ import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
+import { clientConfiguration } from "./endpoints/client-configuration";
 import { health } from "./endpoints/health";
 import { introspect } from "./endpoints/introspect";
 import { jwks } from "./endpoints/jwks";
 import { metadata } from "./endpoints/metadata";
+import { par } from "./endpoints/par";
 import { register } from "./endpoints/register";
 import { revoke } from "./endpoints/revoke";
 import { token } from "./endpoints/token";
@@ -45,19 +47,21 @@ export function buildApp(): Hono<AppEnv> {
     await next();
   });
   // Only endpoints that browser-based clients call directly get CORS (RFC 9700 §4.1: none on /authorize).
-  const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
-  for (const path of ["/.well-known/*", "/jwks", "/token", "/introspect", "/revoke", "/userinfo", "/register"]) app.use(path, apiCors);
+  const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST", "PUT", "DELETE"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
+  for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*"]) app.use(path, apiCors);
 
   app.route("/", health);
   app.route("/", metadata);
   app.route("/", jwks);
   app.route("/", authorize);
   app.route("/", ui);
+  app.route("/", par);
   app.route("/", token);
   app.route("/", introspect);
   app.route("/", revoke);
   app.route("/", userinfo);
   app.route("/", register);
+  app.route("/", clientConfiguration);
   app.route("/admin", admin);
 
   app.notFound(() => {

@@ -50,6 +50,8 @@ export class InvalidGrant extends code("invalid_grant", 400) {}
 export class UnsupportedGrantType extends code("unsupported_grant_type", 400) {}
 export class ServerError extends code("server_error", 500) {}
 export class TemporarilyUnavailable extends code("temporarily_unavailable", 503) {}
+/** `temporarily_unavailable` with 429 and Retry-After: this caller, not the server, should slow down. */
+export class RateLimited extends code("temporarily_unavailable", 429) {}
 /** RFC 6749 §5.2: 401 when the client tried to authenticate; carries a WWW-Authenticate challenge. */
 export class InvalidClient extends code("invalid_client", 401) {}
 // RFC 8707 §2.
@@ -62,12 +64,15 @@ export class UnsupportedTokenType extends code("unsupported_token_type", 400) {}
 // RFC 7591 §3.2.2.
 export class InvalidRedirectUri extends code("invalid_redirect_uri", 400) {}
 export class InvalidClientMetadata extends code("invalid_client_metadata", 400) {}
+export class InvalidSoftwareStatement extends code("invalid_software_statement", 400) {}
 // OIDC Core §3.1.2.6.
 export class LoginRequired extends code("login_required", 400) {}
 export class ConsentRequired extends code("consent_required", 400) {}
 export class InteractionRequired extends code("interaction_required", 400) {}
 export class RequestNotSupported extends code("request_not_supported", 400) {}
 export class RequestUriNotSupported extends code("request_uri_not_supported", 400) {}
+// RFC 9101 §7 (as used for RFC 9126 request_uri values): unknown, expired, used or not this client's.
+export class InvalidRequestUri extends code("invalid_request_uri", 400) {}
 export class RegistrationNotSupported extends code("registration_not_supported", 400) {}
 /** `access_denied` as a direct 403 (a refused registration or admin action), not a redirect. */
 export class Forbidden extends code("access_denied", 403) {}
@@ -75,8 +80,6 @@ export class Forbidden extends code("access_denied", 403) {}
 export class NotFound extends code("not_found", 404) {}
 export class MethodNotAllowed extends code("method_not_allowed", 405) {}
 export class RequestTooLarge extends code("invalid_request", 413) {}
-/** Over a rate limit: 429 with Retry-After; the code is the closest RFC 6749 one. */
-export class RateLimited extends code("temporarily_unavailable", 429) {}
 
 /** Exhaustiveness guard for result unions: a new `reason` fails type checking until it is mapped. */
 export function unreachable(value: never): never {

@@ -29,17 +29,26 @@ describe("preview environments per branch (scripts/preview.mjs)", () => {
 
   it("plans removal, and prints plans without running anything on --dry-run", () => {
     expect(plan("feature/x", { remove: true }).commands).toEqual([["wrangler", "delete", "--name", workerName("feature/x"), "--force"]]);
-    const out = execFileSync(process.execPath, [SCRIPT, "--dry-run", "release/2026.11 (rc)"], { env: { ...process.env, CF_WORKERS_SUBDOMAIN: "acme" } }).toString();
-    expect(JSON.parse(out)).toMatchObject({ name: workerName("release/2026.11 (rc)"), issuer: expect.stringMatching(/^https:\/\/latchkey-pv-release-2026-11-rc-[0-9a-f]{6}\.acme\.workers\.dev$/) });
+    const out = execFileSync(process.execPath, [SCRIPT, "--dry-run", "release/2026.11 (rc)"], {
+      env: { ...process.env, CF_WORKERS_SUBDOMAIN: "acme" },
+    }).toString();
+    expect(JSON.parse(out)).toMatchObject({
+      name: workerName("release/2026.11 (rc)"),
+      issuer: expect.stringMatching(/^https:\/\/latchkey-pv-release-2026-11-rc-[0-9a-f]{6}\.acme\.workers\.dev$/),
+    });
   });
 
   it("deploys to an environment the dry run accepts", () => {
     const p = plan("feature/dry", { subdomain: "acme" });
     const [deploy] = p.commands as string[][];
-    const out = execFileSync("wrangler", [...(deploy as string[]).slice(1), "--dry-run", "--outdir", join(import.meta.dirname, "..", "..", "dist", "preview-test")], {
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", PATH: `${join(import.meta.dirname, "..", "..", "node_modules", ".bin")}:${process.env.PATH}` },
-      cwd: join(import.meta.dirname, "..", ".."),
-    }).toString();
+    const out = execFileSync(
+      "wrangler",
+      [...(deploy as string[]).slice(1), "--dry-run", "--outdir", join(import.meta.dirname, "..", "..", "dist", "preview-test")],
+      {
+        env: { ...process.env, WRANGLER_SEND_METRICS: "false", PATH: `${join(import.meta.dirname, "..", "..", "node_modules", ".bin")}:${process.env.PATH}` },
+        cwd: join(import.meta.dirname, "..", ".."),
+      },
+    ).toString();
     // wrangler hides the value of a --var; the name and bindings show the preview is its own Worker.
     expect(out).toContain('env.ISSUER ("(hidden)")');
     expect(out).toContain("env.GRANTS (GrantObject)");

@@ -1,12 +1,15 @@
 import { expect } from "vitest";
 import { sha256 } from "../../workers/crypto";
-import { call, postForm } from "./helpers";
+import { call, postForm, type Send } from "./helpers";
 
 /** A minimal browser for the Workers tests: a cookie jar, and form fields read out of the pages. */
 export class Browser {
   private cookies = new Map<string, string>();
   /** Each browser comes from its own address, as people do; rate limits key on it. */
   readonly ip = `198.51.100.${Math.floor(Math.random() * 250) + 1}`;
+
+  /** `send`: how requests reach the Worker (`withVars(…)` for other settings). */
+  constructor(private readonly send: Send = call) {}
 
   get cookieHeader(): string {
     return [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; ");
@@ -24,13 +27,13 @@ export class Browser {
   }
 
   async get(path: string): Promise<Response> {
-    const res = await call(path, { headers: { Cookie: this.cookieHeader, "CF-Connecting-IP": this.ip }, redirect: "manual" });
+    const res = await this.send(path, { headers: { Cookie: this.cookieHeader, "CF-Connecting-IP": this.ip }, redirect: "manual" });
     this.remember(res);
     return res;
   }
 
   async post(path: string, fields: Record<string, string>): Promise<Response> {
-    const res = await postForm(path, fields, { Cookie: this.cookieHeader, "CF-Connecting-IP": this.ip });
+    const res = await postForm(path, fields, { Cookie: this.cookieHeader, "CF-Connecting-IP": this.ip }, this.send);
     this.remember(res);
     return res;
   }

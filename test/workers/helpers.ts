@@ -1,5 +1,7 @@
-import { exports } from "cloudflare:workers";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
+import { buildApp } from "../../workers/app";
 
 /** The issuer of the dev environment the Workers tests run in. */
 export const ISSUER = "http://localhost:8787";
@@ -11,11 +13,30 @@ export function call(path: string, init?: RequestInit): Promise<Response> {
   return exports.default.fetch(new Request(new URL(path, ISSUER), init));
 }
 
+/** Sends a request to the Worker: `call`, or the app under other settings (`withVars`). */
+export type Send = (path: string, init?: RequestInit) => Promise<Response>;
+
+const app = buildApp();
+
+/**
+ * The same Worker with some `[vars]` changed (say `REGISTRATION_POLICY`), for testing a setting the
+ * dev environment does not have. Durable Objects and KV are the test's own, as for `call`.
+ */
+export function withVars(vars: Record<string, string>): Send {
+  const changed = { ...env, ...vars } as Env;
+  return async (path, init) => {
+    const ctx = createExecutionContext();
+    const res = await app.fetch(new Request(new URL(path, ISSUER), init), changed, ctx);
+    await waitOnExecutionContext(ctx);
+    return res;
+  };
+}
+
 /** POST an application/x-www-form-urlencoded body. */
-export function postForm(path: string, params: Record<string, string | string[]>, headers: Record<string, string> = {}): Promise<Response> {
+export function postForm(path: string, params: Record<string, string | string[]>, headers: Record<string, string> = {}, send: Send = call): Promise<Response> {
   const body = new URLSearchParams();
   for (const [name, value] of Object.entries(params)) for (const v of [value].flat()) body.append(name, v);
-  return call(path, { method: "POST", body, redirect: "manual", headers: { "Content-Type": "application/x-www-form-urlencoded", ...headers } });
+  return send(path, { method: "POST", body, redirect: "manual", headers: { "Content-Type": "application/x-www-form-urlencoded", ...headers } });
 }
 
 /** A JSON request to the admin API. */

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
-import type { Client } from "../../schemas/client";
+import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { findResource, registry } from "../clients/cache";
 import { now } from "../clock";
 import { ConsentRequired, LoginRequired } from "../errors";
@@ -42,6 +42,8 @@ function needsLogin(session: Session | null, interaction: Interaction): boolean 
 
 async function needsConsent(c: Context<AppEnv>, session: Session, interaction: Interaction): Promise<boolean> {
   if (interaction.prompt.includes("consent")) return true;
+  // Every unregistered client shares one client_id, so a yes to one of them is no yes to the next.
+  if (interaction.client_id === DYNAMIC_CLIENT_ID) return true;
   const reg = registry(c.env);
   for (const audience of audiences(interaction, c.var.cfg.ISSUER)) {
     const allowed = new Set(await reg.getConsent(session.sub, interaction.client_id, audience));
@@ -59,19 +61,30 @@ export async function loginPage(
   token: string,
   error?: { message: string; email?: string; status?: 401 | 429 },
 ): Promise<Response> {
-  const body = LoginPage({ interaction: token, csrf: await csrfToken(c), clientName: displayName(client), error: error?.message, email: error?.email });
+  const body = LoginPage({
+    interaction: token,
+    csrf: await csrfToken(c),
+    clientName: displayName(client),
+    unregistered: client.client_id === DYNAMIC_CLIENT_ID,
+    error: error?.message,
+    email: error?.email,
+  });
   return page(c, body as JSX.Element, error ? (error.status ?? 401) : 200, interaction.redirect_uri);
 }
 
 export async function consentPage(c: Context<AppEnv>, client: Client, session: Session, interaction: Interaction, token: string): Promise<Response> {
   const user = await registry(c.env).getUser(session.sub);
   const resources = await Promise.all(interaction.resources.map(async (uri) => ({ uri, name: (await findResource(c.env, uri))?.name ?? uri })));
+  const unregistered = client.client_id === DYNAMIC_CLIENT_ID;
   const metadataDocumentHost = documentHost(client);
   const view: ConsentView = {
-    clientName: client.client_name ?? metadataDocumentHost ?? client.client_id,
-    clientOrigin: metadataDocumentHost ?? (client.client_uri ? new URL(client.client_uri).host : undefined),
+    clientName: unregistered ? displayName(client) : (client.client_name ?? metadataDocumentHost ?? client.client_id),
+    // What an unregistered client says about its origin is as unverified as its name; where the answer
+    // goes (the redirect URI it pushed) is the one fact about it.
+    clientOrigin: metadataDocumentHost ?? (client.client_uri && !unregistered ? new URL(client.client_uri).host : undefined),
     metadataDocumentHost,
     selfRegistered: client.registered_by !== "admin",
+    unregistered: unregistered ? { redirectTo: redirectTarget(interaction.redirect_uri) } : undefined,
     userEmail: user?.email ?? session.sub,
     scopes: interaction.scope,
     resources,
@@ -86,7 +99,14 @@ function documentHost(client: Client): string | undefined {
 
 /** How the sign-in page names the client; a URL client's self-chosen name always comes with its host. */
 function displayName(client: Client): string {
+  if (client.client_id === DYNAMIC_CLIENT_ID) return client.client_name ?? "an unnamed application";
   const host = documentHost(client);
   if (host) return client.client_name ? `${client.client_name} (${host})` : host;
   return client.client_name ?? client.client_id;
+}
+
+/** The host (or, for a private-use scheme, the scheme) a redirect URI sends the browser to. */
+function redirectTarget(uri: string): string {
+  const u = new URL(uri);
+  return u.protocol === "http:" || u.protocol === "https:" ? u.host : u.protocol.slice(0, -1);
 }

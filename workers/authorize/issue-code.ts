@@ -1,21 +1,28 @@
 import type { Context } from "hono";
-import type { Client } from "../../schemas/client";
+import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { registry } from "../clients/cache";
 import { now } from "../clock";
 import { ServerError } from "../errors";
 import { audit } from "../observe/audit";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
-import { redirectToClient } from "./respond";
+import { consumePushedRequest, pushedRequestUsedUp } from "./pushed";
+import { errorPage, redirectToClient } from "./respond";
 import type { Interaction, Session } from "./session";
 
 /**
  * The user said yes (now or before): create the grant with its code and send the code to the client.
+ * A pushed request is consumed first, in one transition of its object, so it yields one code at most.
  * The grant is indexed (and consent remembered) before it exists, so a failure in between leaves at
  * worst an index entry pointing at nothing — never a grant that deleting its user would miss.
+ * Consent to an unregistered client is never remembered: its `client_id` is shared by every such client.
  */
 export async function issueCode(c: Context<AppEnv>, client: Client, interaction: Interaction, session: Session, consented: boolean): Promise<Response> {
   const cfg = c.var.cfg;
+  if (interaction.pushed) {
+    const consumed = await consumePushedRequest(c, interaction.pushed);
+    if (!consumed.ok) return errorPage(c, pushedRequestUsedUp(consumed.reason));
+  }
   const t = now();
   const id = c.env.GRANTS.newUniqueId();
   const grant_id = id.toString();
@@ -24,7 +31,7 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
     grant_id,
     sub: session.sub,
     client_id: client.client_id,
-    ...(consented ? { consent: { audiences: audiences(interaction, cfg.ISSUER), scopes: interaction.scope } } : {}),
+    ...(consented && client.client_id !== DYNAMIC_CLIENT_ID ? { consent: { audiences: audiences(interaction, cfg.ISSUER), scopes: interaction.scope } } : {}),
   });
   const wantsOidc = interaction.scope.includes("openid");
   const created = await c.env.GRANTS.get(id).create({

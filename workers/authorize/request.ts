@@ -1,7 +1,6 @@
 import type { Client } from "../../schemas/client";
-import { findClient } from "../clients/cache";
 import { matchRedirectUri } from "../clients/redirect-uri";
-import { InvalidRequest, OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
+import { InvalidRequest, type OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
 import type { Params } from "../middleware/form-body";
 import { decide, parseResources, parseScope } from "../policy/scope";
 
@@ -40,32 +39,16 @@ export class RedirectableError extends Error {
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 
 /**
- * Validates an authorization request in the order RFC 9700 §4.1 requires: first the client and
- * redirect URI (failures are shown, never redirected — no open redirector), then everything else
- * (failures go back to the client's redirect URI with `state` and `iss`).
+ * The parameters of an authorization request, checked in the order RFC 9700 §4.1 requires: first the
+ * redirect URI (failures are `UntrustedRedirect`: shown, never redirected — no open redirector), then
+ * everything else (`RedirectableError`: back to the client's redirect URI with `state` and `iss`).
+ *
+ * The authorization endpoint and the pushed authorization request endpoint (RFC 9126 §2.1: the same
+ * parameters, validated the same way) both call this; each decides how to answer the two error kinds.
+ * The caller has found the client and settled where `request` and `request_uri` may appear.
  */
-export async function validateAuthorizationRequest(env: Env, params: Params): Promise<{ client: Client; request: AuthorizationRequest }> {
-  const clientId = params.get("client_id");
-  if (!clientId) throw new UntrustedRedirect(new InvalidRequest("client_id is missing"));
-  let client: Client | null;
-  try {
-    client = await findClient(env, clientId);
-  } catch (error) {
-    // CIMD "Metadata Discovery Errors": if fetching the document fails, the AS "SHOULD abort the
-    // authorization request" — with no trustworthy redirect URI, that means the error page.
-    if (error instanceof OAuthError) throw new UntrustedRedirect(error);
-    throw error;
-  }
-  if (!client) throw new UntrustedRedirect(new InvalidRequest("the client is not known to this server"));
-  const presented = params.get("redirect_uri");
-  let redirect_uri: string | null;
-  if (presented !== undefined) redirect_uri = matchRedirectUri(client.redirect_uris, presented);
-  else redirect_uri = client.redirect_uris.length === 1 ? (client.redirect_uris[0] as string) : null;
-  if (!redirect_uri) {
-    throw new UntrustedRedirect(
-      new InvalidRequest(presented === undefined ? "redirect_uri is required for this client" : "redirect_uri is not registered for this client"),
-    );
-  }
+export async function validateAuthorizationParameters(env: Env, client: Client, params: Params): Promise<AuthorizationRequest> {
+  const redirect_uri = resolveRedirectUri(client, params);
   const state = params.get("state");
   const fail = (error: OAuthError) => new RedirectableError(error, redirect_uri, state);
 
@@ -97,19 +80,33 @@ export async function validateAuthorizationRequest(env: Env, params: Params): Pr
     throw fail(error as OAuthError);
   }
   return {
-    client,
-    request: {
-      client_id: client.client_id,
-      redirect_uri,
-      ...(state !== undefined ? { state } : {}),
-      scope: decision.scope,
-      resources: decision.resources.map((r) => r.resource),
-      code_challenge,
-      ...(params.has("nonce") ? { nonce: params.get("nonce") } : {}),
-      prompt,
-      ...(maxAge !== undefined ? { max_age: Number(maxAge) } : {}),
-    },
+    client_id: client.client_id,
+    redirect_uri,
+    ...(state !== undefined ? { state } : {}),
+    scope: decision.scope,
+    resources: decision.resources.map((r) => r.resource),
+    code_challenge,
+    ...(params.has("nonce") ? { nonce: params.get("nonce") } : {}),
+    prompt,
+    ...(maxAge !== undefined ? { max_age: Number(maxAge) } : {}),
   };
+}
+
+/**
+ * The redirect URI this request may be answered at: the one presented, if registered (exact match,
+ * OAuth 2.1 §2.3.1), or the client's only one when none is presented. Throws `UntrustedRedirect`.
+ */
+export function resolveRedirectUri(client: Client, params: Params): string {
+  const presented = params.get("redirect_uri");
+  let redirect_uri: string | null;
+  if (presented !== undefined) redirect_uri = matchRedirectUri(client.redirect_uris, presented);
+  else redirect_uri = client.redirect_uris.length === 1 ? (client.redirect_uris[0] as string) : null;
+  if (!redirect_uri) {
+    throw new UntrustedRedirect(
+      new InvalidRequest(presented === undefined ? "redirect_uri is required for this client" : "redirect_uri is not registered for this client"),
+    );
+  }
+  return redirect_uri;
 }
 
 /** OIDC Core §3.1.2.1 `prompt`: space-separated; `none` must stand alone. */

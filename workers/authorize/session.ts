@@ -1,8 +1,9 @@
 import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { jwtVerify, SignJWT } from "jose";
+import type { PushedRegistration } from "../../schemas/client";
 import { now } from "../clock";
-import { hmac, hmacKey, randomToken, timingSafeEqualStrings } from "../crypto";
+import { hmac, hmacKey, randomToken, sha256, timingSafeEqualStrings } from "../crypto";
 import type { AppEnv } from "../types";
 import type { AuthorizationRequest } from "./request";
 
@@ -10,7 +11,8 @@ import type { AuthorizationRequest } from "./request";
  * Browser state for the login and consent pages, all signed with keys derived from SESSION_SECRET:
  * - the session cookie: who signed in and when (HttpOnly, SameSite=Lax, Secure except on localhost);
  * - the interaction: the validated authorization request, carried through the pages as a signed token;
- * - CSRF tokens: an HMAC of a per-browser cookie, submitted with every form (signed double submit).
+ * - CSRF tokens: an HMAC of a per-browser cookie, submitted with every form (signed double submit);
+ * - the browser binding: a random per-browser cookie that ties a pushed request to the browser that opened it.
  */
 export interface Session {
   sub: string;
@@ -18,13 +20,24 @@ export interface Session {
   amr: string[];
 }
 
+/** The pushed request (RFC 9126) an interaction came from: consumed when the code is issued. */
+export interface PushedReference {
+  /** Hex id of the PushedRequest Durable Object. */
+  object_id: string;
+  /** Hash of the `request_uri` handle. */
+  hash: string;
+  /** For the unregistered client of pushed client registration: what it said about itself. */
+  registration?: PushedRegistration;
+}
+
 export interface Interaction extends AuthorizationRequest {
   /** When the authorization request arrived (the interaction expires relative to it). */
   iat: number;
+  pushed?: PushedReference;
 }
 
 /** How long a user has to get through login and consent. */
-const INTERACTION_TTL = 900;
+export const INTERACTION_TTL = 900;
 
 function secure(c: Context<AppEnv>): boolean {
   return new URL(c.var.cfg.ISSUER).protocol === "https:";
@@ -74,7 +87,7 @@ export function clearSession(c: Context<AppEnv>): void {
   deleteCookie(c, cookieName(c, "lk_session"), { path: "/", secure: secure(c) });
 }
 
-export async function sealInteraction(c: Context<AppEnv>, request: AuthorizationRequest, iat = now()): Promise<string> {
+export async function sealInteraction(c: Context<AppEnv>, request: Omit<Interaction, "iat">, iat = now()): Promise<string> {
   return new SignJWT({ request })
     .setProtectedHeader({ alg: "HS256" })
     .setIssuer(c.var.cfg.ISSUER)
@@ -88,7 +101,7 @@ export async function sealInteraction(c: Context<AppEnv>, request: Authorization
 export async function openInteraction(c: Context<AppEnv>, token: string | undefined): Promise<Interaction | null> {
   if (!token) return null;
   try {
-    const { payload } = await jwtVerify<{ request: AuthorizationRequest }>(token, await jwtKey(c, "interaction"), {
+    const { payload } = await jwtVerify<{ request: Omit<Interaction, "iat"> }>(token, await jwtKey(c, "interaction"), {
       issuer: c.var.cfg.ISSUER,
       audience: "interaction",
       algorithms: ["HS256"],
@@ -117,4 +130,19 @@ export async function csrfValid(c: Context<AppEnv>, submitted: string | undefine
   if (!binding || !submitted) return false;
   const expected = await hmac(await hmacKey(c.var.cfg.SESSION_SECRET, "latchkey csrf"), binding);
   return timingSafeEqualStrings(expected, submitted);
+}
+
+/**
+ * This browser's binding for pushed requests: base64url SHA-256 of a random HttpOnly cookie, set if the
+ * browser has none. SameSite=Lax (unlike the CSRF cookie), because the browser arrives at the
+ * authorization endpoint, and reloads it, by a navigation from the client's site.
+ */
+export async function browserBinding(c: Context<AppEnv>): Promise<string> {
+  const name = cookieName(c, "lk_browser");
+  let binding = getCookie(c, name);
+  if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) {
+    binding = randomToken(32);
+    setCookie(c, name, binding, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Lax" });
+  }
+  return sha256(binding);
 }

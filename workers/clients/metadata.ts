@@ -1,15 +1,39 @@
 import * as v from "valibot";
 import { type ClientMetadata, ClientMetadataSchema } from "../../schemas/client";
-import { InvalidClientMetadata, InvalidRedirectUri } from "../errors";
+import { InvalidClientMetadata, InvalidRedirectUri, InvalidSoftwareStatement } from "../errors";
 import { redirectUriProblem } from "./redirect-uri";
 import { type OutboundPolicy, outboundUrlProblem } from "./safe-fetch";
 
+/** Largest RFC 7591 metadata document accepted (metadata is small; this bounds abuse). */
+export const MAX_REGISTRATION_BYTES = 16 * 1024;
+
+/**
+ * An RFC 7591 metadata document as text (a registration request, or a pushed `client_registration`),
+ * parsed into its JSON object. `name` says which in the `invalid_client_metadata` it throws.
+ */
+export function parseMetadataJson(text: string, name: string): Record<string, unknown> {
+  if (text.length > MAX_REGISTRATION_BYTES) throw new InvalidClientMetadata(`${name} is too large`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new InvalidClientMetadata(`${name} is not valid JSON`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InvalidClientMetadata(`${name} must be a JSON object`);
+  return json as Record<string, unknown>;
+}
+
 /**
  * Validates RFC 7591 client metadata: the schema, then the rules that span fields. Throws
- * `invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 §3.2.2) naming the first problem.
- * `policy` decides which `jwks_uri` may ever be fetched.
+ * `invalid_redirect_uri`, `invalid_client_metadata` or `invalid_software_statement` (RFC 7591 §3.2.2)
+ * naming the first problem. `policy` decides which `jwks_uri` may ever be fetched.
  */
 export function validateClientMetadata(input: unknown, policy: OutboundPolicy): ClientMetadata {
+  // RFC 7591 §2.3: a software statement's claims would override the plain values. Latchkey trusts no
+  // statement issuer, so it refuses one rather than register metadata the client expected overridden.
+  if (typeof input === "object" && input !== null && "software_statement" in input) {
+    throw new InvalidSoftwareStatement("software statements are not supported by this server");
+  }
   const parsed = v.safeParse(ClientMetadataSchema, input);
   if (!parsed.success) {
     const issue = parsed.issues[0];

@@ -1,11 +1,12 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import * as v from "valibot";
 import { clientInformation } from "../../schemas/client";
+import { type InitialAccessToken, InitialAccessTokenInputSchema } from "../../schemas/registration";
 import { type Resource, ResourceInputSchema, type User, UserInputSchema, userInformation } from "../../schemas/resource";
 import { evict, registry } from "../clients/cache";
 import { registerClient } from "../clients/register";
 import { now } from "../clock";
-import { randomToken, timingSafeEqualStrings } from "../crypto";
+import { randomToken, sha256, timingSafeEqualStrings } from "../crypto";
 import { InvalidRequest, InvalidToken, NotFound, TemporarilyUnavailable } from "../errors";
 import { noStore } from "../middleware/headers";
 import { audit } from "../observe/audit";
@@ -13,8 +14,9 @@ import { hashPassword } from "../password";
 import type { AppEnv } from "../types";
 
 /**
- * Admin API (`Authorization: Bearer <ADMIN_TOKEN>`, JSON): clients, resources and users. Without a
- * configured ADMIN_TOKEN every request is refused; deleting a client or user revokes their grants.
+ * Admin API (`Authorization: Bearer <ADMIN_TOKEN>`, JSON): clients, resources, users and RFC 7591
+ * initial access tokens. Without a configured ADMIN_TOKEN every request is refused; deleting a client
+ * or user revokes their grants.
  */
 export const admin = new Hono<AppEnv>();
 
@@ -60,7 +62,7 @@ function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOut
 }
 
 // ── clients ──────────────────────────────────────────────────────────────────────────────────
-admin.post("/clients", async (c) => c.json(await registerClient(c.env, await json(c), "admin"), 201));
+admin.post("/clients", async (c) => c.json(await registerClient(c.env, c.var.cfg, await json(c), "admin"), 201));
 
 admin.get("/clients/:id", async (c) => {
   const client = await registry(c.env).getClient(c.req.param("id"));
@@ -73,6 +75,35 @@ admin.delete("/clients/:id", async (c) => {
   const result = await registry(c.env).deleteClient(id);
   if (!result.ok) throw new NotFound("no such client");
   evict(`client:${id}`);
+  return c.body(null, 204);
+});
+
+// ── initial access tokens (RFC 7591 §3; REGISTRATION_POLICY=initial_access_token) ──────────
+admin.post("/initial-access-tokens", async (c) => {
+  const input = parse(InitialAccessTokenInputSchema, await json(c));
+  const t = now();
+  const token = `lki_${randomToken(32)}`;
+  const record: InitialAccessToken = {
+    id: `iat_${randomToken(12)}`,
+    created_at: t,
+    ...(input.expires_in !== undefined ? { expires_at: t + input.expires_in } : {}),
+    ...(input.max_uses !== undefined ? { uses_left: input.max_uses } : {}),
+    ...(input.description !== undefined ? { description: input.description } : {}),
+  };
+  await registry(c.env).createInitialAccessToken({ token_hash: await sha256(token), token: record });
+  // The token is shown once; the Registry keeps only its hash.
+  return c.json({ ...record, initial_access_token: token }, 201);
+});
+
+admin.get("/initial-access-tokens/:id", async (c) => {
+  const token = await registry(c.env).getInitialAccessToken(c.req.param("id"));
+  if (!token) throw new NotFound("no such initial access token");
+  return c.json(token);
+});
+
+admin.delete("/initial-access-tokens/:id", async (c) => {
+  const result = await registry(c.env).deleteInitialAccessToken(c.req.param("id"));
+  if (!result.ok) throw new NotFound("no such initial access token");
   return c.body(null, 204);
 });
 

@@ -1,17 +1,18 @@
 import { Hono } from "hono";
 import { resume } from "../authorize/flow";
-import { RedirectableError, UntrustedRedirect, validateAuthorizationRequest } from "../authorize/request";
+import { readAuthorizationRequest } from "../authorize/front-channel";
+import { interactionClient } from "../authorize/pushed";
+import { RedirectableError, UntrustedRedirect } from "../authorize/request";
 import { errorPage, redirectError } from "../authorize/respond";
 import { openInteraction } from "../authorize/session";
-import { findClient } from "../clients/cache";
-import { now } from "../clock";
 import { InvalidRequest, OAuthError } from "../errors";
 import { queryOrFormBody } from "../middleware/form-body";
 import type { AppEnv } from "../types";
 
 /**
- * OAuth 2.1 §4.1.1 authorization endpoint (GET, and POST as a form): validate, then `resume` decides
- * between the sign-in page, the consent page and the code. No CORS here (RFC 9700 §4.1).
+ * OAuth 2.1 §4.1.1 authorization endpoint (GET, and POST as a form), also for pushed requests
+ * (RFC 9126 §4): validate, then `resume` decides between the sign-in page, the consent page and the
+ * code. No CORS here (RFC 9700 §4.1).
  */
 export const authorize = new Hono<AppEnv>();
 
@@ -23,8 +24,8 @@ authorize.on(["GET", "POST"], "/authorize", async (c) => {
     return errorPage(c, error instanceof InvalidRequest ? error : new InvalidRequest("the request could not be read"));
   }
   try {
-    const { client, request } = await validateAuthorizationRequest(c.env, c.var.params);
-    return await resume(c, client, { ...request, iat: now() });
+    const { client, interaction } = await readAuthorizationRequest(c);
+    return await resume(c, client, interaction);
   } catch (error) {
     if (error instanceof UntrustedRedirect) return errorPage(c, error.error);
     if (error instanceof RedirectableError) return redirectError(c, error.redirect_uri, error.error, error.state);
@@ -36,9 +37,9 @@ authorize.on(["GET", "POST"], "/authorize", async (c) => {
 authorize.get("/authorize/continue", async (c) => {
   const interaction = await openInteraction(c, c.req.query("interaction"));
   if (!interaction) return errorPage(c, new InvalidRequest("this sign-in has expired or is invalid; start again from the application"));
-  let client: Awaited<ReturnType<typeof findClient>>;
+  let client: Awaited<ReturnType<typeof interactionClient>>;
   try {
-    client = await findClient(c.env, interaction.client_id);
+    client = await interactionClient(c.env, interaction);
   } catch (error) {
     // A client_id URL whose document can no longer be fetched or validated.
     if (error instanceof OAuthError) return errorPage(c, error);

@@ -13,6 +13,7 @@ export function serverMetadata(cfg: Config) {
   return {
     issuer: iss,
     authorization_endpoint: `${iss}/authorize`,
+    pushed_authorization_request_endpoint: `${iss}/par`,
     token_endpoint: `${iss}/token`,
     jwks_uri: `${iss}/jwks`,
     registration_endpoint: `${iss}/register`,
@@ -40,15 +41,20 @@ export function serverMetadata(cfg: Config) {
     prompt_values_supported: ["none", "login", "consent"],
     claims_parameter_supported: false,
     request_parameter_supported: false,
+    // Request objects by reference (RFC 9101) are not fetched; request_uri values from /par always work (RFC 9126 §4).
     request_uri_parameter_supported: false,
     resource_indicators_supported: true,
     // draft-ietf-oauth-client-id-metadata-document: a URL may be the client_id.
     client_id_metadata_document_supported: true,
+    // RFC 9126 §5.
+    require_pushed_authorization_requests: cfg.REQUIRE_PUSHED_AUTHORIZATION_REQUESTS,
+    // draft-richer-oauth-pushed-client-registration §5: "MUST indicate its support".
+    pushed_client_registration_supported: cfg.PUSHED_CLIENT_REGISTRATION,
     ui_locales_supported: ["en"],
   };
 }
 
-let cached: { issuer: string; body: string } | undefined;
+let cached: { cfg: Config; body: string } | undefined;
 
 export const metadata = new Hono<AppEnv>();
 
@@ -58,6 +64,6 @@ metadata.get("/.well-known/openid-configuration", serve);
 
 function serve(c: import("hono").Context<AppEnv>) {
   const cfg = c.var.cfg;
-  if (cached?.issuer !== cfg.ISSUER) cached = { issuer: cfg.ISSUER, body: JSON.stringify(serverMetadata(cfg)) };
+  if (cached?.cfg !== cfg) cached = { cfg, body: JSON.stringify(serverMetadata(cfg)) };
   return c.body(cached.body, 200, { "Content-Type": "application/json", "Cache-Control": "public, max-age=300" });
 }

@@ -1,40 +1,39 @@
 import { Hono } from "hono";
+import type { RegistrationGate } from "../../schemas/registration";
+import { networkOf } from "../clients/network";
 import { registerClient } from "../clients/register";
-import { Forbidden, InvalidClientMetadata } from "../errors";
+import { now } from "../clock";
+import { sha256 } from "../crypto";
+import { Forbidden } from "../errors";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
 import { clientIp, rateLimit } from "../middleware/rate-limit";
+import { readRegistrationBody, requireBearer } from "../middleware/registration-body";
 import type { AppEnv } from "../types";
 
-/** Largest registration request accepted (RFC 7591 metadata is small; this bounds abuse). */
-const MAX_REGISTRATION_BYTES = 16 * 1024;
-
-/** RFC 7591 §3 dynamic client registration: JSON metadata in, 201 with the client information out. */
+/**
+ * RFC 7591 §3 dynamic client registration: JSON metadata in, 201 with the client information out, plus
+ * the RFC 7592 registration access token and client configuration URI. REGISTRATION_POLICY decides who
+ * may register: anyone (`open`, counted per network and hour), holders of an initial access token the
+ * admin API issued (`initial_access_token`), or nobody (`closed`).
+ */
 export const register = new Hono<AppEnv>();
 
-register.post(
-  "/register",
-  noStore,
-  rateLimit(
-    "registration",
-    (env) => env.REGISTRATION_LIMIT,
-    (c) => clientIp(c),
-  ),
-  async (c) => {
-    if (c.var.cfg.REGISTRATION_POLICY === "closed") throw new Forbidden("dynamic client registration is closed on this server");
-    if (!c.req.header("content-type")?.toLowerCase().startsWith("application/json")) {
-      throw new InvalidClientMetadata("the registration request must be application/json");
-    }
-    const text = await c.req.text();
-    if (text.length > MAX_REGISTRATION_BYTES) throw new InvalidClientMetadata("the registration request is too large");
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      throw new InvalidClientMetadata("the registration request is not valid JSON");
-    }
-    if (typeof body !== "object" || body === null || Array.isArray(body)) throw new InvalidClientMetadata("the registration request must be a JSON object");
-    return c.json(await registerClient(c.env, body, "dynamic_registration"), 201);
-  },
+/** Per-minute burst limit per IP at the edge (REGISTRATION_LIMIT); REGISTRATIONS_PER_IP_PER_HOUR is the global quota. */
+const registrationLimit = rateLimit(
+  "registration",
+  (env) => env.REGISTRATION_LIMIT,
+  (c) => clientIp(c),
 );
+
+register.post("/register", noStore, registrationLimit, async (c) => {
+  const cfg = c.var.cfg;
+  if (cfg.REGISTRATION_POLICY === "closed") throw new Forbidden("dynamic client registration is closed on this server");
+  const gate: RegistrationGate = { now: now() };
+  // RFC 7591 §3: the initial access token is an OAuth 2.0 Bearer token (RFC 6750).
+  if (cfg.REGISTRATION_POLICY === "initial_access_token") gate.initial_access_token_hash = await sha256(requireBearer(c, "an initial access token"));
+  else if (cfg.REGISTRATIONS_PER_IP_PER_HOUR > 0) gate.rate = { key: networkOf(c.req.header("cf-connecting-ip")), limit: cfg.REGISTRATIONS_PER_IP_PER_HOUR };
+  const body = await readRegistrationBody(c);
+  return c.json(await registerClient(c.env, cfg, body, "dynamic_registration", gate), 201);
+});
 register.all("/register", methodNotAllowed("POST"));

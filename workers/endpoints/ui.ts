@@ -1,10 +1,10 @@
 import { Hono } from "hono";
 import { consentPage, loginPage } from "../authorize/flow";
 import { issueCode } from "../authorize/issue-code";
+import { consumePushedRequest, interactionClient, pushedRequestUsedUp } from "../authorize/pushed";
 import { errorPage, redirectError } from "../authorize/respond";
 import { csrfValid, type Interaction, openInteraction, readSession, sealInteraction, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
-import { findClient, registry } from "../clients/cache";
 import { now } from "../clock";
 import { AccessDenied, Forbidden, InvalidRequest, OAuthError } from "../errors";
 import { formBody } from "../middleware/form-body";
@@ -25,7 +25,7 @@ async function formContext(c: import("hono").Context<AppEnv>) {
   const token = params.get("interaction");
   const interaction = await openInteraction(c, token);
   if (!interaction || !token) throw new InvalidRequest("this sign-in has expired or is invalid; start again from the application");
-  const client = await findClient(c.env, interaction.client_id);
+  const client = await interactionClient(c.env, interaction);
   if (!client) throw new InvalidRequest("the client is not known to this server");
   return { params, interaction, token, client };
 }
@@ -67,6 +67,9 @@ ui.post("/consent", formBody, async (c) => {
   const decision = ctx.params.get("decision");
   if (decision === "deny") {
     audit(c, { event: "authorization.denied", outcome: "failure", client_id: client.client_id, subject: session.sub });
+    // A refused pushed request is answered, so it is used up like one that got its code.
+    const consumed = interaction.pushed ? await consumePushedRequest(c, interaction.pushed) : { ok: true as const };
+    if (!consumed.ok) return errorPage(c, pushedRequestUsedUp(consumed.reason));
     return redirectError(c, interaction.redirect_uri, new AccessDenied("the user denied the request"), interaction.state);
   }
   if (decision !== "allow") return consentPage(c, client, session, interaction as Interaction, ctx.token);

@@ -1,7 +1,8 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
-import { findClient } from "../clients/cache";
+import { markUsed } from "../clients/last-used";
 import { authenticateByAssertion, type PresentedAssertion } from "../clients/private-key-jwt";
+import { resolveClient } from "../clients/resolve";
 import { now } from "../clock";
 import { sha256, timingSafeEqualStrings } from "../crypto";
 import { InvalidClient, InvalidRequest } from "../errors";
@@ -12,7 +13,9 @@ type Presented =
   | ({ method: "private_key_jwt" } & PresentedAssertion);
 
 /**
- * Client authentication at the token, introspection and revocation endpoints (OAuth 2.1 §2.4).
+ * Client authentication at the token, pushed authorization request, introspection and revocation
+ * endpoints (OAuth 2.1 §2.4; RFC 9126 §2: "The rules for client authentication ... for token endpoint
+ * requests ... apply for the PAR endpoint as well").
  * Finds which method the request uses (exactly one), resolves the client and checks it registered
  * that method. Every failure is `invalid_client` with 401; one presented in the Authorization header
  * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2). A client assertion (RFC 7523 §2.2)
@@ -21,7 +24,9 @@ type Presented =
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   const presented = present(c.req.header("authorization"), c.var.params);
   if (presented.method === "private_key_jwt") {
-    c.set("client", await authenticateByAssertion(c.env, c.var.cfg, presented));
+    const client = await authenticateByAssertion(c.env, c.var.cfg, presented);
+    markUsed(c, client);
+    c.set("client", client);
     c.set("auth_method", presented.method);
     return next();
   }
@@ -30,7 +35,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     if (presented.method === "client_secret_basic") error.headers["WWW-Authenticate"] = `Basic realm="${c.var.cfg.ISSUER}", charset="UTF-8"`;
     return error;
   };
-  const client = await findClient(c.env, presented.client_id);
+  const client = await resolveClient(c.env, presented.client_id);
   if (!client) throw fail("client authentication failed", `unknown client ${presented.client_id}`);
   if (client.token_endpoint_auth_method !== presented.method) {
     throw fail("client authentication failed", `client registered ${client.token_endpoint_auth_method}, used ${presented.method}`);
@@ -38,6 +43,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (presented.secret !== undefined && !(await secretMatches(client, presented.secret))) {
     throw fail("client authentication failed", "wrong or expired secret");
   }
+  markUsed(c, client);
   c.set("client", client);
   c.set("auth_method", presented.method);
   await next();

@@ -30,6 +30,13 @@ export class Params {
   has(name: string): boolean {
     return this.get(name) !== undefined;
   }
+
+  /** Every parameter except those named, as form parameters again. */
+  without(names: readonly string[]): URLSearchParams {
+    const out = new URLSearchParams(this.search);
+    for (const name of names) out.delete(name);
+    return out;
+  }
 }
 
 /** Reads the body once as `application/x-www-form-urlencoded` into `c.var.params`. */

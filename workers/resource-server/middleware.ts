@@ -48,7 +48,8 @@ export function insufficientScope(c: Context, resource: string, token: AccessTok
 /**
  * Hono middleware: a valid Latchkey access token for this resource in the Authorization header
  * (never the query string: RFC 6750 §2.3, MCP authorization), with the required scopes. The token
- * stays here — it is never forwarded to another API (the MCP spec forbids token passthrough).
+ * stays here — it is never forwarded to another API (the MCP spec forbids token passthrough). `E` is the
+ * app's own Hono environment, so the middleware fits an app that also has bindings.
  */
 export function requireAccessToken<E extends { Variables: TokenVariables } = { Variables: TokenVariables }>(
   options: RequireTokenOptions,

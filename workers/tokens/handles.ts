@@ -2,16 +2,17 @@ import { base64url } from "jose";
 import { randomToken, sha256 } from "../crypto";
 
 /**
- * Opaque handles for authorization codes and refresh tokens. A handle names the Durable Object that
- * holds it, so no lookup table is needed; the object stores only the hash of the secret part.
+ * Opaque handles for authorization codes, refresh tokens and pushed authorization requests. A handle
+ * names the Durable Object that holds it, so no lookup table is needed; the object stores only the hash.
  *
- *   lkc_<64 hex: GrantObject id>_<43 base64url: 256-bit secret>    authorization code
- *   lkr_<64 hex: GrantObject id>_<43 base64url: 256-bit secret>    refresh token
+ *   lkc_<64 hex: GrantObject id>_<43 base64url: 256-bit secret>      authorization code
+ *   lkr_<64 hex: GrantObject id>_<43 base64url: 256-bit secret>      refresh token
+ *   lkp_<64 hex: PushedRequest id>_<43 base64url: 256-bit secret>    pushed request (RFC 9126 request_uri)
  */
-export type HandleKind = "code" | "refresh";
+export type HandleKind = "code" | "refresh" | "request";
 
-const PREFIX: Record<HandleKind, string> = { code: "lkc_", refresh: "lkr_" };
-const SHAPE = /^lk[cr]_([0-9a-f]{64})_([A-Za-z0-9_-]{43})$/;
+const PREFIX: Record<HandleKind, string> = { code: "lkc_", refresh: "lkr_", request: "lkp_" };
+const SHAPE = /^lk[crp]_([0-9a-f]{64})_([A-Za-z0-9_-]{43})$/;
 
 export interface Handle {
   /** The full token as the client sees it. */

@@ -29,6 +29,7 @@ input { width: 100%; box-sizing: border-box; padding: 0.6rem; margin-top: 0.25re
 button { margin-top: 1.25rem; padding: 0.6rem 1.2rem; font: inherit; font-weight: 600; cursor: pointer; }
 .actions { display: flex; gap: 0.75rem; }
 .error { color: #b00020; border-left: 4px solid #b00020; padding-left: 0.75rem; }
+.warning { border-left: 4px solid #b26a00; padding-left: 0.75rem; }
 .muted { color: GrayText; font-size: 0.9rem; }
 ul.scopes { padding-left: 1.2rem; }
 code { word-break: break-all; }

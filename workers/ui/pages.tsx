@@ -1,13 +1,19 @@
 import { Layout } from "./layout";
 
 /** The sign-in form (fields labelled Email and Password, button Sign in). */
-export function LoginPage(props: { interaction: string; csrf: string; clientName: string; error?: string; email?: string }) {
+export function LoginPage(props: { interaction: string; csrf: string; clientName: string; unregistered?: boolean; error?: string; email?: string }) {
   return (
     <Layout title="Sign in">
       <h1>Sign in</h1>
-      <p>
-        to continue to <strong>{props.clientName}</strong>
-      </p>
+      {props.unregistered ? (
+        <p>
+          to continue to an unregistered application that calls itself <strong>“{props.clientName}”</strong>
+        </p>
+      ) : (
+        <p>
+          to continue to <strong>{props.clientName}</strong>
+        </p>
+      )}
       {props.error ? (
         <p class="error" role="alert" id="login-error">
           {props.error}
@@ -42,6 +48,8 @@ export interface ConsentView {
   metadataDocumentHost?: string;
   /** Whether anybody vouched for the client (admin-registered) or it registered itself. */
   selfRegistered: boolean;
+  /** Pushed client registration: no registration at all; the name is self-asserted. `redirectTo`: where the answer goes. */
+  unregistered?: { redirectTo: string };
   userEmail: string;
   scopes: string[];
   resources: Array<{ name: string; uri: string }>;
@@ -53,7 +61,18 @@ export function ConsentPage(props: { interaction: string; csrf: string; view: Co
   const host = v.metadataDocumentHost;
   return (
     <Layout title="Allow access?">
-      {host ? (
+      {v.unregistered ? (
+        <>
+          <h1>Allow an unregistered application to access your account?</h1>
+          <p class="warning" role="note" id="unregistered">
+            <strong>This application is not registered with this server.</strong> It calls itself <strong>“{v.clientName}”</strong>, but anyone can use any
+            name: nobody has verified who runs it. Allow it only if you started this yourself, just now.
+          </p>
+          <p>
+            If you allow it, you will be sent to <strong>{v.unregistered.redirectTo}</strong>.
+          </p>
+        </>
+      ) : host ? (
         <>
           {v.clientName === host ? (
             <h1>

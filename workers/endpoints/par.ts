@@ -1,0 +1,53 @@
+import { Hono } from "hono";
+import { DYNAMIC_CLIENT_ID } from "../../schemas/client";
+import { CLIENT_AUTHENTICATION_PARAMETERS, REQUEST_URI_PREFIX } from "../authorize/pushed";
+import { RedirectableError, UntrustedRedirect, validateAuthorizationParameters } from "../authorize/request";
+import { pushedClient } from "../clients/pushed-registration";
+import { now } from "../clock";
+import { InvalidRequest, ServerError } from "../errors";
+import { clientAuth } from "../middleware/client-auth";
+import { formBody } from "../middleware/form-body";
+import { noStore } from "../middleware/headers";
+import { methodNotAllowed } from "../middleware/method";
+import { mintHandle } from "../tokens/handles";
+import type { AppEnv } from "../types";
+
+/**
+ * RFC 9126 pushed authorization request endpoint, for every client: no-store → form body (413 when too
+ * large) → client authentication as at the token endpoint → the same validation the authorization
+ * endpoint runs, answered here as JSON 400 instead of a redirect → one PushedRequest object holding
+ * the parameters under the hash of the `request_uri` handle that names it.
+ *
+ * With `client_id=urn:ietf:oauth:parameters:dynamic` this is also where pushed client registration
+ * (draft-richer-oauth-pushed-client-registration) starts: the request describes its own client.
+ */
+export const par = new Hono<AppEnv>();
+
+par.post("/par", noStore, formBody, clientAuth, async (c) => {
+  const { params, cfg } = c.var;
+  // RFC 9126 §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT be provided."
+  if (params.has("request_uri")) throw new InvalidRequest("request_uri must not be sent to the pushed authorization request endpoint");
+  // RFC 9126 §2.1 requires client_id here; one that authenticated with HTTP Basic is named by that alone
+  // (a different body client_id is refused by client authentication), and stored with its request.
+  const client = c.var.client.client_id === DYNAMIC_CLIENT_ID ? pushedClient(params).client : c.var.client;
+  try {
+    // RFC 9126 §2.3: the error is the one the authorization endpoint would have sent, as JSON here;
+    // a bad redirect URI, which is never redirected, is invalid_request.
+    await validateAuthorizationParameters(c.env, client, params);
+  } catch (error) {
+    throw error instanceof UntrustedRedirect || error instanceof RedirectableError ? error.error : error;
+  }
+  const id = c.env.PUSHED_REQUESTS.newUniqueId();
+  const handle = await mintHandle("request", id.toString());
+  const expires_in = cfg.PUSHED_REQUEST_TTL;
+  // RFC 9126 §2.1: client authentication parameters "are relied upon only for client authentication".
+  const pushed = await c.env.PUSHED_REQUESTS.get(id).push({
+    hash: handle.hash,
+    client_id: client.client_id,
+    params: params.without(CLIENT_AUTHENTICATION_PARAMETERS).toString(),
+    expires_at: now() + expires_in,
+  });
+  if (!pushed.ok) throw new ServerError("could not store the pushed request", "unique PushedRequest id already existed");
+  return c.json({ request_uri: `${REQUEST_URI_PREFIX}${handle.token}`, expires_in }, 201);
+});
+par.all("/par", methodNotAllowed("POST"));
