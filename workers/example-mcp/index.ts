@@ -59,7 +59,7 @@ app.get("/.well-known/oauth-protected-resource/*", (c) => {
   return c.json(metadata, 200, { "Cache-Control": "public, max-age=300" });
 });
 
-app.all("/mcp", (c, next) => requireAccessToken({ verify: verify(c.env), resource: c.env.RESOURCE, scopes: ["mcp:read"] })(c, next));
+app.all("/mcp", (c, next) => requireAccessToken<AppEnv>({ verify: verify(c.env), resource: c.env.RESOURCE, scopes: ["mcp:read"] })(c, next));
 
 app.post("/mcp", async (c) => {
   const token = c.var.accessToken;

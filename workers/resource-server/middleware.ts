@@ -48,7 +48,9 @@ export function insufficientScope(c: Context, resource: string, token: AccessTok
  * (never the query string: RFC 6750 §2.3, MCP authorization), with the required scopes. The token
  * stays here — it is never forwarded to another API (the MCP spec forbids token passthrough).
  */
-export function requireAccessToken(options: RequireTokenOptions): MiddlewareHandler<{ Variables: TokenVariables }> {
+export function requireAccessToken<E extends { Variables: TokenVariables } = { Variables: TokenVariables }>(
+  options: RequireTokenOptions,
+): MiddlewareHandler<E> {
   return async (c, next) => {
     const header = c.req.header("authorization");
     const token = header ? /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header)?.[1] : undefined;
