@@ -41,6 +41,8 @@ export const ClientMetadataSchema = v.object({
   application_type: v.optional(v.picklist(["web", "native"]), "web"),
   /** OIDC Registration §2; RS256 unless the client asks for ES256. */
   id_token_signed_response_alg: v.optional(v.picklist(ID_TOKEN_ALGS), "RS256"),
+  /** RFC 9449 §5.2: the client always uses DPoP, so token requests without a DPoP proof are refused. Absent means false. */
+  dpop_bound_access_tokens: v.optional(v.boolean()),
 });
 
 export type ClientMetadataInput = v.InferInput<typeof ClientMetadataSchema>;

@@ -52,6 +52,14 @@ export const ConfigSchema = v.pipe(
     CLIENT_CACHE_TTL: seconds(30, 0, 3600),
     /** Signing keys rotate this often; the next key is published a rotation period ahead. Default 30 days. */
     KEY_ROTATION_INTERVAL: seconds(2_592_000, 3600, 31_536_000),
+    /**
+     * RFC 9449 §8 server-provided nonces: `required` (default) makes every DPoP proof at the token endpoint
+     * and userinfo carry a recent nonce from a `DPoP-Nonce` header, so proofs cannot be made ahead of time
+     * (§11.2); `off` never asks for one.
+     */
+    DPOP_NONCE: v.optional(v.picklist(["required", "off"]), "required"),
+    /** How far (seconds) a DPoP proof's `iat` may lie from the server's clock, either way (RFC 9449 §11.1). Default 60 s. */
+    DPOP_PROOF_WINDOW: seconds(60, 5, 300),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { AUTH_METHODS, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
 import type { Config } from "../config";
+import { DPOP_ALGS } from "../dpop/proof";
 import { OIDC_SCOPES } from "../policy/scope";
 import type { AppEnv } from "../types";
 
@@ -38,6 +39,8 @@ export function serverMetadata(cfg: Config) {
     request_parameter_supported: false,
     request_uri_parameter_supported: false,
     resource_indicators_supported: true,
+    // RFC 9449 §5.1: DPoP is supported, with these proof algorithms.
+    dpop_signing_alg_values_supported: [...DPOP_ALGS],
     ui_locales_supported: ["en"],
   };
 }
