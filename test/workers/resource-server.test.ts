@@ -73,7 +73,10 @@ describe("resource-server kit: token verification", () => {
   it("answers a request without a token with a bare challenge naming the metadata", async () => {
     const res = await get(app());
     expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toBe(`Bearer resource_metadata="${META}"`);
+    // RFC 9449 §7.2 (Figure 17): DPoP is offered beside Bearer, with the proof algorithms it accepts.
+    expect(res.headers.get("www-authenticate")).toBe(
+      `Bearer resource_metadata="${META}", DPoP resource_metadata="${META}", algs="ES256 ES384 EdDSA RS256 PS256"`,
+    );
   });
 
   it("refuses a token in the query string (RFC 6750 §2.3 is not supported)", async () => {
