@@ -66,7 +66,7 @@ describe("DPoP at the token endpoint: a valid proof (RFC 9449 §5)", () => {
     expect(decodeJwt(body.access_token as string).cnf).toBeUndefined();
   });
 
-  for (const alg of ["ES256", "ES384", "EdDSA", "RS256", "PS256"]) {
+  for (const alg of ["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"]) {
     it(`accepts a proof signed with ${alg}`, async () => {
       const k = await DpopKey.generate(alg);
       const res = await tokenRequest(await k.proof());
@@ -140,7 +140,7 @@ describe("DPoP at the token endpoint: refused proofs (RFC 9449 §4.3)", () => {
   it("refuses alg none and symmetric algorithms (§11.6)", async () => {
     const claims = { jti: crypto.randomUUID(), htm: "POST", htu: `${ISSUER}/token`, iat: now(), nonce: await serverNonce() };
     const none = unsigned({ typ: "dpop+jwt", alg: "none", jwk: key.jwk }, claims);
-    const algs = "the DPoP proof must be signed with one of ES256 ES384 EdDSA RS256 PS256";
+    const algs = "the DPoP proof must be signed with one of ES256 ES384 EdDSA Ed25519 RS256 PS256";
     await expectRefused(await tokenRequest(none), algs);
     const secret = (await generateSecret("HS256", { extractable: true })) as CryptoKey;
     const hs256 = await new SignJWT(claims).setProtectedHeader({ typ: "dpop+jwt", alg: "HS256", jwk: await exportJWK(secret) }).sign(secret);

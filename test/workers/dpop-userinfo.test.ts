@@ -8,7 +8,7 @@ import { basic, type CreatedClient, call, createClient, expectError, ISSUER, pos
  * and a proof by its key carrying `ath`; never as Bearer; challenges in the scheme the client used.
  */
 const REDIRECT = "https://app.example/callback";
-const ALGS = 'algs="ES256 ES384 EdDSA RS256 PS256"';
+const ALGS = 'algs="ES256 ES384 EdDSA Ed25519 RS256 PS256"';
 const USERINFO = `${ISSUER}/userinfo`;
 let app: CreatedClient;
 let key: DpopKey;

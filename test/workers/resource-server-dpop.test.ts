@@ -13,7 +13,7 @@ import { basic, createClient, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
  */
 const RESOURCE = "https://rs.example/mcp";
 const META = "https://rs.example/.well-known/oauth-protected-resource/mcp";
-const ALGS = 'algs="ES256 ES384 EdDSA RS256 PS256"';
+const ALGS = 'algs="ES256 ES384 EdDSA Ed25519 RS256 PS256"';
 let issuerKey: CryptoKey;
 let issuerJwk: JWK;
 let key: DpopKey;

@@ -75,7 +75,7 @@ describe("resource-server kit: token verification", () => {
     expect(res.status).toBe(401);
     // RFC 9449 §7.2 (Figure 17): DPoP is offered beside Bearer, with the proof algorithms it accepts.
     expect(res.headers.get("www-authenticate")).toBe(
-      `Bearer resource_metadata="${META}", DPoP resource_metadata="${META}", algs="ES256 ES384 EdDSA RS256 PS256"`,
+      `Bearer resource_metadata="${META}", DPoP resource_metadata="${META}", algs="ES256 ES384 EdDSA Ed25519 RS256 PS256"`,
     );
   });
 

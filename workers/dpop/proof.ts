@@ -1,5 +1,4 @@
-import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, errors, type JWK, type JWTPayload, jwtVerify } from "jose";
-import { sha256 } from "../crypto";
+import { base64url, calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, errors, type JWK, type JWTPayload, jwtVerify } from "jose";
 
 /**
  * DPoP proof checking (RFC 9449 §4.3), shared by the authorization server (token endpoint, userinfo)
@@ -11,9 +10,10 @@ import { sha256 } from "../crypto";
 /**
  * RFC 9449 §4.2: `alg` is "an identifier for a JWS asymmetric digital signature algorithm ... It MUST NOT
  * be none or an identifier for a symmetric algorithm". These are the ones accepted, published as
- * `dpop_signing_alg_values_supported` and in `algs` challenges.
+ * `dpop_signing_alg_values_supported` and in `algs` challenges. `Ed25519` is RFC 9864's fully-specified
+ * name for what `EdDSA` means with an Ed25519 key; current clients (oauth4webapi) sign with it.
  */
-export const DPOP_ALGS = ["ES256", "ES384", "EdDSA", "RS256", "PS256"] as const;
+export const DPOP_ALGS = ["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"] as const;
 
 /** RFC 9449 §4.2 `typ`. */
 export const DPOP_TYP = "dpop+jwt";
@@ -163,6 +163,14 @@ function sameTarget(htu: string, expected: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * base64url(SHA-256(ASCII(input))), as `ath` and the replay id use it. Here rather than from
+ * `workers/crypto.ts`, which uses Workers-only WebCrypto extensions, so that the kit runs anywhere.
+ */
+async function sha256(input: string): Promise<string> {
+  return base64url.encode(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(input))));
 }
 
 /** A short, wire-safe reason for a proof jose refused. */

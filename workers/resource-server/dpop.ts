@@ -9,7 +9,7 @@ export { DPOP_ALGS };
  * carrying the token's hash (`ath`). These options tune how.
  */
 export interface DpopOptions {
-  /** Proof algorithms accepted, and offered in `algs` challenges. Default ES256 ES384 EdDSA RS256 PS256. */
+  /** Proof algorithms accepted, and offered in `algs` challenges. Default ES256 ES384 EdDSA Ed25519 RS256 PS256. */
   algorithms?: readonly string[];
   /** How far (seconds) a proof's `iat` may lie from the server's clock, either way. Default 60. */
   proofWindowSeconds?: number;
