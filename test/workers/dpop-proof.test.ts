@@ -200,6 +200,15 @@ describe("DPoP at the token endpoint: refused proofs (RFC 9449 §4.3)", () => {
     await expectRefused(await tokenRequest(await key.proof({ claims: { iat: undefined } })), "the DPoP proof must carry iat");
   });
 
+  it("refuses claims of the wrong type (schemas/dpop.ts)", async () => {
+    await expectRefused(await tokenRequest(await key.proof({ claims: { jti: 42 } })), "the DPoP proof must carry a jti of 1 to 256 characters");
+    await expectRefused(await tokenRequest(await key.proof({ claims: { htm: ["POST"] } })), "the DPoP proof must carry htm");
+    // jose checks iat's type first, as a registered claim.
+    await expectRefused(await tokenRequest(await key.proof({ claims: { iat: String(now()) } })), "the DPoP proof's iat is invalid");
+    await expectRefused(await tokenRequest(await key.proof({ claims: { ath: 7 } })), "the DPoP proof's ath must be a string");
+    await expectRefused(await tokenRequest(await key.proof({ nonce: "" })), "the DPoP proof's nonce must be a non-empty string");
+  });
+
   it("refuses two DPoP headers and a header that is not a JWS", async () => {
     await expectRefused(await tokenRequest([await key.proof(), await key.proof()]), "more than one DPoP header was sent");
     await expectRefused(await tokenRequest("not-a-jws"), "the DPoP header is not a compact JWS");

@@ -214,6 +214,10 @@ describe("resource-server kit: Bearer tokens beside DPoP", () => {
     const description = "this resource accepts only DPoP-bound access tokens";
     const challenge = `Bearer resource_metadata="${META}", error="invalid_token", error_description="${description}", DPoP resource_metadata="${META}", ${ALGS}`;
     await expectRefusal(await request(app({ requireDpop: true }), `Bearer ${token}`), 401, "invalid_token", description, challenge);
+    // Without credentials, only DPoP is offered.
+    const bare = await request(app({ requireDpop: true }));
+    expect(bare.headers.get("www-authenticate")).toBe(`DPoP resource_metadata="${META}", ${ALGS}`);
+    expect(await bare.json()).toEqual({ error: "invalid_token", error_description: "an access token is required" });
   });
 
   it("answers an invalid token in the scheme the client used", async () => {

@@ -30,6 +30,7 @@ export async function acceptProof(c: Context<AppEnv>, jws: string, accessToken?:
   });
   if (!checked.ok) return { ok: false, error: "invalid_dpop_proof", description: checked.description };
   const proof = checked.proof;
+  // With nonces off this server hands none out, so a nonce a proof carries is not one to check.
   if (cfg.DPOP_NONCE === "required") {
     // RFC 9449 §11.3: "A server MUST NOT accept any DPoP proofs without the nonce claim when a DPoP nonce has been provided to the client."
     if (proof.nonce === undefined) return { ok: false, error: "use_dpop_nonce", description: "the authorization server requires a nonce in the DPoP proof" };

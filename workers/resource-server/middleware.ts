@@ -49,8 +49,9 @@ function header(resource: string, params: ChallengeParams, o: ChallengeOptions):
 }
 
 /**
- * 401: no token (a bare challenge per scheme, RFC 9449 §7.2 Figure 17), or one that is not valid here.
- * `error` is `invalid_token` unless a DPoP proof was the problem (`invalid_dpop_proof`).
+ * 401: no token (a bare challenge per accepted scheme, RFC 9449 §7.2 Figure 17: Bearer and DPoP, or DPoP
+ * alone when `o.scheme` is DPoP), or one that is not valid here. `error` is `invalid_token` unless a DPoP
+ * proof was the problem (`invalid_dpop_proof`).
  */
 export function unauthorized(c: Context, resource: string, description?: string, o: ChallengeOptions & { error?: string } = {}): Response {
   if (!description) {
@@ -89,7 +90,8 @@ export function requireAccessToken<E extends { Variables: TokenVariables } = { V
   const algs = dpop.algorithms ?? DPOP_ALGS;
   return async (c, next) => {
     const authorization = c.req.header("authorization");
-    if (!authorization) return unauthorized(c, resource, undefined, { algs });
+    // With requireDpop only the DPoP scheme is offered.
+    if (!authorization) return unauthorized(c, resource, undefined, { algs, scheme: dpop.requireDpop ? "DPoP" : "Bearer" });
     const m = /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization);
     if (!m) return unauthorized(c, resource, "the Authorization header must carry a Bearer or DPoP token", { algs, offerDpop: true });
     const scheme: Scheme = (m[1] as string).toLowerCase() === "dpop" ? "DPoP" : "Bearer";
