@@ -16,6 +16,10 @@ import { now as clock } from "../workers/clock";
  *
  * Every transition is one method; each reads and writes only storage (no other awaits), so input
  * gates make it atomic. Methods return results; the caller maps every `reason` to an OAuth error.
+ *
+ * DPoP (RFC 9449) adds guards, not states: a code issued with `dpop_jkt` redeems only with a proof by
+ * that key (§10), and a family bound to a key at redemption (public clients, §5) refreshes only with a
+ * proof by that key. Like a wrong client or verifier, a wrong key changes nothing and revokes nothing.
  */
 
 type State = "pending" | "active" | "revoked" | "expired";
@@ -43,6 +47,8 @@ interface Stored extends GrantLifetimes {
   rotated: Rotated | null;
   /** Hashes of older refresh tokens of this family, newest last, for reuse detection. */
   previous: string[];
+  /** RFC 9449 §5: the thumbprint of the DPoP key every refresh of this family must prove (public clients). */
+  dpop_jkt?: string;
   /** Revoked access-token ids until their expiry. */
   revoked_jtis: Record<string, number>;
   revoked_reason?: string;
@@ -53,12 +59,15 @@ const PREVIOUS_KEPT = 500;
 
 export type RedeemResult =
   | { ok: true; data: GrantData; refresh_issued: boolean }
-  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "pkce_mismatch" | "redirect_uri_mismatch" | "replayed" };
+  | {
+      ok: false;
+      reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "pkce_mismatch" | "redirect_uri_mismatch" | "dpop_jkt_mismatch" | "replayed";
+    };
 
 export type RefreshResult =
   | { ok: true; data: GrantData; retry: false }
   | { ok: true; data: GrantData; retry: true; sealed_successor: string }
-  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "reused" }
+  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "dpop_key_mismatch" | "reused" }
   | { ok: false; reason: "scope_exceeded"; exceeding: string[] };
 
 export type StatusResult = { active: false } | { active: true; data: GrantData; refresh?: { iat: number; exp: number } };
@@ -93,7 +102,7 @@ export class GrantObject extends DurableObject<Env> {
   /**
    * pending → active: redeems the code (OAuth 2.1 §4.1.3). A second otherwise-valid redemption
    * revokes the grant ("SHOULD revoke ... tokens previously issued based on that authorization code");
-   * a replay with the wrong client or verifier does not, so it cannot be used to log a user out.
+   * a replay with the wrong client, verifier or DPoP key does not, so it cannot be used to log a user out.
    */
   async redeemCode(input: {
     code_hash: string;
@@ -101,6 +110,10 @@ export class GrantObject extends DurableObject<Env> {
     code_verifier_s256: string;
     redirect_uri?: string;
     refresh_hash?: string;
+    /** RFC 9449: thumbprint of the key that signed the token request's DPoP proof, if it had one. */
+    dpop_jkt?: string;
+    /** RFC 9449 §5: bind the refresh-token family to `dpop_jkt` (the caller decides: public clients only). */
+    bind_refresh_to_key?: boolean;
     now: number;
   }): Promise<RedeemResult> {
     const g = this.grant;
@@ -108,6 +121,8 @@ export class GrantObject extends DurableObject<Env> {
     if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
     if (g.code.code_challenge !== input.code_verifier_s256) return { ok: false, reason: "pkce_mismatch" };
     if (input.redirect_uri !== undefined && input.redirect_uri !== g.code.redirect_uri) return { ok: false, reason: "redirect_uri_mismatch" };
+    // RFC 9449 §10: if the proof's thumbprint does not match dpop_jkt, the server "MUST reject the request".
+    if (g.code.dpop_jkt !== undefined && g.code.dpop_jkt !== input.dpop_jkt) return { ok: false, reason: "dpop_jkt_mismatch" };
     if (g.state === "revoked") return { ok: false, reason: "revoked" };
     if (g.state === "active") {
       await this.revokeWith(g, "authorization_code_replayed");
@@ -118,6 +133,7 @@ export class GrantObject extends DurableObject<Env> {
     g.code = { ...g.code, redeemed_at: input.now };
     const refresh_issued = g.data.refresh && input.refresh_hash !== undefined;
     if (refresh_issued && input.refresh_hash) g.refresh = { hash: input.refresh_hash, issued_at: input.now, last_used_at: input.now };
+    if (refresh_issued && input.bind_refresh_to_key && input.dpop_jkt !== undefined) g.dpop_jkt = input.dpop_jkt;
     await this.save(g);
     return { ok: true, data: g.data, refresh_issued };
   }
@@ -134,6 +150,8 @@ export class GrantObject extends DurableObject<Env> {
     sealed_successor: string;
     /** The narrower scope the client asked for (OAuth 2.1 §4.3.1), if any. */
     scope?: string[];
+    /** RFC 9449: thumbprint of the key that signed the refresh request's DPoP proof, if it had one. */
+    dpop_jkt?: string;
     now: number;
   }): Promise<RefreshResult> {
     const g = this.grant;
@@ -144,6 +162,9 @@ export class GrantObject extends DurableObject<Env> {
     if (!isCurrent && !isRotated && !isPrevious) return { ok: false, reason: "unknown" };
     // A token bound to another client is not evidence of theft from this family's holder.
     if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
+    // RFC 9449 §5: "such a client MUST present a DPoP proof for the same key that was used to obtain the refresh
+    // token". Someone holding the token without the key is refused before reuse detection, so cannot revoke.
+    if (g.dpop_jkt !== undefined && g.dpop_jkt !== input.dpop_jkt) return { ok: false, reason: "dpop_key_mismatch" };
     if (g.state === "revoked") return { ok: false, reason: "revoked" };
     if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
     // A refused scope must leave everything as it was: the presented token stays the live one.

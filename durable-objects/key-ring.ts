@@ -45,9 +45,7 @@ export const KEYSET_CACHE_SECONDS = 300;
 export class KeyRing extends DurableObject<Env> {
   /** Returns the keys in force now, creating or rotating them when due. */
   async current(input: { rotation_interval: number; retain_seconds: number; now: number }): Promise<KeySet> {
-    // Key generation and encryption await real crypto between the read and the write of the ring, so
-    // concurrent first calls are serialised: every caller sees the one key set that was stored.
-    const keys = await this.ctx.blockConcurrencyWhile(() => this.maintain(input));
+    const keys = await this.exclusively(() => this.maintain(input));
     const signing = {} as KeySet["signing"];
     for (const alg of SIGNING_ALGS) {
       const key = keys.find((k) => k.alg === alg && k.activates_at <= input.now && input.now < k.retires_at);
@@ -65,7 +63,16 @@ export class KeyRing extends DurableObject<Env> {
   /** Rotation runs here too, so keys turn over even when nobody asks. */
   override async alarm(): Promise<void> {
     const stored = await this.ctx.storage.get<{ rotation_interval: number; retain_seconds: number }>("schedule");
-    if (stored) await this.ctx.blockConcurrencyWhile(() => this.maintain({ ...stored, now: clock() }));
+    if (stored) await this.exclusively(() => this.maintain({ ...stored, now: clock() }));
+  }
+
+  /**
+   * Runs `maintain` with no other call delivered meanwhile. Input gates alone do not make it atomic:
+   * key generation awaits WebCrypto, not storage, so two first calls could each generate and store a set
+   * and the earlier caller would sign with keys that were overwritten and are never published.
+   */
+  private exclusively<T>(fn: () => Promise<T>): Promise<T> {
+    return this.ctx.blockConcurrencyWhile(fn);
   }
 
   /** Drops removed keys and makes sure each algorithm has a signing key and a published successor. */

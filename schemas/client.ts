@@ -77,6 +77,8 @@ export const ClientMetadataSchema = v.object({
   token_endpoint_auth_signing_alg: v.optional(v.picklist(ASSERTION_ALGS, "must be an asymmetric JWS algorithm Latchkey supports")),
   /** RFC 9126 §6: the client may start an authorization request only by pushing it. Default false. */
   require_pushed_authorization_requests: v.optional(v.boolean(), false),
+  /** RFC 9449 §5.2: the client always uses DPoP, so token requests without a DPoP proof are refused. Absent means false. */
+  dpop_bound_access_tokens: v.optional(v.boolean()),
 });
 
 export type ClientMetadataInput = v.InferInput<typeof ClientMetadataSchema>;

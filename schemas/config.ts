@@ -124,6 +124,14 @@ export const ConfigSchema = v.pipe(
     CIMD_CACHE_MAX_TTL: seconds(600, 0, 86_400),
     /** Longest accepted lifetime of a client assertion (RFC 7523 `exp` minus `iat`, and `exp` minus now). Default 300 s. */
     CLIENT_ASSERTION_MAX_LIFETIME: seconds(300, 30, 3600),
+    /**
+     * RFC 9449 §8 server-provided nonces: `required` (default) makes every DPoP proof at the token endpoint
+     * and userinfo carry a recent nonce from a `DPoP-Nonce` header, so proofs cannot be made ahead of time
+     * (§11.2); `off` never asks for one.
+     */
+    DPOP_NONCE: v.optional(v.picklist(["required", "off"]), "required"),
+    /** How far (seconds) a DPoP proof's `iat` may lie from the server's clock, either way (RFC 9449 §11.1). Default 60 s. */
+    DPOP_PROOF_WINDOW: seconds(60, 5, 300),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(

@@ -27,6 +27,8 @@ export interface CodeBinding {
   code_challenge: string;
   /** The redirect URI used in the authorization request. */
   redirect_uri: string;
+  /** RFC 9449 §10 `dpop_jkt`: the token request's DPoP proof must be signed by the key with this thumbprint. */
+  dpop_jkt?: string;
 }
 
 /** Lifetimes fixed when the grant is created, so a later config change never shortens a live grant mid-flight. */

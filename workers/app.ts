@@ -47,7 +47,14 @@ export function buildApp(): Hono<AppEnv> {
     await next();
   });
   // Only endpoints that browser-based clients call directly get CORS (RFC 9700 §4.1: none on /authorize).
-  const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST", "PUT", "DELETE"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
+  // RFC 9449 §7.1 and §8: browser clients can read WWW-Authenticate and DPoP-Nonce only if they are exposed.
+  const apiCors = cors({
+    origin: "*",
+    allowMethods: ["GET", "POST", "PUT", "DELETE"],
+    allowHeaders: ["Authorization", "Content-Type", "DPoP"],
+    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce"],
+    maxAge: 600,
+  });
   for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*"]) app.use(path, apiCors);
 
   app.route("/", health);

@@ -65,6 +65,12 @@ export class UnsupportedTokenType extends code("unsupported_token_type", 400) {}
 export class InvalidRedirectUri extends code("invalid_redirect_uri", 400) {}
 export class InvalidClientMetadata extends code("invalid_client_metadata", 400) {}
 export class InvalidSoftwareStatement extends code("invalid_software_statement", 400) {}
+// RFC 9449 §5 and §8: a DPoP proof at the token endpoint (400, JSON body; `use_dpop_nonce` with a DPoP-Nonce header).
+export class InvalidDpopProof extends code("invalid_dpop_proof", 400) {}
+export class UseDpopNonce extends code("use_dpop_nonce", 400) {}
+// RFC 9449 §7.1 and §9: the same codes at a protected resource (userinfo) are 401 with a `DPoP` challenge.
+export class InvalidDpopProofAtResource extends code("invalid_dpop_proof", 401) {}
+export class UseDpopNonceAtResource extends code("use_dpop_nonce", 401) {}
 // OIDC Core §3.1.2.6.
 export class LoginRequired extends code("login_required", 400) {}
 export class ConsentRequired extends code("consent_required", 400) {}

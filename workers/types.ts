@@ -1,5 +1,6 @@
 import type { Client } from "../schemas/client";
 import type { Config } from "./config";
+import type { DpopProof } from "./dpop/proof";
 import type { Params } from "./middleware/form-body";
 
 /** How the client proved who it is on this request (RFC 7591 §2 method names). */
@@ -18,5 +19,7 @@ export interface AppEnv {
     /** The authenticated (or identified public) client (`middleware/client-auth.ts`). */
     client: Client;
     auth_method: AuthMethod;
+    /** The request's accepted DPoP proof, if it carried one (`middleware/dpop.ts`, RFC 9449). */
+    dpop?: DpopProof;
   };
 }

@@ -34,7 +34,7 @@ interface Fixture {
 afterEach(() => setClock());
 
 /** A pending grant: `create` at T with a code that expires at T + CODE_TTL. */
-async function pending(opts: { refresh?: boolean; lifetimes?: Partial<GrantLifetimes> } = {}): Promise<Fixture> {
+async function pending(opts: { refresh?: boolean; lifetimes?: Partial<GrantLifetimes>; dpop_jkt?: string } = {}): Promise<Fixture> {
   const id = env.GRANTS.newUniqueId();
   const stub = env.GRANTS.get(id);
   const objectId = id.toString();
@@ -52,7 +52,13 @@ async function pending(opts: { refresh?: boolean; lifetimes?: Partial<GrantLifet
   };
   const created = await stub.create({
     data,
-    code: { hash: code.hash, expires_at: T + CODE_TTL, code_challenge: await sha256(verifier), redirect_uri: REDIRECT_URI },
+    code: {
+      hash: code.hash,
+      expires_at: T + CODE_TTL,
+      code_challenge: await sha256(verifier),
+      redirect_uri: REDIRECT_URI,
+      ...(opts.dpop_jkt ? { dpop_jkt: opts.dpop_jkt } : {}),
+    },
     lifetimes: { ...LIFETIMES, ...opts.lifetimes },
     now: T,
   });
@@ -74,10 +80,10 @@ async function active(opts: { lifetimes?: Partial<GrantLifetimes> } = {}): Promi
 }
 
 /** What the token endpoint does on refresh: mint a successor, seal it under the presented token. */
-async function rotate(f: Fixture, presented: Handle, now: number, client_id = CLIENT) {
+async function rotate(f: Fixture, presented: Handle, now: number, client_id = CLIENT, dpop_jkt?: string) {
   const successor = await mintHandle("refresh", f.objectId);
   const sealed = await sealSuccessor(presented.token, successor.token);
-  const result = await f.stub.refresh({ token_hash: presented.hash, client_id, successor_hash: successor.hash, sealed_successor: sealed, now });
+  const result = await f.stub.refresh({ token_hash: presented.hash, client_id, successor_hash: successor.hash, sealed_successor: sealed, dpop_jkt, now });
   return { result, successor, sealed };
 }
 
@@ -309,6 +315,67 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
       reason: "unknown",
     });
     expect((await rotate(f, f.refresh, T + 11)).result).toMatchObject({ ok: true, retry: false });
+  });
+});
+
+describe("DPoP guards (RFC 9449 §5, §10): a wrong key changes nothing and revokes nothing", () => {
+  const KEY_A = "a".repeat(43);
+  const KEY_B = "b".repeat(43);
+
+  it("a code issued with dpop_jkt redeems only with a proof by that key", async () => {
+    const f = await pending({ dpop_jkt: KEY_A });
+    const before = await snapshot(f.stub);
+    expect(await f.stub.redeemCode({ ...(await redemption(f)), dpop_jkt: KEY_B })).toEqual({ ok: false, reason: "dpop_jkt_mismatch" });
+    expect(await f.stub.redeemCode(await redemption(f))).toEqual({ ok: false, reason: "dpop_jkt_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect(await f.stub.redeemCode({ ...(await redemption(f)), dpop_jkt: KEY_A })).toEqual({ ok: true, data: f.data, refresh_issued: false });
+  });
+
+  it("a replay of a dpop_jkt code with the wrong key is not a replay: nothing is revoked", async () => {
+    const f = await pending({ dpop_jkt: KEY_A });
+    const refresh = await mintHandle("refresh", f.objectId);
+    expect(await f.stub.redeemCode({ ...(await redemption(f, T + 1, refresh.hash)), dpop_jkt: KEY_A })).toMatchObject({ ok: true });
+    const before = await snapshot(f.stub);
+    expect(await f.stub.redeemCode({ ...(await redemption(f, T + 2)), dpop_jkt: KEY_B })).toEqual({ ok: false, reason: "dpop_jkt_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect(await f.stub.status({ refresh_hash: refresh.hash, now: T + 3 })).toMatchObject({ active: true });
+  });
+
+  it("bind_refresh_to_key binds the family: every refresh needs that key, and a wrong one is refused before reuse detection", async () => {
+    const f = await pending();
+    const refresh = await mintHandle("refresh", f.objectId);
+    expect(await f.stub.redeemCode({ ...(await redemption(f, T + 1, refresh.hash)), dpop_jkt: KEY_A, bind_refresh_to_key: true })).toMatchObject({
+      ok: true,
+    });
+    expect((await snapshot(f.stub)).grant).toMatchObject({ dpop_jkt: KEY_A });
+    const second = await rotate(f, refresh, T + 10, CLIENT, KEY_A);
+    expect(second.result).toEqual({ ok: true, data: f.data, retry: false });
+    const before = await snapshot(f.stub);
+    expect((await rotate(f, second.successor, T + 11, CLIENT, KEY_B)).result).toEqual({ ok: false, reason: "dpop_key_mismatch" });
+    expect((await rotate(f, second.successor, T + 11)).result).toEqual({ ok: false, reason: "dpop_key_mismatch" });
+    // Inside the reuse window, and after it (where it would be reuse): still only a mismatch, nothing revoked.
+    expect((await rotate(f, refresh, T + 12, CLIENT, KEY_B)).result).toEqual({ ok: false, reason: "dpop_key_mismatch" });
+    expect((await rotate(f, refresh, T + 100, CLIENT, KEY_B)).result).toEqual({ ok: false, reason: "dpop_key_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect((await rotate(f, refresh, T + 12, CLIENT, KEY_A)).result).toMatchObject({ ok: true, retry: true });
+    expect((await rotate(f, second.successor, T + 13, CLIENT, KEY_A)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("without bind_refresh_to_key (a confidential client) the family is not bound, whatever key the redemption proved", async () => {
+    const f = await pending();
+    const refresh = await mintHandle("refresh", f.objectId);
+    expect(await f.stub.redeemCode({ ...(await redemption(f, T + 1, refresh.hash)), dpop_jkt: KEY_A })).toMatchObject({ ok: true });
+    expect((await snapshot(f.stub)).grant).not.toHaveProperty("dpop_jkt");
+    const second = await rotate(f, refresh, T + 10, CLIENT, KEY_B);
+    expect(second.result).toMatchObject({ ok: true, retry: false });
+    expect((await rotate(f, second.successor, T + 11)).result).toMatchObject({ ok: true, retry: false });
+  });
+
+  it("bind_refresh_to_key without a proof binds nothing", async () => {
+    const f = await pending();
+    const refresh = await mintHandle("refresh", f.objectId);
+    expect(await f.stub.redeemCode({ ...(await redemption(f, T + 1, refresh.hash)), bind_refresh_to_key: true })).toMatchObject({ ok: true });
+    expect((await rotate(f, refresh, T + 10, CLIENT, KEY_B)).result).toMatchObject({ ok: true, retry: false });
   });
 });
 

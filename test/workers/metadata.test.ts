@@ -22,6 +22,8 @@ describe("authorization server metadata (RFC 8414, OIDC Discovery)", () => {
       expect(m.grant_types_supported).toEqual(["authorization_code", "refresh_token", "client_credentials"]);
       expect(m.id_token_signing_alg_values_supported).toContain("RS256");
       expect(m.subject_types_supported).toEqual(["public"]);
+      // RFC 9449 §5.1: DPoP support and its proof algorithms (asymmetric only).
+      expect(m.dpop_signing_alg_values_supported).toEqual(["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"]);
     });
   }
 

@@ -46,7 +46,7 @@ function get(a: Hono<{ Variables: TokenVariables }>, token?: string, url = "http
   return a.request(url, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
 }
 
-async function expectChallenge(res: Response, status: number, error: string, description: string, extra = ', scope="mcp:read"') {
+async function expectChallenge(res: Response, status: number, error: string, description: string, extra = "") {
   expect(res.status).toBe(status);
   expect(res.headers.get("www-authenticate")).toBe(`Bearer resource_metadata="${META}", error="${error}", error_description="${description}"${extra}`);
   expect(await res.json()).toEqual({ error, error_description: description });
@@ -73,7 +73,11 @@ describe("resource-server kit: token verification", () => {
   it("answers a request without a token with a bare challenge naming the metadata", async () => {
     const res = await get(app());
     expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toBe(`Bearer resource_metadata="${META}", scope="mcp:read"`);
+    // RFC 9449 §7.2 (Figure 17): DPoP is offered beside Bearer, with the proof algorithms it accepts; both
+    // name the scope to ask for first.
+    expect(res.headers.get("www-authenticate")).toBe(
+      `Bearer resource_metadata="${META}", scope="mcp:read", DPoP resource_metadata="${META}", scope="mcp:read", algs="ES256 ES384 EdDSA Ed25519 RS256 PS256"`,
+    );
   });
 
   it("refuses a token in the query string (RFC 6750 §2.3 is not supported)", async () => {

@@ -72,7 +72,8 @@ describe("userinfo (OIDC Core §5.3)", () => {
 
   it("answers 401 with a bare challenge when no token is sent, and invalid_token for a bad one", async () => {
     const none = await userinfo();
-    expect(none.headers.get("www-authenticate")).toBe(`Bearer realm="${ISSUER}"`);
+    // RFC 9449 §7.2 (Figure 17): both schemes offered, DPoP with the proof algorithms it accepts.
+    expect(none.headers.get("www-authenticate")).toBe(`Bearer realm="${ISSUER}", DPoP realm="${ISSUER}", algs="ES256 ES384 EdDSA Ed25519 RS256 PS256"`);
     await expectError(none, 401, "invalid_token", "an access token is required");
     await expectError(await userinfo("garbage"), 401, "invalid_token", "the access token is invalid, expired or revoked");
   });

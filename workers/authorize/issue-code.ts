@@ -46,7 +46,13 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
       // OIDC Core §11: with openid, refresh tokens need offline_access; other clients get them by registration.
       refresh: client.grant_types.includes("refresh_token") && (!wantsOidc || interaction.scope.includes("offline_access")),
     },
-    code: { hash: code.hash, expires_at: t + cfg.AUTHORIZATION_CODE_TTL, code_challenge: interaction.code_challenge, redirect_uri: interaction.redirect_uri },
+    code: {
+      hash: code.hash,
+      expires_at: t + cfg.AUTHORIZATION_CODE_TTL,
+      code_challenge: interaction.code_challenge,
+      redirect_uri: interaction.redirect_uri,
+      ...(interaction.dpop_jkt !== undefined ? { dpop_jkt: interaction.dpop_jkt } : {}),
+    },
     lifetimes: { expires_at: t + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
     now: t,
   });

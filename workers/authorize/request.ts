@@ -16,6 +16,8 @@ export interface AuthorizationRequest {
   nonce?: string;
   prompt: Array<"none" | "login" | "consent">;
   max_age?: number;
+  /** RFC 9449 §10: the thumbprint of the DPoP key the code is bound to. */
+  dpop_jkt?: string;
 }
 
 /** The request cannot be answered at the client: show an error page (HTTP 400), never redirect. */
@@ -37,6 +39,8 @@ export class RedirectableError extends Error {
 }
 
 const CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
+/** RFC 9449 §10 `dpop_jkt`: a base64url SHA-256 JWK thumbprint (RFC 7638). */
+const JKT = /^[A-Za-z0-9_-]{43}$/;
 
 /**
  * The parameters of an authorization request, checked in the order RFC 9700 §4.1 requires: first the
@@ -73,6 +77,9 @@ export async function validateAuthorizationParameters(env: Env, client: Client, 
   // OIDC Core §3.1.2.1: max_age=0 is equivalent to prompt=login (the clock has whole seconds only).
   if (maxAge !== undefined && Number(maxAge) === 0 && !prompt.includes("none") && !prompt.includes("login")) prompt.push("login");
 
+  const dpopJkt = params.get("dpop_jkt");
+  if (dpopJkt !== undefined && !JKT.test(dpopJkt)) throw fail(new InvalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint (43 characters)"));
+
   let decision: Awaited<ReturnType<typeof decide>>;
   try {
     decision = await decide(env, client, parseScope(params.get("scope")), parseResources(params.all("resource")));
@@ -89,6 +96,7 @@ export async function validateAuthorizationParameters(env: Env, client: Client, 
     ...(params.has("nonce") ? { nonce: params.get("nonce") } : {}),
     prompt,
     ...(maxAge !== undefined ? { max_age: Number(maxAge) } : {}),
+    ...(dpopJkt !== undefined ? { dpop_jkt: dpopJkt } : {}),
   };
 }
 

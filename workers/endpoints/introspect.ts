@@ -32,12 +32,14 @@ introspect.post("/introspect", noStore, formBody, clientAuth, async (c) => {
       sub: claims.sub,
       aud: claims.aud,
       client_id: claims.client_id,
-      token_type: "Bearer",
+      // RFC 9449 §6.2: "If the token_type member is included in the introspection response, it MUST contain the value DPoP."
+      token_type: claims.cnf ? "DPoP" : "Bearer",
       exp: claims.exp,
       iat: claims.iat,
       jti: claims.jti,
       ...(claims.scope ? { scope: claims.scope } : {}),
       ...(claims.auth_time !== undefined ? { auth_time: claims.auth_time } : {}),
+      ...(claims.cnf ? { cnf: { jkt: claims.cnf.jkt } } : {}),
     });
   }
   if (inspected.kind === "refresh_token") {

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { ASSERTION_ALGS, AUTH_METHODS, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
 import type { Config } from "../config";
+import { DPOP_ALGS } from "../dpop/proof";
 import { OIDC_SCOPES } from "../policy/scope";
 import type { AppEnv } from "../types";
 
@@ -50,6 +51,8 @@ export function serverMetadata(cfg: Config) {
     require_pushed_authorization_requests: cfg.REQUIRE_PUSHED_AUTHORIZATION_REQUESTS,
     // draft-richer-oauth-pushed-client-registration §5: "MUST indicate its support".
     pushed_client_registration_supported: cfg.PUSHED_CLIENT_REGISTRATION,
+    // RFC 9449 §5.1: DPoP is supported, with these proof algorithms.
+    dpop_signing_alg_values_supported: [...DPOP_ALGS],
     ui_locales_supported: ["en"],
   };
 }

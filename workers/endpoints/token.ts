@@ -3,6 +3,7 @@ import { decodeJwt } from "jose";
 import { InvalidRequest, OAuthError, UnauthorizedClient, UnsupportedGrantType } from "../errors";
 import { grants } from "../grants";
 import { claimedClientId, clientAuth } from "../middleware/client-auth";
+import { dpop } from "../middleware/dpop";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
@@ -12,7 +13,7 @@ import type { AppEnv } from "../types";
 
 /**
  * OAuth 2.1 §3.2 token endpoint: no-store → form body → rate limit → audit → client authentication →
- * the grant's handler. The endpoint never names a grant; `grants/index.ts` does.
+ * DPoP proof (RFC 9449) → the grant's handler. The endpoint never names a grant; `grants/index.ts` does.
  */
 export const token = new Hono<AppEnv>();
 
@@ -47,5 +48,5 @@ async function issue(c: Context<AppEnv>) {
   return c.json(response);
 }
 
-token.post("/token", noStore, formBody, tokenLimit, auditOutcome, clientAuth, issue);
+token.post("/token", noStore, formBody, tokenLimit, auditOutcome, clientAuth, dpop, issue);
 token.all("/token", methodNotAllowed("POST"));

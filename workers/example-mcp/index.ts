@@ -6,6 +6,7 @@ import {
   type AccessToken,
   checkToolScopes,
   createTokenVerifier,
+  DPOP_ALGS,
   metadataPath,
   type ProtectedResourceMetadata,
   requireAccessToken,
@@ -16,6 +17,9 @@ import {
  * An example MCP server protected by Latchkey. Its whole security job is the resource-server kit:
  * verify the token, publish RFC 9728 metadata, and challenge for the scope a tool needs.
  * Tools: `whoami` (mcp:read) returns who the token speaks for; `transfer` (mcp:write) pretends to move money.
+ * DPoP-bound tokens are verified with their proofs; this demo has no store for proof ids, so it gives the
+ * kit no `dpop.claimProof` and a captured proof could be replayed within its 60-second window — a real
+ * server binds a Durable Object for that (see the kit's index.ts).
  */
 type AppEnv = { Bindings: ExampleMcpEnv; Variables: TokenVariables };
 
@@ -54,6 +58,7 @@ app.get("/.well-known/oauth-protected-resource/*", (c) => {
     authorization_servers: [c.env.ISSUER],
     scopes_supported: ["mcp:read", "mcp:write"],
     bearer_methods_supported: ["header"],
+    dpop_signing_alg_values_supported: [...DPOP_ALGS],
     resource_name: "Latchkey example MCP server",
   };
   return c.json(metadata, 200, { "Cache-Control": "public, max-age=300" });

@@ -11,12 +11,14 @@ const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 
 /**
  * OAuth 2.1 §4.1.3 authorization code redemption: exactly one GrantObject call, which checks the
- * code, client, PKCE verifier and redirect URI and rotates in the refresh token in one transition.
+ * code, client, PKCE verifier, redirect URI and DPoP key (`dpop_jkt`, RFC 9449 §10) and rotates in the
+ * refresh token in one transition. A public client's refresh tokens are bound to the key of the proof
+ * it redeemed with (RFC 9449 §5); a confidential client's are already bound to its credentials.
  */
 export const authorizationCode: GrantHandler = {
   grant_type: "authorization_code",
   async handle(c) {
-    const { params, client } = c.var;
+    const { params, client, auth_method, dpop } = c.var;
     const code = params.get("code");
     const verifier = params.get("code_verifier");
     if (!code) throw new InvalidRequest("code is required");
@@ -33,6 +35,8 @@ export const authorizationCode: GrantHandler = {
       code_verifier_s256: await sha256(verifier),
       redirect_uri: params.get("redirect_uri"),
       refresh_hash: refresh?.hash,
+      dpop_jkt: dpop?.jkt,
+      bind_refresh_to_key: auth_method === "none",
       now: now(),
     });
     if (!result.ok) {
@@ -51,6 +55,11 @@ export const authorizationCode: GrantHandler = {
           throw new InvalidGrant("code_verifier does not match the code_challenge");
         case "redirect_uri_mismatch":
           throw new InvalidGrant("redirect_uri does not match the one in the authorization request");
+        case "dpop_jkt_mismatch":
+          throw new InvalidGrant(
+            "the authorization code is bound to a DPoP key (dpop_jkt) this request did not prove",
+            dpop ? "proof key differs" : "no DPoP proof",
+          );
         default:
           unreachable(result.reason);
       }

@@ -8,11 +8,13 @@ import type { GrantHandler } from "./types";
  * OAuth 2.1 §4.2 client credentials: an agent acting for itself. No Durable Object call: the client
  * and resource come from the cache, the key from isolate memory. `sub` is the client_id, which can
  * never equal a user's `sub` (those start `usr_`), so a client cannot pose as a user (RFC 9700 §4.15).
+ * With a DPoP proof the token is bound to its key (RFC 9449 §5); the proof's `jti` is the only
+ * Durable Object call (the ReplayGuard).
  */
 export const clientCredentials: GrantHandler = {
   grant_type: "client_credentials",
   async handle(c) {
-    const { params, cfg, client } = c.var;
+    const { params, cfg, client, dpop } = c.var;
     const requested = parseScope(params.get("scope"));
     const resources = parseResources(params.all("resource"));
     const decision = await decide(c.env, client, requested, resources);
@@ -21,7 +23,12 @@ export const clientCredentials: GrantHandler = {
     }
     const aud = pickAudience(resources, resources, cfg.ISSUER);
     const scope = await scopesForAudience(c.env, decision.scope, aud, cfg.ISSUER);
-    const at = await mintAccessToken(c.env, cfg, { sub: client.client_id, aud, client_id: client.client_id, scope, now: now() });
-    return { access_token: at.token, token_type: "Bearer", expires_in: at.expires_in, ...(scope.length ? { scope: scope.join(" ") } : {}) };
+    const at = await mintAccessToken(c.env, cfg, { sub: client.client_id, aud, client_id: client.client_id, scope, jkt: dpop?.jkt, now: now() });
+    return {
+      access_token: at.token,
+      token_type: dpop ? "DPoP" : "Bearer",
+      expires_in: at.expires_in,
+      ...(scope.length ? { scope: scope.join(" ") } : {}),
+    };
   },
 };

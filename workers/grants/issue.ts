@@ -10,13 +10,14 @@ import type { TokenResponse } from "./types";
 /**
  * Mints the tokens for a grant a user gave (authorization_code and refresh_token share this): an
  * access token for one audience, the ID token when `openid` was granted, and the refresh token the
- * grant object accepted.
+ * grant object accepted. With a DPoP proof on the request the access token is bound to its key and its
+ * type is `DPoP` (RFC 9449 §5), whatever the refresh token's binding.
  */
 export async function issueFromGrant(
   c: Context<AppEnv>,
   input: { grant_id: string; data: GrantData; refresh_token?: string; id_token: boolean },
 ): Promise<TokenResponse> {
-  const { cfg, client, params } = c.var;
+  const { cfg, client, params, dpop } = c.var;
   const t = now();
   const aud = pickAudience(input.data.resources, params.all("resource"), cfg.ISSUER);
   const scope = await scopesForAudience(c.env, input.data.scope, aud, cfg.ISSUER);
@@ -27,9 +28,10 @@ export async function issueFromGrant(
     scope,
     auth_time: input.data.auth_time,
     gid: input.grant_id,
+    jkt: dpop?.jkt,
     now: t,
   });
-  const response: TokenResponse = { access_token: at.token, token_type: "Bearer", expires_in: at.expires_in };
+  const response: TokenResponse = { access_token: at.token, token_type: dpop ? "DPoP" : "Bearer", expires_in: at.expires_in };
   if (scope.length) response.scope = scope.join(" ");
   if (input.refresh_token) response.refresh_token = input.refresh_token;
   if (input.id_token && input.data.scope.includes("openid")) {

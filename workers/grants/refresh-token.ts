@@ -9,12 +9,13 @@ import type { GrantHandler } from "./types";
 /**
  * OAuth 2.1 §4.3 refresh: exactly one GrantObject call. The successor token is minted here and
  * sealed under the presented token, so that a retry within the reuse window gets the same successor
- * back (see GrantObject.refresh) and a lost response never logs the user out.
+ * back (see GrantObject.refresh) and a lost response never logs the user out. A family bound to a DPoP
+ * key (a public client's, RFC 9449 §5) refreshes only with a proof by that key.
  */
 export const refreshToken: GrantHandler = {
   grant_type: "refresh_token",
   async handle(c) {
-    const { params, client } = c.var;
+    const { params, client, dpop } = c.var;
     const presented = params.get("refresh_token");
     if (!presented) throw new InvalidRequest("refresh_token is required");
     const handle = await parseHandle("refresh", presented);
@@ -28,6 +29,7 @@ export const refreshToken: GrantHandler = {
       successor_hash: successor.hash,
       sealed_successor: await sealSuccessor(presented, successor.token),
       ...(requested ? { scope: requested } : {}),
+      dpop_jkt: dpop?.jkt,
       now: now(),
     });
     if (!result.ok) {
@@ -41,6 +43,8 @@ export const refreshToken: GrantHandler = {
           throw new InvalidGrant("the refresh token is invalid, expired or revoked", result.reason);
         case "client_mismatch":
           throw new InvalidGrant("the refresh token was issued to another client");
+        case "dpop_key_mismatch":
+          throw new InvalidGrant("the refresh token is bound to a DPoP key this request did not prove", dpop ? "proof key differs" : "no DPoP proof");
         case "scope_exceeded":
           throw new InvalidScope(`scope ${result.exceeding.join(" ")} exceeds what was granted`);
         default:

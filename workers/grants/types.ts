@@ -5,7 +5,8 @@ import type { AppEnv } from "../types";
 /** RFC 6749 §5.1 successful token response (plus OIDC `id_token`). */
 export interface TokenResponse {
   access_token: string;
-  token_type: "Bearer";
+  /** RFC 9449 §5: `DPoP` when the access token is bound to the proof's key. */
+  token_type: "Bearer" | "DPoP";
   expires_in: number;
   scope?: string;
   refresh_token?: string;

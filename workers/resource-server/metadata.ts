@@ -9,6 +9,10 @@ export interface ProtectedResourceMetadata {
   bearer_methods_supported?: Array<"header" | "body">;
   resource_name?: string;
   resource_documentation?: string;
+  /** RFC 9728 §2: the DPoP proof algorithms accepted (RFC 9449). */
+  dpop_signing_alg_values_supported?: string[];
+  /** RFC 9728 §2: whether only DPoP-bound access tokens are accepted. */
+  dpop_bound_access_tokens_required?: boolean;
 }
 
 /**

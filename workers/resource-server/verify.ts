@@ -26,6 +26,8 @@ export interface AccessToken extends JWTPayload {
   iat: number;
   jti: string;
   scope?: string;
+  /** RFC 9449 §6.1: the token is DPoP-bound to the key with this thumbprint; `requireAccessToken` checks the proof. */
+  cnf?: { jkt?: string };
   /** The scopes as a list (from the space-separated `scope` claim). */
   scopes: string[];
 }

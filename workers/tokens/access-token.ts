@@ -21,6 +21,8 @@ export interface AccessTokenClaims extends JWTPayload {
   auth_time?: number;
   /** The GrantObject this token derives from; absent for client_credentials. Lets introspection see revocation. */
   gid?: string;
+  /** RFC 9449 §6.1: the token is DPoP-bound to the key with this RFC 7638 thumbprint. */
+  cnf?: { jkt: string };
 }
 
 export interface MintedAccessToken {
@@ -29,11 +31,11 @@ export interface MintedAccessToken {
   expires_in: number;
 }
 
-/** Signs an RFC 9068 access token with the current ES256 key. */
+/** Signs an RFC 9068 access token with the current ES256 key; with `jkt`, DPoP-bound (RFC 9449 §6.1). */
 export async function mintAccessToken(
   env: Env,
   cfg: Config,
-  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; now: number },
+  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; jkt?: string; now: number },
 ): Promise<MintedAccessToken> {
   const { kid, key } = await signingKey(env, "ES256", input.now);
   const claims: AccessTokenClaims = {
@@ -47,6 +49,7 @@ export async function mintAccessToken(
     ...(input.scope.length ? { scope: input.scope.join(" ") } : {}),
     ...(input.auth_time !== undefined ? { auth_time: input.auth_time } : {}),
     ...(input.gid ? { gid: input.gid } : {}),
+    ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
   };
   const token = await new SignJWT(claims).setProtectedHeader({ alg: "ES256", typ: AT_TYP, kid }).sign(key);
   return { token, claims, expires_in: cfg.ACCESS_TOKEN_TTL };

@@ -1,0 +1,33 @@
+import type { MiddlewareHandler } from "hono";
+import { acceptProof, nonceToProvide } from "../dpop/accept";
+import { readDpopHeader } from "../dpop/proof";
+import { InvalidDpopProof, OAuthError, UseDpopNonce } from "../errors";
+import type { AppEnv } from "../types";
+
+/**
+ * DPoP at the token endpoint (RFC 9449 §5), after client authentication: a request with a `DPoP` header
+ * must carry a valid proof, which then sets `c.var.dpop` (the key's thumbprint, for `cnf.jkt`); a client
+ * registered with `dpop_bound_access_tokens` must send one. Every response to a request that carried a
+ * DPoP header, error or not, gets a fresh `DPoP-Nonce` when nonces are on (§8.2), so a client always has
+ * the next one and retries at most once.
+ */
+export const dpop: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const header = readDpopHeader(c.req.raw.headers);
+  const nonce = header.ok && header.proof === undefined ? undefined : await nonceToProvide(c);
+  try {
+    if (!header.ok) throw new InvalidDpopProof(header.description);
+    if (header.proof !== undefined) {
+      const accepted = await acceptProof(c, header.proof);
+      if (!accepted.ok) throw accepted.error === "use_dpop_nonce" ? new UseDpopNonce(accepted.description) : new InvalidDpopProof(accepted.description);
+      c.set("dpop", accepted.proof);
+    } else if (c.var.client.dpop_bound_access_tokens) {
+      // RFC 9449 §5.2: "the authorization server MUST reject token requests from the client that do not contain the DPoP header."
+      throw new InvalidDpopProof("this client is registered with dpop_bound_access_tokens and must send a DPoP proof");
+    }
+  } catch (error) {
+    if (nonce !== undefined && error instanceof OAuthError) error.headers["DPoP-Nonce"] = nonce;
+    throw error;
+  }
+  await next();
+  if (nonce !== undefined) c.header("DPoP-Nonce", nonce);
+};
