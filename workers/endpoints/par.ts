@@ -6,6 +6,7 @@ import { pushedClient } from "../clients/pushed-registration";
 import { now } from "../clock";
 import { InvalidRequest, ServerError } from "../errors";
 import { clientAuth } from "../middleware/client-auth";
+import { dpopProof } from "../middleware/dpop";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
@@ -23,10 +24,18 @@ import type { AppEnv } from "../types";
  */
 export const par = new Hono<AppEnv>();
 
-par.post("/par", noStore, formBody, clientAuth, async (c) => {
-  const { params, cfg } = c.var;
+par.post("/par", noStore, formBody, clientAuth, dpopProof({ requiredForBoundClients: false }), async (c) => {
+  const { cfg } = c.var;
+  let params = c.var.params;
   // RFC 9126 §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT be provided."
   if (params.has("request_uri")) throw new InvalidRequest("request_uri must not be sent to the pushed authorization request endpoint");
+  // RFC 9449 §10.1: a DPoP proof at PAR binds the code to its key, like dpop_jkt; with both they must agree.
+  const proved = c.var.dpop?.jkt;
+  if (proved) {
+    const named = params.get("dpop_jkt");
+    if (named !== undefined && named !== proved) throw new InvalidRequest("dpop_jkt does not match the key of the DPoP proof");
+    params = params.with("dpop_jkt", proved);
+  }
   // RFC 9126 §2.1 requires client_id here; one that authenticated with HTTP Basic is named by that alone
   // (a different body client_id is refused by client authentication), and stored with its request.
   const client = c.var.client.client_id === DYNAMIC_CLIENT_ID ? pushedClient(params).client : c.var.client;

@@ -31,6 +31,13 @@ export class Params {
     return this.get(name) !== undefined;
   }
 
+  /** These parameters with `name` set to `value` (replacing any value it had). */
+  with(name: string, value: string): Params {
+    const out = new URLSearchParams(this.search);
+    out.set(name, value);
+    return new Params(out);
+  }
+
   /** Every parameter except those named, as form parameters again. */
   without(names: readonly string[]): URLSearchParams {
     const out = new URLSearchParams(this.search);
