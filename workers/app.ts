@@ -3,6 +3,10 @@ import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
+import { bcAuthorize } from "./endpoints/bc-authorize";
+import { device } from "./endpoints/device";
+import { deviceAuthorization } from "./endpoints/device-authorization";
+import { inbox } from "./endpoints/inbox";
 import { introspect } from "./endpoints/introspect";
 import { jwks } from "./endpoints/jwks";
 import { metadata } from "./endpoints/metadata";
@@ -29,7 +33,7 @@ export function buildApp(): Hono<AppEnv> {
   });
   // Only endpoints that browser-based clients call directly get CORS (RFC 9700 §4.1: none on /authorize).
   const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
-  for (const path of ["/.well-known/*", "/jwks", "/token", "/introspect", "/revoke", "/userinfo", "/register"]) app.use(path, apiCors);
+  for (const path of ["/.well-known/*", "/jwks", "/token", "/introspect", "/revoke", "/userinfo", "/register", "/device_authorization"]) app.use(path, apiCors);
 
   app.route("/", metadata);
   app.route("/", jwks);
@@ -41,6 +45,10 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", userinfo);
   app.route("/", register);
   app.route("/admin", admin);
+  app.route("/", bcAuthorize);
+  app.route("/", deviceAuthorization);
+  app.route("/", inbox);
+  app.route("/", device);
 
   app.notFound(() => {
     throw new NotFound("no such endpoint");

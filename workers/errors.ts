@@ -62,6 +62,15 @@ export class UnsupportedTokenType extends code("unsupported_token_type", 400) {}
 // RFC 7591 §3.2.2.
 export class InvalidRedirectUri extends code("invalid_redirect_uri", 400) {}
 export class InvalidClientMetadata extends code("invalid_client_metadata", 400) {}
+// OpenID CIBA Core 1.0 §13 (backchannel authentication endpoint) and §11 / RFC 8628 §3.5 (token endpoint).
+export class ExpiredLoginHintToken extends code("expired_login_hint_token", 400) {}
+export class UnknownUserId extends code("unknown_user_id", 400) {}
+export class MissingUserCode extends code("missing_user_code", 400) {}
+export class InvalidUserCode extends code("invalid_user_code", 400) {}
+export class InvalidBindingMessage extends code("invalid_binding_message", 400) {}
+export class AuthorizationPending extends code("authorization_pending", 400) {}
+export class SlowDown extends code("slow_down", 400) {}
+export class ExpiredToken extends code("expired_token", 400) {}
 // OIDC Core §3.1.2.6.
 export class LoginRequired extends code("login_required", 400) {}
 export class ConsentRequired extends code("consent_required", 400) {}

@@ -1,5 +1,6 @@
 import type { Client } from "../../schemas/client";
 import { now } from "../clock";
+import { config } from "../config";
 import { randomToken, sha256 } from "../crypto";
 import { InvalidClientMetadata } from "../errors";
 import { registry } from "./cache";
@@ -11,7 +12,8 @@ import { usesSecret, validateClientMetadata } from "./metadata";
  * for secret-based methods, a 256-bit secret stored only as its hash. Returns the RFC 7591 §3.2.1 body.
  */
 export async function registerClient(env: Env, input: unknown, registered_by: Client["registered_by"]) {
-  const metadata = validateClientMetadata(input);
+  // Loopback http notification endpoints only where loopback is the client (local development).
+  const metadata = validateClientMetadata(input, { allowHttpLoopbackNotificationEndpoint: config(env).ENVIRONMENT === "dev" });
   const issued_at = now();
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const client: Client = {

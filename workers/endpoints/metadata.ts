@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { AUTH_METHODS, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
+import { AUTH_METHODS, CIBA_DELIVERY_MODES, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
 import type { Config } from "../config";
 import { OIDC_SCOPES } from "../policy/scope";
 import type { AppEnv } from "../types";
@@ -39,6 +39,12 @@ export function serverMetadata(cfg: Config) {
     request_uri_parameter_supported: false,
     resource_indicators_supported: true,
     ui_locales_supported: ["en"],
+    // OpenID CIBA Core 1.0 §4; README "CIBA" says what is not supported.
+    backchannel_authentication_endpoint: `${iss}/bc-authorize`,
+    backchannel_token_delivery_modes_supported: [...CIBA_DELIVERY_MODES],
+    backchannel_user_code_parameter_supported: false,
+    // RFC 8628 §4.
+    device_authorization_endpoint: `${iss}/device_authorization`,
   };
 }
 
