@@ -17,8 +17,9 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
  *                        └─ expires_at (alarm) ─► expired
  *
  * Terminal records stay until PURGE_AFTER past their expiry, so a late poll still gets the right error.
- * Every transition is one method whose reads and writes are storage only (input gates make it atomic);
- * a decision and the outbox entries announcing it are written in one `put`. The alarm expires requests,
+ * Every transition is one method that reads and writes through the synchronous storage API with no
+ * await in between, so two calls can never interleave inside one; a decision and the outbox entries
+ * announcing it are written in one transaction. The alarm expires requests,
  * delivers the outbox (`outbox.ts`: backoff, never twice for one decision) and purges. The inbox
  * connects by WebSocket (hibernating: `ctx.acceptWebSocket`); every change is broadcast to it.
  */
@@ -53,14 +54,14 @@ export class ApprovalQueue extends DurableObject<Env> {
   /** (none) → pending. Queues a Web Push notification to each of the user's subscriptions. */
   async enqueue(request: ApprovalRequest): Promise<EnqueueResult> {
     // Hash first: between the check and the write below there must be nothing but storage calls.
-    const channels = await Promise.all((await this.subscriptions()).map(async (s) => `webpush:${await sha256(s.endpoint)}` as const));
-    const all = await this.requests();
+    const channels = await Promise.all(this.subscriptions().map(async (s) => `webpush:${await sha256(s.endpoint)}` as const));
+    const all = this.requests();
     if (all.some((r) => r.id === request.id || r.handle_hash === request.handle_hash)) return { ok: false, reason: "exists" };
     const waiting = all.filter((r) => r.state === "pending" && r.client_id === request.client_id);
     if (waiting.length >= MAX_PENDING_PER_CLIENT) return { ok: false, reason: "queue_full" };
     const writes: Record<string, unknown> = { [reqKey(request.id)]: { ...request, state: "pending" } satisfies Stored };
     for (const channel of channels) Object.assign(writes, this.entry(request.id, channel, "created", request.created_at));
-    await this.ctx.storage.put(writes);
+    this.write(writes);
     await this.changed();
     return { ok: true };
   }
@@ -80,7 +81,7 @@ export class ApprovalQueue extends DurableObject<Env> {
    * why not. Polling faster than `interval` is `slow_down` and adds 5 s to it (RFC 8628 §3.5).
    */
   async poll(input: { handle_hash: string; client_id: string; now: number }): Promise<PollResult> {
-    const r = (await this.requests()).find((x) => x.handle_hash === input.handle_hash);
+    const r = this.requests().find((x) => x.handle_hash === input.handle_hash);
     if (!r) return { ok: false, reason: "unknown" };
     // CIBA §10.1: the auth_req_id must have been issued to the client that presents it.
     if (r.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
@@ -90,11 +91,11 @@ export class ApprovalQueue extends DurableObject<Env> {
     r.last_polled_at = input.now;
     if (tooSoon) r.interval += 5;
     if (r.state === "pending" || tooSoon) {
-      await this.ctx.storage.put(reqKey(r.id), r);
+      this.kv.put(reqKey(r.id), r);
       return tooSoon ? { ok: false, reason: "slow_down", interval: r.interval } : { ok: false, reason: "pending" };
     }
     r.state = "redeemed";
-    await this.ctx.storage.put(reqKey(r.id), r);
+    this.kv.put(reqKey(r.id), r);
     await this.changed();
     return { ok: true, request: strip(r), approval: r.approval as Approval };
   }
@@ -103,38 +104,42 @@ export class ApprovalQueue extends DurableObject<Env> {
 
   /** The pending requests, oldest first, as the inbox shows them. */
   async pending(input: { now: number }): Promise<ApprovalView[]> {
-    return (await this.requests()).filter((r) => r.state === "pending" && r.expires_at > input.now).map(view);
+    return this.requests()
+      .filter((r) => r.state === "pending" && r.expires_at > input.now)
+      .map(view);
   }
 
   /** One request's state, for tests and the device page. */
   async find(input: { id?: string }): Promise<(ApprovalView & { state: ApprovalState }) | null> {
-    const r = (await this.requests()).find((x) => input.id === undefined || x.id === input.id);
+    const r = this.requests().find((x) => input.id === undefined || x.id === input.id);
     return r ? { ...view(r), state: r.state } : null;
   }
 
   /** The outbox, for tests and operators. */
   async outbox(): Promise<OutboxEntry[]> {
-    return [...(await this.ctx.storage.list<OutboxEntry>({ prefix: "outbox:" })).values()];
+    return [...this.kv.list<OutboxEntry>({ prefix: "outbox:" })].map(([, e]) => e);
   }
 
   // ── the user's Web Push subscriptions and device-code attempts ──────────────────────────────
 
   async subscribe(input: PushSubscriptionRecord): Promise<{ ok: true }> {
-    await this.ctx.storage.put(`push:${await sha256(input.endpoint)}`, input);
+    const key = `push:${await sha256(input.endpoint)}`;
+    this.kv.put(key, input);
     return { ok: true };
   }
 
   async unsubscribe(input: { endpoint: string }): Promise<{ ok: true }> {
-    await this.ctx.storage.delete(`push:${await sha256(input.endpoint)}`);
+    const key = `push:${await sha256(input.endpoint)}`;
+    this.kv.delete(key);
     return { ok: true };
   }
 
   /** RFC 8628 §5.1 brute force: whether this user may try another user code now, counting a failure if told. */
   async codeAttempt(input: { now: number; failed: boolean }): Promise<{ ok: true } | { ok: false; retry_after: number }> {
-    const recent = ((await this.ctx.storage.get<number[]>("code-failures")) ?? []).filter((t) => input.now - t < CODE_WINDOW);
+    const recent = (this.kv.get<number[]>("code-failures") ?? []).filter((t) => input.now - t < CODE_WINDOW);
     if (input.failed) {
       recent.push(input.now);
-      await this.ctx.storage.put("code-failures", recent);
+      this.kv.put("code-failures", recent);
     }
     if (recent.length >= CODE_FAILURES_ALLOWED) return { ok: false, retry_after: (recent[0] as number) + CODE_WINDOW - input.now };
     return { ok: true };
@@ -165,22 +170,24 @@ export class ApprovalQueue extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const now = clock();
     let changed = false;
-    for (const r of await this.requests()) {
+    for (const r of this.requests()) {
       if ((r.state === "pending" || r.state === "approved") && now >= r.expires_at) {
         const writes: Record<string, unknown> = { [reqKey(r.id)]: { ...r, state: "expired" } };
         // A pending request's client hears of the expiry (CIBA §10.3.1 push error expired_token; a ping to poll it).
         if (r.state === "pending" && r.delivery !== "poll") Object.assign(writes, this.entry(r.id, "client", "expired", now));
-        await this.ctx.storage.put(writes);
+        this.write(writes);
         changed = true;
       }
     }
     if (changed) await this.changed();
     for (const e of await this.outbox()) if (e.status === "queued" && e.next_at <= now) await this.attempt(e, now);
-    for (const r of await this.requests()) {
+    for (const r of this.requests()) {
       const finished = r.state !== "pending" && r.state !== "approved" && now >= r.expires_at + PURGE_AFTER;
       const entries = (await this.outbox()).filter((e) => e.request_id === r.id);
       if (finished && entries.every((e) => e.status !== "queued")) {
-        await this.ctx.storage.delete([reqKey(r.id), ...entries.map((e) => outboxKey(e.request_id, e.channel))]);
+        this.ctx.storage.transactionSync(() => {
+          for (const key of [reqKey(r.id), ...entries.map((e) => outboxKey(e.request_id, e.channel))]) this.kv.delete(key);
+        });
       }
     }
     await this.schedule();
@@ -188,30 +195,30 @@ export class ApprovalQueue extends DurableObject<Env> {
 
   /** One delivery attempt of one entry: fix its body first, then send, then record what happened. */
   private async attempt(e: OutboxEntry, now: number): Promise<void> {
-    const r = (await this.ctx.storage.get<Stored>(reqKey(e.request_id))) as Stored;
+    const r = this.kv.get<Stored>(reqKey(e.request_id)) as Stored;
     if (e.body === undefined) {
       // A push-mode approval is redeemed by its delivery: the tokens are minted once, here.
       if (e.channel === "client" && r.delivery === "push" && e.event === "approved") {
         const redeemable = r.state === "approved";
-        if (redeemable) await this.ctx.storage.put(reqKey(r.id), { ...r, state: "redeemed" });
+        if (redeemable) this.kv.put(reqKey(r.id), { ...r, state: "redeemed" });
         e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event: redeemable ? "approved" : "expired", approval: r.approval });
       } else {
         e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event: e.event, approval: r.approval });
       }
-      await this.ctx.storage.put(outboxKey(e.request_id, e.channel), e);
+      this.kv.put(outboxKey(e.request_id, e.channel), e);
     }
-    const subscription = e.channel.startsWith("webpush:") ? await this.ctx.storage.get<PushSubscriptionRecord>(`push:${e.channel.slice(8)}`) : undefined;
+    const subscription = e.channel.startsWith("webpush:") ? this.kv.get<PushSubscriptionRecord>(`push:${e.channel.slice(8)}`) : undefined;
     const result = await deliver(this.env, { channel: e.channel, request: strip(r), body: e.body, subscription });
     const next = afterAttempt(e, result, now);
-    await this.ctx.storage.put(outboxKey(e.request_id, e.channel), next);
+    this.kv.put(outboxKey(e.request_id, e.channel), next);
     // RFC 8030 §7.3: a subscription the push service no longer knows (404/410) is dropped.
-    if (!result.ok && !result.retry && e.channel.startsWith("webpush:")) await this.ctx.storage.delete(`push:${e.channel.slice(8)}`);
+    if (!result.ok && !result.retry && e.channel.startsWith("webpush:")) this.kv.delete(`push:${e.channel.slice(8)}`);
   }
 
   // ── internals ───────────────────────────────────────────────────────────────────────────────
 
   private async decide(id: string, sub: string, now: number, to: "approved" | "denied", approval?: Approval): Promise<DecideResult> {
-    const r = await this.ctx.storage.get<Stored>(reqKey(id));
+    const r = this.kv.get<Stored>(reqKey(id));
     if (!r) return { ok: false, reason: "unknown" };
     if (r.sub !== undefined && r.sub !== sub) return { ok: false, reason: "wrong_user" };
     if (r.state !== "pending") return { ok: false, reason: r.state === "expired" ? "expired" : "not_pending" };
@@ -219,7 +226,7 @@ export class ApprovalQueue extends DurableObject<Env> {
     const next: Stored = { ...r, state: to, decided_at: now, sub, ...(approval ? { approval } : {}) };
     const writes: Record<string, unknown> = { [reqKey(id)]: next };
     if (r.delivery !== "poll") Object.assign(writes, this.entry(id, "client", to, now));
-    await this.ctx.storage.put(writes);
+    this.write(writes);
     await this.changed();
     return { ok: true, request: strip(next) };
   }
@@ -229,13 +236,25 @@ export class ApprovalQueue extends DurableObject<Env> {
     return { [outboxKey(requestId, channel)]: { request_id: requestId, channel, event, status: "queued", attempts: 0, next_at: now } };
   }
 
-  private async requests(): Promise<Stored[]> {
-    const all = [...(await this.ctx.storage.list<Stored>({ prefix: "req:" })).values()];
+  /** The synchronous storage API: a transition reads and writes with no await in between, so it is atomic. */
+  private get kv(): SyncKvStorage {
+    return this.ctx.storage.kv;
+  }
+
+  /** Several keys in one transaction: a decision and the outbox entries announcing it land together. */
+  private write(entries: Record<string, unknown>): void {
+    this.ctx.storage.transactionSync(() => {
+      for (const [key, value] of Object.entries(entries)) this.kv.put(key, value);
+    });
+  }
+
+  private requests(): Stored[] {
+    const all = [...this.kv.list<Stored>({ prefix: "req:" })].map(([, r]) => r);
     return all.sort((a, b) => a.created_at - b.created_at);
   }
 
-  private async subscriptions(): Promise<PushSubscriptionRecord[]> {
-    return [...(await this.ctx.storage.list<PushSubscriptionRecord>({ prefix: "push:" })).values()];
+  private subscriptions(): PushSubscriptionRecord[] {
+    return [...this.kv.list<PushSubscriptionRecord>({ prefix: "push:" })].map(([, s]) => s);
   }
 
   /** After every change: tell the inbox, and set the alarm for whatever is due next. */
@@ -253,7 +272,7 @@ export class ApprovalQueue extends DurableObject<Env> {
 
   private async schedule(): Promise<void> {
     const due: number[] = [];
-    for (const r of await this.requests()) due.push(r.state === "pending" || r.state === "approved" ? r.expires_at : r.expires_at + PURGE_AFTER);
+    for (const r of this.requests()) due.push(r.state === "pending" || r.state === "approved" ? r.expires_at : r.expires_at + PURGE_AFTER);
     for (const e of await this.outbox()) if (e.status === "queued") due.push(e.next_at);
     if (due.length === 0) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.min(...due) * 1000);
