@@ -3,6 +3,7 @@ import type { Approval, ApprovalRequest, ApprovalState, ApprovalView, PushSubscr
 import { now as clock } from "../workers/clock";
 import { sha256 } from "../workers/crypto";
 import { composeBody, deliver } from "../workers/notify/deliver";
+import { type Stored, strip, view } from "./approval-records";
 import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxKey } from "./outbox";
 
 /**
@@ -23,13 +24,6 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
  * delivers the outbox (`outbox.ts`: backoff, never twice for one decision) and purges. The inbox
  * connects by WebSocket (hibernating: `ctx.acceptWebSocket`); every change is broadcast to it.
  */
-
-interface Stored extends ApprovalRequest {
-  state: ApprovalState;
-  last_polled_at?: number;
-  decided_at?: number;
-  approval?: Approval;
-}
 
 /** Most pending requests one user may have waiting for one client (CIBA §7.1 rate limit per user). */
 export const MAX_PENDING_PER_CLIENT = 10;
@@ -54,7 +48,8 @@ export class ApprovalQueue extends DurableObject<Env> {
   /** (none) → pending. Queues a Web Push notification to each of the user's subscriptions. */
   async enqueue(request: ApprovalRequest): Promise<EnqueueResult> {
     // Hash first: between the check and the write below there must be nothing but storage calls.
-    const channels = await Promise.all(this.subscriptions().map(async (s) => `webpush:${await sha256(s.endpoint)}` as const));
+    const channels: Channel[] = await Promise.all(this.subscriptions().map(async (s) => `webpush:${await sha256(s.endpoint)}` as const));
+    if (this.kv.get<string>("webhook")) channels.push("webhook");
     const all = this.requests();
     if (all.some((r) => r.id === request.id || r.handle_hash === request.handle_hash)) return { ok: false, reason: "exists" };
     const waiting = all.filter((r) => r.state === "pending" && r.client_id === request.client_id);
@@ -134,6 +129,17 @@ export class ApprovalQueue extends DurableObject<Env> {
     return { ok: true };
   }
 
+  /** The user's webhook URL for signed notifications (RFC 9421), or none. */
+  async setWebhook(input: { url: string | null }): Promise<{ ok: true }> {
+    if (input.url) this.kv.put("webhook", input.url);
+    else this.kv.delete("webhook");
+    return { ok: true };
+  }
+
+  async webhook(): Promise<string | null> {
+    return this.kv.get<string>("webhook") ?? null;
+  }
+
   /** RFC 8628 §5.1 brute force: whether this user may try another user code now, counting a failure if told. */
   async codeAttempt(input: { now: number; failed: boolean }): Promise<{ ok: true } | { ok: false; retry_after: number }> {
     const recent = (this.kv.get<number[]>("code-failures") ?? []).filter((t) => input.now - t < CODE_WINDOW);
@@ -208,7 +214,8 @@ export class ApprovalQueue extends DurableObject<Env> {
       this.kv.put(outboxKey(e.request_id, e.channel), e);
     }
     const subscription = e.channel.startsWith("webpush:") ? this.kv.get<PushSubscriptionRecord>(`push:${e.channel.slice(8)}`) : undefined;
-    const result = await deliver(this.env, { channel: e.channel, request: strip(r), body: e.body, subscription });
+    const webhook = e.channel === "webhook" ? this.kv.get<string>("webhook") : undefined;
+    const result = await deliver(this.env, { channel: e.channel, request: strip(r), body: e.body, subscription, webhook });
     const next = afterAttempt(e, result, now);
     this.kv.put(outboxKey(e.request_id, e.channel), next);
     // RFC 8030 §7.3: a subscription the push service no longer knows (404/410) is dropped.
@@ -277,24 +284,4 @@ export class ApprovalQueue extends DurableObject<Env> {
     if (due.length === 0) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.min(...due) * 1000);
   }
-}
-
-function view(r: Stored): ApprovalView {
-  return {
-    id: r.id,
-    kind: r.kind,
-    client_name: r.client_name,
-    client_id: r.client_id,
-    scope: r.scope,
-    resources: r.resources,
-    ...(r.binding_message !== undefined ? { binding_message: r.binding_message } : {}),
-    step_up: r.extends_grant !== undefined,
-    expires_at: r.expires_at,
-  };
-}
-
-/** The request without its state bookkeeping. */
-function strip(r: Stored): ApprovalRequest {
-  const { state: _s, last_polled_at: _p, decided_at: _d, approval: _a, ...request } = r;
-  return request;
 }

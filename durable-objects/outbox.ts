@@ -9,8 +9,8 @@
  * `auth_req_id` (CIBA §10.2, §10.3.1: one result per request), which is why a body never changes.
  */
 
-/** Where a notification goes: the client's CIBA notification endpoint, or one of the user's Web Push subscriptions. */
-export type Channel = "client" | `webpush:${string}`;
+/** Where a notification goes: the client's CIBA notification endpoint, the user's signed webhook, or one of their Web Push subscriptions. */
+export type Channel = "client" | "webhook" | `webpush:${string}`;
 
 /** What happened to the request that the entry announces. */
 export type OutboxEvent = "created" | "approved" | "denied" | "expired";

@@ -3,9 +3,9 @@ import { buildApp } from "./app";
 export { ApprovalQueue } from "../durable-objects/approval-queue";
 export { GrantObject } from "../durable-objects/grant";
 export { KeyRing } from "../durable-objects/key-ring";
+export { NotifyKeys } from "../durable-objects/notify-keys";
 export { Registry } from "../durable-objects/registry";
 export { ReplayGuard } from "../durable-objects/replay-guard";
-export { VapidKeys } from "../durable-objects/vapid-keys";
 
 const app = buildApp();
 

@@ -3,6 +3,7 @@
  * headless Chromium, loopback HTTP servers as the clients' notification endpoints (ping, push) and as a
  * Web Push service that decrypts what it receives; the inbox updating live over its WebSocket.
  */
+import { createHash, createPublicKey, type JsonWebKey, verify } from "node:crypto";
 import { createRemoteJWKSet, decodeJwt, importJWK, jwtVerify } from "jose";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +18,7 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
-import { type LoopbackServer, pushReceiver, startLoopbackServer } from "./notify-server";
+import { type LoopbackServer, pushReceiver, type Received, startLoopbackServer } from "./notify-server";
 
 const CIBA = "urn:openid:params:grant-type:ciba";
 let server: AuthorizationServer;
@@ -226,6 +227,42 @@ describe("Web Push to the user's subscription", () => {
       expect(payload.sub).toMatch(/^mailto:/);
     } finally {
       await pushService.stop();
+    }
+  });
+});
+
+describe("signed webhooks (RFC 9421)", () => {
+  it("the user saves a webhook in the inbox; a new request reaches it signed, and the signature verifies with node:crypto", async () => {
+    const gateway = await startLoopbackServer(200);
+    try {
+      await inbox.getByLabel("Webhook for new requests (signed, RFC 9421)").fill(`${gateway.origin}/hook`);
+      await inbox.getByRole("button", { name: "Save webhook" }).click();
+      await inbox.getByRole("status").filter({ hasText: "Webhook saved." }).waitFor();
+      await ask("poll", "HOOK-6");
+      await expect.poll(() => gateway.received.length, { timeout: 10_000 }).toBe(1);
+      const [hook] = gateway.received as [Received];
+      const body = hook.body.toString();
+      expect(JSON.parse(body)).toMatchObject({ type: "approval_request", client_name: "Agent (poll)", binding_message: "HOOK-6" });
+      // What a gateway does: digest, then the signature base of RFC 9421 §2.5, then ECDSA with the published key.
+      expect(hook.headers["content-digest"]).toBe(`sha-256=:${createHash("sha256").update(body).digest("base64")}:`);
+      const input = /^sig1=(.+)$/.exec(hook.headers["signature-input"] as string)?.[1] as string;
+      expect(input).toMatch(
+        /^\("@method" "@target-uri" "content-type" "content-digest"\);created=\d+;keyid="[\w-]{43}";alg="ecdsa-p256-sha256";tag="latchkey-approval"$/,
+      );
+      const base = [
+        '"@method": POST',
+        `"@target-uri": ${gateway.origin}/hook`,
+        `"content-type": ${hook.headers["content-type"]}`,
+        `"content-digest": ${hook.headers["content-digest"]}`,
+        `"@signature-params": ${input}`,
+      ].join("\n");
+      const { keys } = (await (await server.fetch("/webhook-keys")).json()) as { keys: Array<JsonWebKey & { kid: string }> };
+      expect(input).toContain(`keyid="${keys[0]?.kid}"`);
+      const signature = Buffer.from(/^sig1=:(.+):$/.exec(hook.headers.signature as string)?.[1] as string, "base64");
+      const key = createPublicKey({ key: keys[0] as JsonWebKey, format: "jwk" });
+      expect(verify("sha256", Buffer.from(base), { key, dsaEncoding: "ieee-p1363" }, signature)).toBe(true);
+    } finally {
+      await gateway.stop();
     }
   });
 });

@@ -1,6 +1,6 @@
 import { base64url, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
-import { publicKeyOf } from "../../workers/notify/vapid";
+import { publicKeyOf } from "../../workers/notify/keys";
 import { encryptPayload, MAX_PLAINTEXT, vapidAuthorization } from "../../workers/notify/web-push";
 
 /**

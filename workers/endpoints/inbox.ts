@@ -8,7 +8,8 @@ import { now } from "../clock";
 import { Forbidden, InvalidRequest } from "../errors";
 import { formBody } from "../middleware/form-body";
 import { methodNotAllowed } from "../middleware/method";
-import { vapidKeys } from "../notify/vapid";
+import { notifyKey, publicKeyOf } from "../notify/keys";
+import { webhookJwks } from "../notify/webhook";
 import { burnPasswordCheck, verifyPassword } from "../password";
 import type { AppEnv } from "../types";
 import { InboxPage, SignInPage } from "../ui/inbox";
@@ -65,18 +66,22 @@ const NOTICES: Record<string, string> = {
   approved: "Approved.",
   denied: "Denied.",
   gone: "That request was already decided, or has expired.",
+  webhook: "Webhook saved.",
 };
 
 inbox.get("/inbox", async (c) => {
   const session = await signedIn(c, "/inbox");
   if (session instanceof Response) return session;
-  const [user, requests, vapid] = await Promise.all([
+  const q = queue(c.env, session.sub);
+  const [user, requests, vapid, webhook] = await Promise.all([
     registry(c.env).getUser(session.sub),
-    queue(c.env, session.sub).pending({ now: now() }),
-    vapidKeys(c.env),
+    q.pending({ now: now() }),
+    notifyKey(c.env, "vapid"),
+    q.webhook(),
   ]);
   const notice = NOTICES[c.req.query("done") ?? ""];
-  const body = InboxPage({ email: user?.email ?? session.sub, csrf: await csrfToken(c), requests, notice, vapidKey: vapid.publicKey });
+  const csrf = await csrfToken(c);
+  const body = InboxPage({ email: user?.email ?? session.sub, csrf, requests, notice, vapidKey: publicKeyOf(vapid.publicJwk), webhook });
   return userPage(c, body as JSX.Element);
 });
 
@@ -120,14 +125,43 @@ inbox.on(["POST", "DELETE"], "/inbox/push-subscriptions", async (c) => {
   } catch {
     throw new InvalidRequest("the body must be a push subscription (endpoint and keys p256dh, auth)");
   }
-  const url = new URL(parsed.endpoint);
-  const loopback = c.var.cfg.ENVIRONMENT === "dev" && url.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
   // RFC 8030 §8: push messages go over https only (a loopback push service is for local development).
-  if (url.protocol !== "https:" && !loopback) throw new InvalidRequest("the push endpoint must be https");
+  if (!notificationUrlAllowed(c, parsed.endpoint)) throw new InvalidRequest("the push endpoint must be https");
   const q = queue(c.env, session.sub);
   if (c.req.method === "DELETE") await q.unsubscribe({ endpoint: parsed.endpoint });
   else await q.subscribe({ ...parsed, created_at: now() });
   return c.body(null, 204);
 });
 
-for (const path of ["/inbox/decide", "/signin"]) inbox.all(path, methodNotAllowed(path === "/signin" ? "GET, POST" : "POST"));
+// ── signed webhooks (RFC 9421) ───────────────────────────────────────────────────────────────
+/** The user's webhook for chat or SMS gateways: https (http on loopback only in dev); empty removes it. */
+inbox.post("/inbox/webhook", formBody, async (c) => {
+  const session = await signedIn(c, "/inbox");
+  if (session instanceof Response) return session;
+  const { params } = c.var;
+  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
+  const url = params.get("url");
+  if (url !== undefined && !notificationUrlAllowed(c, url)) throw new InvalidRequest("the webhook URL must be https");
+  await queue(c.env, session.sub).setWebhook({ url: url ?? null });
+  return c.redirect("/inbox?done=webhook", 303);
+});
+
+/** The public key webhooks are signed with (RFC 7517 JWK Set); `keyid` in Signature-Input is its `kid`. */
+inbox.get("/webhook-keys", async (c) => {
+  const key = await notifyKey(c.env, "webhook");
+  return c.json(webhookJwks(key), 200, { "Cache-Control": "public, max-age=3600" });
+});
+
+/** https, or http on loopback in dev; no credentials, no fragment. */
+function notificationUrlAllowed(c: Context<AppEnv>, value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  const loopback = c.var.cfg.ENVIRONMENT === "dev" && url.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+  return (url.protocol === "https:" || loopback) && !url.username && !url.password && !url.hash && value.length <= 2000;
+}
+
+for (const path of ["/inbox/decide", "/inbox/webhook", "/signin"]) inbox.all(path, methodNotAllowed(path === "/signin" ? "GET, POST" : "POST"));

@@ -5,17 +5,33 @@ import { now } from "../clock";
 import { config } from "../config";
 import { OAuthError } from "../errors";
 import { issueApproved } from "../grants/approval";
-import { vapidKeys } from "./vapid";
+import { notifyKey, publicKeyOf } from "./keys";
 import { sendWebPush } from "./web-push";
+import { sendWebhook } from "./webhook";
 
 /**
  * What an outbox entry sends, fixed once before its first attempt (`durable-objects/outbox.ts`):
  * - Web Push to the user: who asks, and for what (no secrets; the inbox has the rest);
+ * - the user's signed webhook: the request as the inbox shows it, and where to decide;
  * - CIBA ping (§10.2): `{auth_req_id}`;
  * - CIBA push (§10.3.1): the token response plus `auth_req_id`, or `{error, error_description, auth_req_id}`.
  */
 export async function composeBody(env: Env, input: { channel: string; request: ApprovalRequest; event: OutboxEvent; approval?: Approval }): Promise<string> {
   const { request, event } = input;
+  if (input.channel === "webhook") {
+    return JSON.stringify({
+      type: "approval_request",
+      id: request.id,
+      client_id: request.client_id,
+      client_name: request.client_name,
+      ...(request.binding_message !== undefined ? { binding_message: request.binding_message } : {}),
+      scope: request.scope,
+      resources: request.resources,
+      step_up: request.extends_grant !== undefined,
+      expires_at: request.expires_at,
+      inbox_url: `${config(env).ISSUER}/inbox`,
+    });
+  }
   if (input.channel.startsWith("webpush:")) {
     return JSON.stringify({
       type: "approval_request",
@@ -52,13 +68,21 @@ export async function composeBody(env: Env, input: { channel: string; request: A
 /** One attempt to send an entry's body. Any 2xx is delivered; a vanished Web Push subscription is not retried. */
 export async function deliver(
   env: Env,
-  input: { channel: string; request: ApprovalRequest; body: string; subscription?: PushSubscriptionRecord },
+  input: { channel: string; request: ApprovalRequest; body: string; subscription?: PushSubscriptionRecord; webhook?: string },
 ): Promise<DeliveryResult> {
   try {
+    if (input.channel === "webhook") {
+      if (!input.webhook) return { ok: false, retry: false, reason: "webhook removed" };
+      const res = await sendWebhook(input.webhook, input.body, await notifyKey(env, "webhook"), now());
+      await res.body?.cancel();
+      return res.ok ? { ok: true } : { ok: false, retry: true, reason: `webhook answered ${res.status}` };
+    }
     if (input.channel.startsWith("webpush:")) {
       if (!input.subscription) return { ok: false, retry: false, reason: "subscription removed" };
       const cfg = config(env);
-      const res = await sendWebPush(input.subscription, input.body, await vapidKeys(env), { subject: cfg.VAPID_SUBJECT, now: now() });
+      const vapid = await notifyKey(env, "vapid");
+      const keys = { privateKey: vapid.privateKey, publicKey: publicKeyOf(vapid.publicJwk) };
+      const res = await sendWebPush(input.subscription, input.body, keys, { subject: cfg.VAPID_SUBJECT, now: now() });
       await res.body?.cancel();
       if (res.ok) return { ok: true };
       // RFC 8030 §7.3: 404 / 410 mean the subscription is gone for good.

@@ -74,7 +74,7 @@ export function RequestCard(props: { request: ApprovalView; csrf: string; action
 }
 
 /** The inbox: pending requests, kept current over a WebSocket by `/assets/inbox.js`; forms work without it. */
-export function InboxPage(props: { email: string; csrf: string; requests: ApprovalView[]; notice?: string; vapidKey: string }) {
+export function InboxPage(props: { email: string; csrf: string; requests: ApprovalView[]; notice?: string; vapidKey: string; webhook: string | null }) {
   return (
     <Layout title="Inbox">
       <h1>Requests waiting for you</h1>
@@ -95,6 +95,12 @@ export function InboxPage(props: { email: string; csrf: string; requests: Approv
       <button type="button" id="enable-push" hidden data-vapid-key={props.vapidKey}>
         Notify me of new requests
       </button>
+      <form method="post" action="/inbox/webhook">
+        <input type="hidden" name="csrf" value={props.csrf} />
+        <label for="webhook">Webhook for new requests (signed, RFC 9421)</label>
+        <input id="webhook" name="url" type="url" value={props.webhook ?? ""} placeholder="https://gateway.example/hook" />
+        <button type="submit">Save webhook</button>
+      </form>
       <script src="/assets/inbox.js" defer></script>
     </Layout>
   );
