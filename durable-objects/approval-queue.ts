@@ -54,7 +54,8 @@ export class ApprovalQueue extends DurableObject<Env> {
     if (all.some((r) => r.id === request.id || r.handle_hash === request.handle_hash)) return { ok: false, reason: "exists" };
     const waiting = all.filter((r) => r.state === "pending" && r.client_id === request.client_id);
     if (waiting.length >= MAX_PENDING_PER_CLIENT) return { ok: false, reason: "queue_full" };
-    const writes: Record<string, unknown> = { [reqKey(request.id)]: { ...request, state: "pending" } satisfies Stored };
+    const seq = (this.kv.get<number>("seq") ?? 0) + 1;
+    const writes: Record<string, unknown> = { seq, [reqKey(request.id)]: { ...request, state: "pending", seq } satisfies Stored };
     for (const channel of channels) Object.assign(writes, this.entry(request.id, channel, "created", request.created_at));
     this.write(writes);
     await this.changed();
@@ -257,7 +258,7 @@ export class ApprovalQueue extends DurableObject<Env> {
 
   private requests(): Stored[] {
     const all = [...this.kv.list<Stored>({ prefix: "req:" })].map(([, r]) => r);
-    return all.sort((a, b) => a.created_at - b.created_at);
+    return all.sort((a, b) => a.seq - b.seq);
   }
 
   private subscriptions(): PushSubscriptionRecord[] {

@@ -3,6 +3,8 @@ import type { Approval, ApprovalRequest, ApprovalState, ApprovalView } from "../
 /** A request as an ApprovalQueue stores it: the request, its state, and the bookkeeping of its transitions. */
 export interface Stored extends ApprovalRequest {
   state: ApprovalState;
+  /** Arrival order in this queue (several requests can share a second). */
+  seq: number;
   last_polled_at?: number;
   decided_at?: number;
   approval?: Approval;
@@ -25,6 +27,6 @@ export function view(r: Stored): ApprovalView {
 
 /** The request without its state bookkeeping. */
 export function strip(r: Stored): ApprovalRequest {
-  const { state: _s, last_polled_at: _p, decided_at: _d, approval: _a, ...request } = r;
+  const { state: _s, seq: _q, last_polled_at: _p, decided_at: _d, approval: _a, ...request } = r;
   return request;
 }

@@ -239,6 +239,17 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     expect(await stub.poll({ handle_hash: request.handle_hash, client_id: pushClient.client_id, now: T + 200 })).toEqual({ ok: false, reason: "redeemed" });
   });
 
+  it("pushes transaction_failed when the tokens cannot be issued (the client is gone)", async () => {
+    const { stub, request } = await queued({ client_id: "lk_deleted", delivery: "push", notification: { ...ping, auth_req_id: "lka_gone" } });
+    const calls = mockFetch(204);
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    await stub.approve({ id: request.id, approval: ALICE, now: T + 100 });
+    await runAlarmAt(stub, T + 100);
+    expect(calls.map((c) => JSON.parse(c.body as string))).toEqual([
+      { error: "transaction_failed", error_description: "the tokens could not be issued", auth_req_id: "lka_gone" },
+    ]);
+  });
+
   it("pushes errors as {error, error_description, auth_req_id}: denial and expiry", async () => {
     const denied = await queued({ delivery: "push", notification: { ...ping, auth_req_id: "lka_denied" } });
     const expired = await queued({ delivery: "push", notification: { ...ping, auth_req_id: "lka_expired" }, expires_at: T + 60 });

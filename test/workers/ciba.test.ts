@@ -112,6 +112,15 @@ describe("backchannel authentication endpoint (CIBA §7)", () => {
     );
   });
 
+  it("accepts an expired ID token of ours as id_token_hint (CIBA §7.1) and queues the request for its subject", async () => {
+    const tokens = await approvedTokens();
+    const t = Date.now();
+    setClock(() => t + 2 * 3600 * 1000);
+    const res = await aliceAsks({ login_hint: "", id_token_hint: tokens.id_token as string, binding_message: "EXPIRED-HINT" });
+    expect(res.status).toBe(200);
+    expect(await (await alice.get("/inbox")).text()).toContain("EXPIRED-HINT");
+  });
+
   it("requires client authentication, the CIBA grant, and a notification token in push mode", async () => {
     await expectError(await postForm("/bc-authorize", { scope: "openid", login_hint: "alice@example.com" }), 401, "invalid_client");
     await expectError(

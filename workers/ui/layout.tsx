@@ -32,4 +32,7 @@ button { margin-top: 1.25rem; padding: 0.6rem 1.2rem; font: inherit; font-weight
 .muted { color: GrayText; font-size: 0.9rem; }
 ul.scopes { padding-left: 1.2rem; }
 code { word-break: break-all; }
+ul.requests { list-style: none; padding: 0; }
+li.request { border-top: 1px solid GrayText; padding-top: 0.5rem; margin-top: 1rem; }
+li.request h2 { font-size: 1.15rem; margin-bottom: 0; }
 `;
