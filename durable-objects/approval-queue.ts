@@ -51,7 +51,9 @@ export class ApprovalQueue extends DurableObject<Env> {
     const channels: Channel[] = await Promise.all(this.subscriptions().map(async (s) => `webpush:${await sha256(s.endpoint)}` as const));
     if (this.kv.get<string>("webhook")) channels.push("webhook");
     const all = this.requests();
-    if (all.some((r) => r.id === request.id || r.handle_hash === request.handle_hash)) return { ok: false, reason: "exists" };
+    // A device request's queue is named by its user code, which must name exactly one request.
+    const taken = request.kind === "device" ? all.length > 0 : all.some((r) => r.id === request.id || r.handle_hash === request.handle_hash);
+    if (taken) return { ok: false, reason: "exists" };
     const waiting = all.filter((r) => r.state === "pending" && r.client_id === request.client_id);
     if (waiting.length >= MAX_PENDING_PER_CLIENT) return { ok: false, reason: "queue_full" };
     const seq = (this.kv.get<number>("seq") ?? 0) + 1;

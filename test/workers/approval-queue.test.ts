@@ -138,6 +138,17 @@ describe("ApprovalQueue transitions", () => {
     expect(await stub.enqueue({ ...request, id: "r11", handle_hash: "h11", client_id: "client_b" })).toEqual({ ok: true });
   });
 
+  it("holds one device request per user-code queue", async () => {
+    const { stub, request } = await queued({ kind: "device", sub: undefined, user_code: "BCDFGHJK" });
+    expect(await stub.enqueue({ ...request, id: "other", handle_hash: "other" })).toEqual({ ok: false, reason: "exists" });
+    // Any signed-in user may approve a device request; it then belongs to them.
+    expect(await stub.approve({ id: request.id, approval: { ...ALICE, sub: "usr_dev_bob" }, now: T + 100 })).toMatchObject({ ok: true });
+    expect(await stub.poll({ handle_hash: request.handle_hash, client_id: "client_a", now: T + 200 })).toMatchObject({
+      ok: true,
+      approval: { sub: "usr_dev_bob" },
+    });
+  });
+
   it("counts failed user-code attempts per user (RFC 8628 §5.1)", async () => {
     const { stub } = await queued();
     for (let i = 0; i < CODE_FAILURES_ALLOWED - 1; i++) expect(await stub.codeAttempt({ now: T, failed: true })).toEqual({ ok: true });

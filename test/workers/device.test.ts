@@ -1,6 +1,6 @@
 import { decodeJwt } from "jose";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { USER_CODE_ALPHABET } from "../../workers/ciba/user-code";
+import { USER_CODE_ALPHABET } from "../../workers/approvals/user-code";
 import { setClock } from "../../workers/clock";
 import { signedInBrowser } from "./approvals";
 import { Browser, hidden } from "./browser";

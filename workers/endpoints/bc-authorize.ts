@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { ApprovalRequest } from "../../schemas/approval";
-import { grantToExtend, resolveUser } from "../ciba/hints";
+import { grantToExtend, resolveUser } from "../approvals/hints";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { Forbidden, InvalidBindingMessage, InvalidClient, InvalidRequest, InvalidScope, InvalidTarget, ServerError, UnauthorizedClient } from "../errors";

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { ApprovalRequest } from "../../schemas/approval";
-import { displayUserCode, newUserCode } from "../ciba/user-code";
+import { displayUserCode, newUserCode } from "../approvals/user-code";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { ServerError, UnauthorizedClient } from "../errors";
@@ -45,9 +45,8 @@ deviceAuthorization.post("/device_authorization", noStore, formBody, clientAuth,
       expires_at: t + cfg.DEVICE_CODE_TTL,
       interval: cfg.POLL_INTERVAL,
     };
-    const stub = c.env.APPROVALS.get(id);
-    if ((await stub.find({})) !== null) continue;
-    const queued = await stub.enqueue(request);
+    // `exists`: the code is still taken (live, or finished but not yet purged); draw another.
+    const queued = await c.env.APPROVALS.get(id).enqueue(request);
     if (!queued.ok) continue;
     const shown = displayUserCode(userCode);
     return c.json({

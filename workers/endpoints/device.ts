@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
+import { displayUserCode, normalizeUserCode } from "../approvals/user-code";
 import { csrfToken, csrfValid, type Session } from "../authorize/session";
-import { displayUserCode, normalizeUserCode } from "../ciba/user-code";
 import { now } from "../clock";
 import { Forbidden, InvalidRequest } from "../errors";
 import { formBody } from "../middleware/form-body";

@@ -12,8 +12,9 @@ import { notifyKey, publicKeyOf } from "../notify/keys";
 import { webhookJwks } from "../notify/webhook";
 import { burnPasswordCheck, verifyPassword } from "../password";
 import type { AppEnv } from "../types";
-import { InboxPage, SignInPage } from "../ui/inbox";
+import { InboxPage } from "../ui/inbox";
 import { INBOX_SCRIPT, SERVICE_WORKER } from "../ui/inbox-script";
+import { LoginPage } from "../ui/pages";
 import { safeNext, userPage } from "../ui/respond";
 
 /**
@@ -47,7 +48,7 @@ inbox.post("/signin", formBody, async (c) => {
 
 async function signInPage(c: Context<AppEnv>, next: string, error?: string, email?: string): Promise<Response> {
   const purpose = next.startsWith("/device") ? "to connect a device" : "to see the requests waiting for you";
-  return userPage(c, SignInPage({ csrf: await csrfToken(c), next, purpose, error, email }) as JSX.Element, error ? 403 : 200);
+  return userPage(c, LoginPage({ csrf: await csrfToken(c), next, purpose, error, email }) as JSX.Element, error ? 403 : 200);
 }
 
 /** The signed-in user, or a redirect to the sign-in page that comes back to `next`. */

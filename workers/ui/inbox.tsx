@@ -1,30 +1,6 @@
 import type { ApprovalView } from "../../schemas/approval";
 import { Layout } from "./layout";
 
-/** The sign-in form for the inbox and the device page (fields Email and Password, button Sign in). */
-export function SignInPage(props: { csrf: string; next: string; purpose: string; error?: string; email?: string }) {
-  return (
-    <Layout title="Sign in">
-      <h1>Sign in</h1>
-      <p>{props.purpose}</p>
-      {props.error ? (
-        <p class="error" role="alert" id="login-error">
-          {props.error}
-        </p>
-      ) : null}
-      <form method="post" action="/signin">
-        <input type="hidden" name="next" value={props.next} />
-        <input type="hidden" name="csrf" value={props.csrf} />
-        <label for="email">Email</label>
-        <input id="email" name="email" type="email" autocomplete="username" required value={props.email ?? ""} />
-        <label for="password">Password</label>
-        <input id="password" name="password" type="password" autocomplete="current-password" required />
-        <button type="submit">Sign in</button>
-      </form>
-    </Layout>
-  );
-}
-
 /** One request: who asks, the binding message to compare, what for, where; Approve and Deny. */
 export function RequestCard(props: { request: ApprovalView; csrf: string; action: string; extra?: Record<string, string> }) {
   const r = props.request;
