@@ -20,9 +20,9 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
  * Terminal records stay until PURGE_AFTER past their expiry, so a late poll still gets the right error.
  * Every transition is one method that reads and writes through the synchronous storage API with no
  * await in between, so two calls can never interleave inside one; a decision and the outbox entries
- * announcing it are written in one transaction. The alarm expires requests,
- * delivers the outbox (`outbox.ts`: backoff, never twice for one decision) and purges. The inbox
- * connects by WebSocket (hibernating: `ctx.acceptWebSocket`); every change is broadcast to it.
+ * announcing it are written in one transaction. The alarm expires requests, delivers the outbox
+ * (`outbox.ts`: backoff, never twice for one decision) and purges. The inbox connects by WebSocket
+ * (hibernating: `ctx.acceptWebSocket`); every change is broadcast to it.
  */
 
 /** Most pending requests one user may have waiting for one client (CIBA §7.1 rate limit per user). */
@@ -45,7 +45,7 @@ const reqKey = (id: string) => `req:${id}`;
 export class ApprovalQueue extends DurableObject<Env> {
   // ── transitions ─────────────────────────────────────────────────────────────────────────────
 
-  /** (none) → pending. Queues a Web Push notification to each of the user's subscriptions. */
+  /** (none) → pending. Queues a notification to each of the user's Web Push subscriptions and their webhook. */
   async enqueue(request: ApprovalRequest): Promise<EnqueueResult> {
     // Hash first: between the check and the write below there must be nothing but storage calls.
     const channels: Channel[] = await Promise.all(this.subscriptions().map(async (s) => `webpush:${await sha256(s.endpoint)}` as const));
@@ -170,8 +170,12 @@ export class ApprovalQueue extends DurableObject<Env> {
     if (message === "refresh") ws.send(JSON.stringify({ type: "pending", requests: await this.pending({ now: clock() }) }));
   }
 
-  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
-    ws.close(code === 1005 ? 1000 : code, "closing");
+  override async webSocketClose(ws: WebSocket): Promise<void> {
+    try {
+      ws.close(1000, "closing");
+    } catch {
+      // Already closed from this side.
+    }
   }
 
   // ── the alarm: expiry, outbox delivery, purge ───────────────────────────────────────────────
@@ -208,9 +212,10 @@ export class ApprovalQueue extends DurableObject<Env> {
     if (e.body === undefined) {
       // A push-mode approval is redeemed by its delivery: the tokens are minted once, here.
       if (e.channel === "client" && r.delivery === "push" && e.event === "approved") {
-        const redeemable = r.state === "approved";
-        if (redeemable) this.kv.put(reqKey(r.id), { ...r, state: "redeemed" });
-        e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event: redeemable ? "approved" : "expired", approval: r.approval });
+        // Already redeemed without a body means an earlier attempt died while minting: never mint twice.
+        const event = r.state === "approved" ? "approved" : r.state === "expired" ? "expired" : "failed";
+        if (event === "approved") this.kv.put(reqKey(r.id), { ...r, state: "redeemed" });
+        e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event, approval: r.approval });
       } else {
         e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event: e.event, approval: r.approval });
       }

@@ -12,8 +12,8 @@
 /** Where a notification goes: the client's CIBA notification endpoint, the user's signed webhook, or one of their Web Push subscriptions. */
 export type Channel = "client" | "webhook" | `webpush:${string}`;
 
-/** What happened to the request that the entry announces. */
-export type OutboxEvent = "created" | "approved" | "denied" | "expired";
+/** What happened to the request that the entry announces (`failed`: tokens could not be issued). */
+export type OutboxEvent = "created" | "approved" | "denied" | "expired" | "failed";
 
 export interface OutboxEntry {
   request_id: string;

@@ -261,6 +261,21 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     ]);
   });
 
+  it("never mints twice: a push whose earlier attempt died after redeeming sends transaction_failed", async () => {
+    const { stub, request } = await queued({ client_id: pushClient.client_id, delivery: "push", notification: { ...ping, auth_req_id: "lka_crashed" } });
+    await stub.approve({ id: request.id, approval: ALICE, now: T + 100 });
+    // As if the Worker died after the redeem was written and before the minted body was.
+    await runInDurableObject(stub, (_, state) => {
+      const r = state.storage.kv.get<Record<string, unknown>>(`req:${request.id}`);
+      state.storage.kv.put(`req:${request.id}`, { ...r, state: "redeemed" });
+    });
+    const calls = mockFetch(204);
+    await runAlarmAt(stub, T + 100);
+    expect(calls.map((c) => JSON.parse(c.body as string))).toEqual([
+      { error: "transaction_failed", error_description: "the tokens could not be issued", auth_req_id: "lka_crashed" },
+    ]);
+  });
+
   it("pushes errors as {error, error_description, auth_req_id}: denial and expiry", async () => {
     const denied = await queued({ delivery: "push", notification: { ...ping, auth_req_id: "lka_denied" } });
     const expired = await queued({ delivery: "push", notification: { ...ping, auth_req_id: "lka_expired" }, expires_at: T + 60 });

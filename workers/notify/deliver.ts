@@ -45,6 +45,7 @@ export async function composeBody(env: Env, input: { channel: string; request: A
   if (request.delivery === "ping") return JSON.stringify({ auth_req_id });
   if (event === "denied") return JSON.stringify({ error: "access_denied", error_description: "the user denied the request", auth_req_id });
   if (event === "expired") return JSON.stringify({ error: "expired_token", error_description: "the request expired before the user decided", auth_req_id });
+  if (event === "failed") return JSON.stringify({ error: "transaction_failed", error_description: "the tokens could not be issued", auth_req_id });
   try {
     const client = await findClient(env, request.client_id);
     if (!client) throw new Error("the client no longer exists");
