@@ -1,6 +1,7 @@
+import { env } from "cloudflare:workers";
 import { base64url, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
-import { publicKeyOf } from "../../workers/notify/keys";
+import { notifyKey, publicKeyOf } from "../../workers/notify/keys";
 import { encryptPayload, MAX_PLAINTEXT, vapidAuthorization } from "../../workers/notify/web-push";
 
 /**
@@ -104,5 +105,16 @@ describe("VAPID (RFC 8292)", () => {
     const { payload } = await jwtVerify(t as string, verifyKey, { currentDate: new Date(1_700_000_000_000) });
     expect(payload).toEqual({ aud: "https://push.example:8443", exp: 1_700_000_000 + 12 * 3600, sub: "mailto:ops@example.com" });
     expect(decodeJwt(t as string).exp).toBeLessThanOrEqual(1_700_000_000 + 86_400);
+  });
+});
+
+describe("the VAPID key", () => {
+  it("is the configured VAPID_PRIVATE_JWK when set, else one generated once and kept, distinct from the webhook key", async () => {
+    const configured = { ...env, VAPID_PRIVATE_JWK: JSON.stringify(jwkOf(RFC8291.asPrivate, RFC8291.asPublic)) } as Env;
+    expect(publicKeyOf((await notifyKey(configured, "vapid")).publicJwk)).toBe(RFC8291.asPublic);
+    const generated = await notifyKey(env, "vapid");
+    expect(publicKeyOf(generated.publicJwk)).not.toBe(RFC8291.asPublic);
+    expect((await notifyKey(env, "vapid")).kid).toBe(generated.kid);
+    expect((await notifyKey(env, "webhook")).kid).not.toBe(generated.kid);
   });
 });
