@@ -6,13 +6,14 @@ import { now as clock } from "../workers/clock";
  * GrantObject: one per authorization a user gave a client. Holds the authorization code, the
  * refresh-token family and revocation. Only hashes of codes and refresh tokens are stored.
  *
- *            create                 redeemCode (once)             refresh (rotates)
+ *            create                 redeemCode (once)             refresh, extend
  *   (none) ─────────► pending ───────────────────────► active ◄──────────────┐
  *                        │ code expires (alarm)          │  │ ───────────────┘
  *                        ▼                               │  │ family / idle expiry (alarm)
  *                     expired ◄──────────────────────────┘  │
  *                                                           ▼
  *   revoke | code replayed | old refresh token reused ──► revoked
+ *   (none) ──createActive (CIBA, device: approved out of band)──► active
  *
  * Every transition is one method; each reads and writes only storage (no other awaits), so input
  * gates make it atomic. Methods return results; the caller maps every `reason` to an OAuth error.
@@ -97,6 +98,54 @@ export class GrantObject extends DurableObject<Env> {
       ...input.lifetimes,
     });
     return { ok: true };
+  }
+
+  /**
+   * (none) → active: a grant the user approved out of band (CIBA, device authorization), so there is
+   * no code; the first refresh token, if any, is issued at once. An empty code hash matches no code.
+   */
+  async createActive(input: {
+    data: GrantData;
+    refresh_hash?: string;
+    lifetimes: GrantLifetimes;
+    now: number;
+  }): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
+    if (this.grant) return { ok: false, reason: "exists" };
+    const refresh = input.data.refresh && input.refresh_hash ? { hash: input.refresh_hash, issued_at: input.now, last_used_at: input.now } : null;
+    await this.save({
+      state: "active",
+      data: input.data,
+      created_at: input.now,
+      code: { hash: "", expires_at: input.now, code_challenge: "", redirect_uri: "", redeemed_at: input.now },
+      refresh,
+      rotated: null,
+      previous: [],
+      revoked_jtis: {},
+      ...input.lifetimes,
+    });
+    return { ok: true };
+  }
+
+  /**
+   * active → active: the user approved a step-up request (README "Asking for more access"), so the
+   * grant's scope and resources grow; its refresh tokens refresh the wider scope from now on.
+   */
+  async extend(input: {
+    client_id: string;
+    sub: string;
+    scope: string[];
+    resources: string[];
+    now: number;
+  }): Promise<{ ok: true; data: GrantData } | { ok: false; reason: "unknown" | "client_mismatch" | "user_mismatch" | "revoked" | "expired" }> {
+    const g = this.grant;
+    if (!g) return { ok: false, reason: "unknown" };
+    if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
+    if (g.data.sub !== input.sub) return { ok: false, reason: "user_mismatch" };
+    if (g.state === "revoked") return { ok: false, reason: "revoked" };
+    if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
+    g.data = { ...g.data, scope: [...new Set([...g.data.scope, ...input.scope])], resources: [...new Set([...g.data.resources, ...input.resources])] };
+    await this.save(g);
+    return { ok: true, data: g.data };
   }
 
   /**

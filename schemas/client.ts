@@ -1,7 +1,17 @@
 import * as v from "valibot";
 
 /** Grant types a client may register (RFC 7591 §2 `grant_types`). */
-export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"] as const;
+export const GRANT_TYPES = [
+  "authorization_code",
+  "refresh_token",
+  "client_credentials",
+  // OpenID CIBA Core 1.0 §4.
+  "urn:openid:params:grant-type:ciba",
+  // RFC 8628 §3.4.
+  "urn:ietf:params:oauth:grant-type:device_code",
+] as const;
+/** OpenID CIBA Core 1.0 §4 `backchannel_token_delivery_mode` values (all three are supported). */
+export const CIBA_DELIVERY_MODES = ["poll", "ping", "push"] as const;
 /** RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts (`private_key_jwt`: OIDC Core §9, RFC 7523 §2.2). */
 export const AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"] as const;
 /**
@@ -79,6 +89,14 @@ export const ClientMetadataSchema = v.object({
   require_pushed_authorization_requests: v.optional(v.boolean(), false),
   /** RFC 9449 §5.2: the client always uses DPoP, so token requests without a DPoP proof are refused. Absent means false. */
   dpop_bound_access_tokens: v.optional(v.boolean()),
+  /** CIBA Core §4: how the client gets its tokens; required with the CIBA grant. */
+  backchannel_token_delivery_mode: v.optional(v.picklist(CIBA_DELIVERY_MODES)),
+  /** CIBA Core §4: where ping and push callbacks go (https; http loopback only in dev). */
+  backchannel_client_notification_endpoint: v.optional(v.pipe(v.string(), v.url("must be an absolute URL"), v.maxLength(2000))),
+  /** CIBA Core §4: signed authentication requests are not supported, so only its absence is accepted. */
+  backchannel_authentication_request_signing_alg: v.optional(v.never("signed authentication requests are not supported")),
+  /** CIBA Core §4: `user_code` is not supported (README "CIBA"), so only false is accepted. */
+  backchannel_user_code_parameter: v.optional(v.literal(false, "user_code is not supported by this server")),
 });
 
 export type ClientMetadataInput = v.InferInput<typeof ClientMetadataSchema>;

@@ -132,6 +132,16 @@ export const ConfigSchema = v.pipe(
     DPOP_NONCE: v.optional(v.picklist(["required", "off"]), "required"),
     /** How far (seconds) a DPoP proof's `iat` may lie from the server's clock, either way (RFC 9449 §11.1). Default 60 s. */
     DPOP_PROOF_WINDOW: seconds(60, 5, 300),
+    /** CIBA Core §7.3 `expires_in`: the longest a backchannel request waits for the user. Default 10 minutes. */
+    CIBA_REQUEST_TTL: seconds(600, 60, 86_400),
+    /** CIBA Core §7.3 / RFC 8628 §3.2 `interval`: the least time between two polls. Default 5 s. */
+    POLL_INTERVAL: seconds(5, 1, 60),
+    /** RFC 8628 §3.2 `expires_in` of a device code. Default 10 minutes. */
+    DEVICE_CODE_TTL: seconds(600, 60, 3600),
+    /** RFC 8292 VAPID key (a P-256 private JWK as JSON). Unset: one is generated and kept in a Durable Object. */
+    VAPID_PRIVATE_JWK: v.optional(v.pipe(v.string(), v.minLength(1))),
+    /** RFC 8292 §2.1 `sub`: a mailto: or https: contact for push services. */
+    VAPID_SUBJECT: v.optional(v.pipe(v.string(), v.regex(/^(mailto:|https:\/\/)/, "must be a mailto: or https: URI")), "mailto:admin@latchkey.invalid"),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(

@@ -4,8 +4,12 @@ import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
+import { bcAuthorize } from "./endpoints/bc-authorize";
 import { clientConfiguration } from "./endpoints/client-configuration";
+import { device } from "./endpoints/device";
+import { deviceAuthorization } from "./endpoints/device-authorization";
 import { health } from "./endpoints/health";
+import { inbox } from "./endpoints/inbox";
 import { introspect } from "./endpoints/introspect";
 import { jwks } from "./endpoints/jwks";
 import { metadata } from "./endpoints/metadata";
@@ -55,7 +59,8 @@ export function buildApp(): Hono<AppEnv> {
     exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce"],
     maxAge: 600,
   });
-  for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*"]) app.use(path, apiCors);
+  for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*", "/device_authorization"])
+    app.use(path, apiCors);
 
   app.route("/", health);
   app.route("/", metadata);
@@ -70,6 +75,10 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", register);
   app.route("/", clientConfiguration);
   app.route("/admin", admin);
+  app.route("/", bcAuthorize);
+  app.route("/", deviceAuthorization);
+  app.route("/", inbox);
+  app.route("/", device);
 
   app.notFound(() => {
     throw new NotFound("no such endpoint");

@@ -71,6 +71,15 @@ export class UseDpopNonce extends code("use_dpop_nonce", 400) {}
 // RFC 9449 §7.1 and §9: the same codes at a protected resource (userinfo) are 401 with a `DPoP` challenge.
 export class InvalidDpopProofAtResource extends code("invalid_dpop_proof", 401) {}
 export class UseDpopNonceAtResource extends code("use_dpop_nonce", 401) {}
+// OpenID CIBA Core 1.0 §13 (backchannel authentication endpoint) and §11 / RFC 8628 §3.5 (token endpoint).
+export class ExpiredLoginHintToken extends code("expired_login_hint_token", 400) {}
+export class UnknownUserId extends code("unknown_user_id", 400) {}
+export class MissingUserCode extends code("missing_user_code", 400) {}
+export class InvalidUserCode extends code("invalid_user_code", 400) {}
+export class InvalidBindingMessage extends code("invalid_binding_message", 400) {}
+export class AuthorizationPending extends code("authorization_pending", 400) {}
+export class SlowDown extends code("slow_down", 400) {}
+export class ExpiredToken extends code("expired_token", 400) {}
 // OIDC Core §3.1.2.6.
 export class LoginRequired extends code("login_required", 400) {}
 export class ConsentRequired extends code("consent_required", 400) {}

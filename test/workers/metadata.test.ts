@@ -19,7 +19,19 @@ describe("authorization server metadata (RFC 8414, OIDC Discovery)", () => {
       expect(m.response_types_supported).toEqual(["code"]);
       expect(m.code_challenge_methods_supported).toEqual(["S256"]);
       expect(m.authorization_response_iss_parameter_supported).toBe(true);
-      expect(m.grant_types_supported).toEqual(["authorization_code", "refresh_token", "client_credentials"]);
+      expect(m.grant_types_supported).toEqual([
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:openid:params:grant-type:ciba",
+        "urn:ietf:params:oauth:grant-type:device_code",
+      ]);
+      // OpenID CIBA Core 1.0 §4, RFC 8628 §4.
+      expect(m.backchannel_authentication_endpoint).toBe(`${ISSUER}/bc-authorize`);
+      expect(m.backchannel_token_delivery_modes_supported).toEqual(["poll", "ping", "push"]);
+      expect(m.backchannel_user_code_parameter_supported).toBe(false);
+      expect(m).not.toHaveProperty("backchannel_authentication_request_signing_alg_values_supported");
+      expect(m.device_authorization_endpoint).toBe(`${ISSUER}/device_authorization`);
       expect(m.id_token_signing_alg_values_supported).toContain("RS256");
       expect(m.subject_types_supported).toEqual(["public"]);
       // RFC 9449 §5.1: DPoP support and its proof algorithms (asymmetric only).

@@ -28,7 +28,7 @@ export function parseMetadataJson(text: string, name: string): Record<string, un
  * `invalid_redirect_uri`, `invalid_client_metadata` or `invalid_software_statement` (RFC 7591 §3.2.2)
  * naming the first problem. `policy` decides which `jwks_uri` may ever be fetched.
  */
-export function validateClientMetadata(input: unknown, policy: OutboundPolicy): ClientMetadata {
+export function validateClientMetadata(input: unknown, policy: OutboundPolicy, opts: { allowHttpLoopbackNotificationEndpoint?: boolean } = {}): ClientMetadata {
   // RFC 7591 §2.3: a software statement's claims would override the plain values. Latchkey trusts no
   // statement issuer, so it refuses one rather than register metadata the client expected overridden.
   if (typeof input === "object" && input !== null && "software_statement" in input) {
@@ -54,9 +54,10 @@ export function validateClientMetadata(input: unknown, policy: OutboundPolicy): 
   if (grants.has("authorization_code") && m.redirect_uris.length === 0) {
     throw new InvalidRedirectUri("redirect_uris is required for the authorization_code grant");
   }
-  if (grants.has("refresh_token") && !grants.has("authorization_code")) {
-    throw new InvalidClientMetadata("refresh_token is only issued with the authorization_code grant");
+  if (grants.has("refresh_token") && !USER_GRANTS.some((g) => grants.has(g))) {
+    throw new InvalidClientMetadata("refresh_token is only issued with the authorization_code, CIBA or device_code grant");
   }
+  backchannelProblem(m, grants, opts.allowHttpLoopbackNotificationEndpoint ?? false);
   // OAuth 2.1 §4.2: "The client credentials grant type MUST only be used by confidential clients."
   if (grants.has("client_credentials") && m.token_endpoint_auth_method === "none") {
     throw new InvalidClientMetadata("client_credentials requires a confidential client (not token_endpoint_auth_method none)");
@@ -78,6 +79,35 @@ function checkKeys(m: Omit<ClientMetadata, "response_types">, policy: OutboundPo
   }
   if (m.token_endpoint_auth_signing_alg && m.token_endpoint_auth_method !== "private_key_jwt") {
     throw new InvalidClientMetadata("token_endpoint_auth_signing_alg applies only to token_endpoint_auth_method private_key_jwt");
+  }
+}
+
+/** Grants through which a user authorizes a client (and which may therefore come with refresh tokens). */
+const USER_GRANTS = ["authorization_code", "urn:openid:params:grant-type:ciba", "urn:ietf:params:oauth:grant-type:device_code"] as const;
+
+/** CIBA Core §4 client metadata rules; throws `invalid_client_metadata`. */
+function backchannelProblem(m: ClientMetadata, grants: Set<string>, allowHttpLoopback: boolean): void {
+  const mode = m.backchannel_token_delivery_mode;
+  if (!grants.has("urn:openid:params:grant-type:ciba")) {
+    if (mode || m.backchannel_client_notification_endpoint) throw new InvalidClientMetadata("backchannel_* metadata needs the CIBA grant type");
+    return;
+  }
+  // CIBA Core §4: "backchannel_token_delivery_mode: REQUIRED."
+  if (!mode) throw new InvalidClientMetadata("backchannel_token_delivery_mode is required with the CIBA grant");
+  // CIBA Core §7.1: the client MUST authenticate at the backchannel authentication endpoint.
+  if (m.token_endpoint_auth_method === "none") throw new InvalidClientMetadata("the CIBA grant requires a confidential client");
+  const endpoint = m.backchannel_client_notification_endpoint;
+  if (mode === "poll") {
+    if (endpoint) throw new InvalidClientMetadata("backchannel_client_notification_endpoint is only used in ping and push modes");
+    return;
+  }
+  // CIBA Core §4: "REQUIRED if the token delivery mode is set to ping or push. This URL MUST use the https scheme."
+  if (!endpoint) throw new InvalidClientMetadata(`backchannel_client_notification_endpoint is required in ${mode} mode`);
+  const url = new URL(endpoint);
+  const loopback = ["127.0.0.1", "[::1]", "localhost"].includes(url.hostname);
+  const allowed = url.protocol === "https:" || (allowHttpLoopback && url.protocol === "http:" && loopback);
+  if (!allowed || url.hash || url.username || url.password) {
+    throw new InvalidClientMetadata("backchannel_client_notification_endpoint must be an https URL without fragment or credentials");
   }
 }
 

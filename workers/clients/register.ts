@@ -27,7 +27,10 @@ export async function mintRegistrationAccessToken(): Promise<{ token: string; ha
  * token. Returns the RFC 7591 §3.2.1 body (with RFC 7592 §3's two members when registered dynamically).
  */
 export async function registerClient(env: Env, cfg: Config, input: unknown, registered_by: Client["registered_by"], gate?: RegistrationGate) {
-  const metadata = validateClientMetadata(input, outboundPolicy(cfg));
+  const metadata = validateClientMetadata(input, outboundPolicy(cfg), {
+    // Loopback http notification endpoints only where loopback is the client (local development).
+    allowHttpLoopbackNotificationEndpoint: cfg.ENVIRONMENT === "dev",
+  });
   const issued_at = now();
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const management = registered_by === "dynamic_registration" ? await mintRegistrationAccessToken() : undefined;

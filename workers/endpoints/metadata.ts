@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import { ASSERTION_ALGS, AUTH_METHODS, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
+import { ASSERTION_ALGS, AUTH_METHODS, CIBA_DELIVERY_MODES, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
 import type { Config } from "../config";
 import { DPOP_ALGS } from "../dpop/proof";
 import { OIDC_SCOPES } from "../policy/scope";
@@ -54,6 +54,12 @@ export function serverMetadata(cfg: Config) {
     // RFC 9449 §5.1: DPoP is supported, with these proof algorithms.
     dpop_signing_alg_values_supported: [...DPOP_ALGS],
     ui_locales_supported: ["en"],
+    // OpenID CIBA Core 1.0 §4; README "CIBA" says what is not supported.
+    backchannel_authentication_endpoint: `${iss}/bc-authorize`,
+    backchannel_token_delivery_modes_supported: [...CIBA_DELIVERY_MODES],
+    backchannel_user_code_parameter_supported: false,
+    // RFC 8628 §4.
+    device_authorization_endpoint: `${iss}/device_authorization`,
   };
 }
 

@@ -8,11 +8,13 @@ import { randomToken, sha256 } from "../crypto";
  *   lkc_<64 hex: GrantObject id>_<43 base64url: 256-bit secret>      authorization code
  *   lkr_<64 hex: GrantObject id>_<43 base64url: 256-bit secret>      refresh token
  *   lkp_<64 hex: PushedRequest id>_<43 base64url: 256-bit secret>    pushed request (RFC 9126 request_uri)
+ *   lka_<64 hex: ApprovalQueue id>_<43 base64url: 256-bit secret>    CIBA auth_req_id
+ *   lkd_<64 hex: ApprovalQueue id>_<43 base64url: 256-bit secret>    RFC 8628 device_code
  */
-export type HandleKind = "code" | "refresh" | "request";
+export type HandleKind = "code" | "refresh" | "request" | "auth_req" | "device";
 
-const PREFIX: Record<HandleKind, string> = { code: "lkc_", refresh: "lkr_", request: "lkp_" };
-const SHAPE = /^lk[crp]_([0-9a-f]{64})_([A-Za-z0-9_-]{43})$/;
+const PREFIX: Record<HandleKind, string> = { code: "lkc_", refresh: "lkr_", request: "lkp_", auth_req: "lka_", device: "lkd_" };
+const SHAPE = /^lk[crpad]_([0-9a-f]{64})_([A-Za-z0-9_-]{43})$/;
 
 export interface Handle {
   /** The full token as the client sees it. */

@@ -11,10 +11,22 @@ import { signingKey } from "./keys";
 export async function mintIdToken(
   env: Env,
   cfg: Config,
-  input: { sub: string; client_id: string; alg: SigningAlg; auth_time: number; amr: string[]; nonce?: string; access_token: string; now: number },
+  input: {
+    sub: string;
+    client_id: string;
+    alg: SigningAlg;
+    auth_time: number;
+    amr: string[];
+    nonce?: string;
+    access_token: string;
+    now: number;
+    claims?: Record<string, unknown>;
+  },
 ): Promise<string> {
   const { kid, key } = await signingKey(env, input.alg, input.now);
   return new SignJWT({
+    // Extra claims first, so they can never replace the ones below (CIBA §10.3.1 push claims).
+    ...input.claims,
     auth_time: input.auth_time,
     amr: input.amr,
     at_hash: await atHash(input.access_token),

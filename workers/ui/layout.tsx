@@ -35,4 +35,7 @@ ul.scopes { padding-left: 1.2rem; }
 code { word-break: break-all; }
 .host { font-family: ui-monospace, monospace; word-break: break-all; }
 .self-asserted { border-left: 4px solid #b26a00; padding-left: 0.75rem; }
+ul.requests { list-style: none; padding: 0; }
+li.request { border-top: 1px solid GrayText; padding-top: 0.5rem; margin-top: 1rem; }
+li.request h2 { font-size: 1.15rem; margin-bottom: 0; }
 `;

@@ -1,26 +1,34 @@
 import { Layout } from "./layout";
 
+/** Where a sign-in goes on to: an authorization request (`/login`), or one of our own pages (`/signin`: inbox, device). */
+export type SignInTarget = { interaction: string; clientName: string; unregistered?: boolean } | { next: string; purpose: string };
+
 /** The sign-in form (fields labelled Email and Password, button Sign in). */
-export function LoginPage(props: { interaction: string; csrf: string; clientName: string; unregistered?: boolean; error?: string; email?: string }) {
+export function LoginPage(props: SignInTarget & { csrf: string; error?: string; email?: string }) {
+  const forClient = "interaction" in props;
   return (
     <Layout title="Sign in">
       <h1>Sign in</h1>
-      {props.unregistered ? (
-        <p>
-          to continue to an unregistered application that calls itself <strong>“{props.clientName}”</strong>
-        </p>
-      ) : (
-        <p>
-          to continue to <strong>{props.clientName}</strong>
-        </p>
-      )}
+      <p>
+        {!forClient ? (
+          props.purpose
+        ) : props.unregistered ? (
+          <>
+            to continue to an unregistered application that calls itself <strong>“{props.clientName}”</strong>
+          </>
+        ) : (
+          <>
+            to continue to <strong>{props.clientName}</strong>
+          </>
+        )}
+      </p>
       {props.error ? (
         <p class="error" role="alert" id="login-error">
           {props.error}
         </p>
       ) : null}
-      <form method="post" action="/login">
-        <input type="hidden" name="interaction" value={props.interaction} />
+      <form method="post" action={forClient ? "/login" : "/signin"}>
+        {forClient ? <input type="hidden" name="interaction" value={props.interaction} /> : <input type="hidden" name="next" value={props.next} />}
         <input type="hidden" name="csrf" value={props.csrf} />
         <label for="email">Email</label>
         <input

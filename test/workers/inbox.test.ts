@@ -1,0 +1,140 @@
+import { exports } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { asClient, inboxState, signedInBrowser } from "./approvals";
+import { Browser } from "./browser";
+import { type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+
+/**
+ * The inbox: sign-in redirect, CSRF on every form, the strict CSP with a same-origin script, the live
+ * WebSocket (hibernating, to the user's ApprovalQueue) and Web Push subscriptions.
+ */
+let agent: CreatedClient;
+let alice: Browser;
+
+beforeAll(async () => {
+  agent = await createClient({
+    client_name: "Inbox agent",
+    grant_types: ["urn:openid:params:grant-type:ciba"],
+    token_endpoint_auth_method: "client_secret_basic",
+    backchannel_token_delivery_mode: "poll",
+  });
+  alice = await signedInBrowser();
+});
+
+const ask = (binding: string) =>
+  asClient(agent, "/bc-authorize", { scope: "openid mcp:read", resource: MCP_RESOURCE, login_hint: "alice@example.com", binding_message: binding });
+
+function openSocket(headers: Record<string, string>): Promise<Response> {
+  return exports.default.fetch(new Request(`${ISSUER}/inbox/live`, { headers: { Upgrade: "websocket", ...headers } }));
+}
+
+describe("the inbox page", () => {
+  it("sends a visitor without a session to the sign-in page, and a wrong password gets an error", async () => {
+    const res = await new Browser().get("/inbox");
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/signin?next=%2Finbox");
+    const browser = new Browser();
+    const page = await (await browser.get("/signin?next=https://evil.example")).text();
+    expect(page).toContain('name="next" value="/inbox"');
+    const csrf = /name="csrf" value="([^"]+)"/.exec(page)?.[1] as string;
+    const wrong = await browser.post("/signin", { email: "alice@example.com", password: "nope", csrf, next: "/inbox" });
+    expect(wrong.status).toBe(403);
+    expect(await wrong.text()).toContain("The email or password is incorrect.");
+  });
+
+  it("shows client, binding message, scopes and resource under a CSP that allows only our own script", async () => {
+    expect((await ask("INBOX-1")).status).toBe(200);
+    const res = await alice.get("/inbox");
+    expect(res.headers.get("content-security-policy")).toBe(
+      "default-src 'none'; script-src 'self'; connect-src 'self'; worker-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    const html = await res.text();
+    expect(html).toContain("Inbox agent");
+    expect(html).toContain('<strong class="binding">INBOX-1</strong>');
+    expect(html).toContain("mcp:read");
+    expect(html).toContain(MCP_RESOURCE);
+    expect(html).toContain('<script src="/assets/inbox.js" defer="">');
+    expect(html).not.toMatch(/<script>(?!<)/);
+    const script = await call("/assets/inbox.js");
+    expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+    expect(await script.text()).toContain("/inbox/live");
+  });
+
+  it("refuses a decision without the CSRF token, and reports one already taken", async () => {
+    await ask("INBOX-2");
+    const { ids, csrf } = await inboxState(alice);
+    const id = ids[ids.length - 1] as string;
+    const forged = await alice.post("/inbox/decide", { id, decision: "approve" });
+    expect(forged.status).toBe(403);
+    expect(await forged.json()).toEqual({ error: "access_denied", error_description: "the form has expired; reload the inbox and try again" });
+    expect((await alice.post("/inbox/decide", { id, decision: "deny", csrf })).headers.get("location")).toBe("/inbox?done=denied");
+    expect((await alice.post("/inbox/decide", { id, decision: "approve", csrf })).headers.get("location")).toBe("/inbox?done=gone");
+    expect(await (await alice.get("/inbox?done=gone")).text()).toContain("That request was already decided, or has expired.");
+    // Bob cannot decide Alice's requests: they are not in his queue.
+    const bob = await signedInBrowser("bob@example.com", "bob-dev-password");
+    await ask("INBOX-3");
+    const aliceIds = (await inboxState(alice)).ids;
+    const bobCsrf = (await inboxState(bob)).csrf;
+    const res = await bob.post("/inbox/decide", { id: aliceIds[aliceIds.length - 1] as string, decision: "approve", csrf: bobCsrf });
+    expect(res.headers.get("location")).toBe("/inbox?done=gone");
+  });
+});
+
+describe("the live inbox (WebSocket to the user's ApprovalQueue)", () => {
+  it("refuses other origins and visitors without a session", async () => {
+    const foreign = await openSocket({ Origin: "https://evil.example", Cookie: alice.cookieHeader });
+    expect(foreign.status).toBe(403);
+    const anonymous = await openSocket({ Origin: ISSUER });
+    expect(anonymous.status).toBe(403);
+  });
+
+  it("sends the pending list on connect and again when a request arrives", async () => {
+    const res = await openSocket({ Origin: ISSUER, Cookie: alice.cookieHeader });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket as WebSocket;
+    const messages: Array<{ type: string; requests: Array<{ binding_message?: string }> }> = [];
+    ws.addEventListener("message", (e) => messages.push(JSON.parse(e.data as string)));
+    ws.accept();
+    await expect.poll(() => messages.length).toBe(1);
+    await ask("LIVE-1");
+    await expect.poll(() => messages.length).toBe(2);
+    expect(messages[1]?.type).toBe("pending");
+    expect(messages[1]?.requests.map((r) => r.binding_message)).toContain("LIVE-1");
+    ws.send("refresh");
+    await expect.poll(() => messages.length).toBe(3);
+    ws.close(1000, "done");
+  });
+});
+
+describe("Web Push subscriptions", () => {
+  const subscription = {
+    endpoint: "https://push.example/abc",
+    keys: { p256dh: "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", auth: "BTBZMqHH6r4Tts7J_aSIgg" },
+  };
+  const post = (browser: Browser, body: unknown, csrf?: string) =>
+    call("/inbox/push-subscriptions", {
+      method: "POST",
+      headers: { Cookie: browser.cookieHeader, "Content-Type": "application/json", ...(csrf ? { "X-CSRF-Token": csrf } : {}) },
+      body: JSON.stringify(body),
+    });
+
+  it("stores a subscription for the signed-in user with a CSRF header, and refuses bad ones", async () => {
+    const { csrf } = await inboxState(alice);
+    expect((await post(alice, subscription, csrf)).status).toBe(204);
+    expect(await (await post(alice, subscription)).json()).toEqual({ error: "access_denied", error_description: "missing or wrong CSRF token" });
+    expect(await (await post(alice, { endpoint: "https://push.example" }, csrf)).json()).toEqual({
+      error: "invalid_request",
+      error_description: "the body must be a push subscription (endpoint and keys p256dh, auth)",
+    });
+    expect(await (await post(alice, { ...subscription, endpoint: "http://push.example/x" }, csrf)).json()).toEqual({
+      error: "invalid_request",
+      error_description: "the push endpoint must be https",
+    });
+    expect((await post(new Browser(), subscription, csrf)).status).toBe(403);
+  });
+
+  it("publishes the VAPID public key to the page", async () => {
+    const html = await (await alice.get("/inbox")).text();
+    expect(html).toMatch(/data-vapid-key="B[A-Za-z0-9_-]{86}"/);
+  });
+});

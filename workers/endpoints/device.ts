@@ -1,0 +1,79 @@
+import { type Context, Hono } from "hono";
+import type { JSX } from "hono/jsx/jsx-runtime";
+import { displayUserCode, normalizeUserCode } from "../approvals/user-code";
+import { csrfToken, csrfValid, type Session } from "../authorize/session";
+import { now } from "../clock";
+import { Forbidden, InvalidRequest } from "../errors";
+import { formBody } from "../middleware/form-body";
+import { methodNotAllowed } from "../middleware/method";
+import type { AppEnv } from "../types";
+import { DeviceCodePage, DeviceConfirmPage, DeviceDonePage } from "../ui/inbox";
+import { userPage } from "../ui/respond";
+import { approvalOf, signedIn } from "./inbox";
+
+/**
+ * RFC 8628 §3.3 user interaction: the signed-in user enters the code a device shows, sees which client
+ * asks for what (§5.4), and approves or denies it in the ApprovalQueue that holds the request.
+ * Failed codes count against the user (§5.1): CODE_FAILURES_ALLOWED per 15 minutes.
+ */
+export const device = new Hono<AppEnv>();
+
+const deviceQueue = (env: Env, code: string) => env.APPROVALS.get(env.APPROVALS.idFromName(`device:${code}`));
+const userQueue = (env: Env, sub: string) => env.APPROVALS.get(env.APPROVALS.idFromName(`user:${sub}`));
+
+device.get("/device", async (c) => {
+  const typed = c.req.query("user_code");
+  const session = await signedIn(c, typed ? `/device?user_code=${encodeURIComponent(typed)}` : "/device");
+  if (session instanceof Response) return session;
+  return userPage(c, DeviceCodePage({ csrf: await csrfToken(c), userCode: typed }) as JSX.Element);
+});
+
+device.post("/device", formBody, async (c) => {
+  const session = await signedIn(c, "/device");
+  if (session instanceof Response) return session;
+  if (!(await csrfValid(c, c.var.params.get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
+  const typed = c.var.params.get("user_code") ?? "";
+  const found = await lookUp(c, session, typed);
+  if (found instanceof Response) return found;
+  return userPage(c, DeviceConfirmPage({ csrf: await csrfToken(c), request: found.request, userCode: displayUserCode(found.code) }) as JSX.Element);
+});
+
+device.post("/device/decide", formBody, async (c) => {
+  const session = await signedIn(c, "/device");
+  if (session instanceof Response) return session;
+  const { params } = c.var;
+  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
+  const decision = params.get("decision");
+  const id = params.get("id");
+  if (!id || (decision !== "approve" && decision !== "deny")) throw new InvalidRequest("id and decision (approve or deny) are required");
+  const found = await lookUp(c, session, params.get("user_code") ?? "");
+  if (found instanceof Response) return found;
+  const q = deviceQueue(c.env, found.code);
+  const t = now();
+  const result = decision === "approve" ? await q.approve({ id, approval: approvalOf(session), now: t }) : await q.deny({ id, sub: session.sub, now: t });
+  if (!result.ok) return codePage(c, typed(found.code), "That code was already used, or has expired. Start again on the device.");
+  return userPage(c, DeviceDonePage({ approved: decision === "approve" }) as JSX.Element);
+});
+
+for (const path of ["/device", "/device/decide"]) device.all(path, methodNotAllowed(path === "/device" ? "GET, POST" : "POST"));
+
+const typed = (code: string) => displayUserCode(code);
+
+/** The pending request a typed code names; a wrong code counts as a failed attempt for this user. */
+async function lookUp(c: Context<AppEnv>, session: Session, input: string) {
+  const mine = userQueue(c.env, session.sub);
+  const t = now();
+  const allowed = await mine.codeAttempt({ now: t, failed: false });
+  if (!allowed.ok) return codePage(c, input, `Too many wrong codes. Try again in ${Math.ceil(allowed.retry_after / 60)} minutes.`, 429);
+  const code = normalizeUserCode(input);
+  const request = code ? await deviceQueue(c.env, code).find({}) : null;
+  if (!code || !request || request.state !== "pending" || request.expires_at <= t) {
+    await mine.codeAttempt({ now: t, failed: true });
+    return codePage(c, input, "That code is not valid. Check the code on your device and try again.");
+  }
+  return { code, request };
+}
+
+async function codePage(c: Context<AppEnv>, userCode: string, error: string, status: 400 | 429 = 400): Promise<Response> {
+  return userPage(c, DeviceCodePage({ csrf: await csrfToken(c), userCode, error }) as JSX.Element, status);
+}

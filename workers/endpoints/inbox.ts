@@ -1,0 +1,171 @@
+import { type Context, Hono } from "hono";
+import type { JSX } from "hono/jsx/jsx-runtime";
+import * as v from "valibot";
+import type { Approval } from "../../schemas/approval";
+import { csrfToken, csrfValid, readSession, type Session, writeSession } from "../authorize/session";
+import { checkPassword } from "../authorize/sign-in";
+import { registry } from "../clients/cache";
+import { now } from "../clock";
+import { Forbidden, InvalidRequest } from "../errors";
+import { formBody } from "../middleware/form-body";
+import { methodNotAllowed } from "../middleware/method";
+import { notifyKey, publicKeyOf } from "../notify/keys";
+import { webhookJwks } from "../notify/webhook";
+import type { AppEnv } from "../types";
+import { InboxPage } from "../ui/inbox";
+import { INBOX_SCRIPT, SERVICE_WORKER } from "../ui/inbox-script";
+import { LoginPage } from "../ui/pages";
+import { safeNext, userPage } from "../ui/respond";
+
+/**
+ * The approval inbox (`/inbox`): the signed-in user's pending CIBA requests with Approve and Deny
+ * (CSRF-protected forms that work without JavaScript), kept current over a WebSocket to the user's
+ * ApprovalQueue, and Web Push subscriptions. `/signin` is its sign-in page (and the device page's).
+ */
+export const inbox = new Hono<AppEnv>();
+
+const queue = (env: Env, sub: string) => env.APPROVALS.get(env.APPROVALS.idFromName(`user:${sub}`));
+
+inbox.get("/assets/inbox.js", (c) => c.body(INBOX_SCRIPT, 200, { "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache" }));
+inbox.get("/inbox/sw.js", (c) => c.body(SERVICE_WORKER, 200, { "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache" }));
+
+// ── sign-in ────────────────────────────────────────────────────────────────────────────────
+inbox.get("/signin", async (c) => signInPage(c, safeNext(c.req.query("next"))));
+
+inbox.post("/signin", formBody, async (c) => {
+  const { params } = c.var;
+  const next = safeNext(params.get("next"));
+  if (!(await csrfValid(c, params.get("csrf")))) return signInPage(c, next, "The form has expired; please try again.");
+  const email = params.get("email")?.trim().toLowerCase();
+  const password = params.get("password");
+  if (!email || !password) return signInPage(c, next, "Enter your email and password.", email);
+  // The same abuse limits as the authorization sign-in: LOGIN_LIMIT per IP and per-account lockout.
+  const checked = await checkPassword(c, email, password);
+  if (!checked.ok) {
+    if (checked.retry_after) c.header("Retry-After", String(checked.retry_after));
+    return signInPage(c, next, checked.message, email, checked.status === 429 ? 429 : 403);
+  }
+  await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"] });
+  return c.redirect(next, 303);
+});
+
+async function signInPage(c: Context<AppEnv>, next: string, error?: string, email?: string, status: 403 | 429 = 403): Promise<Response> {
+  const purpose = next.startsWith("/device") ? "to connect a device" : "to see the requests waiting for you";
+  return userPage(c, LoginPage({ csrf: await csrfToken(c), next, purpose, error, email }) as JSX.Element, error ? status : 200);
+}
+
+/** The signed-in user, or a redirect to the sign-in page that comes back to `next`. */
+export async function signedIn(c: Context<AppEnv>, next: string): Promise<Session | Response> {
+  const session = await readSession(c);
+  return session ?? c.redirect(`/signin?next=${encodeURIComponent(next)}`, 303);
+}
+
+/** Approval facts from a session: who, and how they signed in (OIDC `auth_time`, RFC 8176 `amr`). */
+export function approvalOf(session: Session): Approval {
+  return { sub: session.sub, auth_time: session.auth_time, amr: session.amr };
+}
+
+// ── the inbox ──────────────────────────────────────────────────────────────────────────────
+const NOTICES: Record<string, string> = {
+  approved: "Approved.",
+  denied: "Denied.",
+  gone: "That request was already decided, or has expired.",
+  webhook: "Webhook saved.",
+};
+
+inbox.get("/inbox", async (c) => {
+  const session = await signedIn(c, "/inbox");
+  if (session instanceof Response) return session;
+  const q = queue(c.env, session.sub);
+  const [user, requests, vapid, webhook] = await Promise.all([
+    registry(c.env).getUser(session.sub),
+    q.pending({ now: now() }),
+    notifyKey(c.env, "vapid"),
+    q.webhook(),
+  ]);
+  const notice = NOTICES[c.req.query("done") ?? ""];
+  const csrf = await csrfToken(c);
+  const body = InboxPage({ email: user?.email ?? session.sub, csrf, requests, notice, vapidKey: publicKeyOf(vapid.publicJwk), webhook });
+  return userPage(c, body as JSX.Element);
+});
+
+inbox.post("/inbox/decide", formBody, async (c) => {
+  const session = await signedIn(c, "/inbox");
+  if (session instanceof Response) return session;
+  const { params } = c.var;
+  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
+  const id = params.get("id");
+  const decision = params.get("decision");
+  if (!id || (decision !== "approve" && decision !== "deny")) throw new InvalidRequest("id and decision (approve or deny) are required");
+  const q = queue(c.env, session.sub);
+  const t = now();
+  const result = decision === "approve" ? await q.approve({ id, approval: approvalOf(session), now: t }) : await q.deny({ id, sub: session.sub, now: t });
+  return c.redirect(`/inbox?done=${result.ok ? (decision === "approve" ? "approved" : "denied") : "gone"}`, 303);
+});
+
+/** The live list: a WebSocket to the user's ApprovalQueue, from our own pages only (cross-site WebSocket hijacking). */
+inbox.get("/inbox/live", async (c) => {
+  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new InvalidRequest("expected a WebSocket upgrade");
+  if (c.req.header("origin") !== new URL(c.var.cfg.ISSUER).origin) throw new Forbidden("WebSocket connections are accepted from this origin only");
+  const session = await readSession(c);
+  if (!session) throw new Forbidden("sign in first");
+  return queue(c.env, session.sub).fetch(c.req.raw);
+});
+
+// ── Web Push subscriptions (W3C Push API `PushSubscription.toJSON()`) ─────────────────────────
+const key = (len: number) => v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]+$/), v.length(len));
+const SubscriptionSchema = v.object({
+  endpoint: v.pipe(v.string(), v.url(), v.maxLength(2000)),
+  keys: v.object({ p256dh: key(87), auth: key(22) }),
+});
+
+inbox.on(["POST", "DELETE"], "/inbox/push-subscriptions", async (c) => {
+  const session = await readSession(c);
+  if (!session) throw new Forbidden("sign in first");
+  if (!(await csrfValid(c, c.req.header("x-csrf-token")))) throw new Forbidden("missing or wrong CSRF token");
+  let parsed: v.InferOutput<typeof SubscriptionSchema>;
+  try {
+    parsed = v.parse(SubscriptionSchema, await c.req.json());
+  } catch {
+    throw new InvalidRequest("the body must be a push subscription (endpoint and keys p256dh, auth)");
+  }
+  // RFC 8030 §8: push messages go over https only (a loopback push service is for local development).
+  if (!notificationUrlAllowed(c, parsed.endpoint)) throw new InvalidRequest("the push endpoint must be https");
+  const q = queue(c.env, session.sub);
+  if (c.req.method === "DELETE") await q.unsubscribe({ endpoint: parsed.endpoint });
+  else await q.subscribe({ ...parsed, created_at: now() });
+  return c.body(null, 204);
+});
+
+// ── signed webhooks (RFC 9421) ───────────────────────────────────────────────────────────────
+/** The user's webhook for chat or SMS gateways: https (http on loopback only in dev); empty removes it. */
+inbox.post("/inbox/webhook", formBody, async (c) => {
+  const session = await signedIn(c, "/inbox");
+  if (session instanceof Response) return session;
+  const { params } = c.var;
+  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
+  const url = params.get("url");
+  if (url !== undefined && !notificationUrlAllowed(c, url)) throw new InvalidRequest("the webhook URL must be https");
+  await queue(c.env, session.sub).setWebhook({ url: url ?? null });
+  return c.redirect("/inbox?done=webhook", 303);
+});
+
+/** The public key webhooks are signed with (RFC 7517 JWK Set); `keyid` in Signature-Input is its `kid`. */
+inbox.get("/webhook-keys", async (c) => {
+  const key = await notifyKey(c.env, "webhook");
+  return c.json(webhookJwks(key), 200, { "Cache-Control": "public, max-age=3600" });
+});
+
+/** https, or http on loopback in dev; no credentials, no fragment. */
+function notificationUrlAllowed(c: Context<AppEnv>, value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  const loopback = c.var.cfg.ENVIRONMENT === "dev" && url.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+  return (url.protocol === "https:" || loopback) && !url.username && !url.password && !url.hash && value.length <= 2000;
+}
+
+for (const path of ["/inbox/decide", "/inbox/webhook", "/signin"]) inbox.all(path, methodNotAllowed(path === "/signin" ? "GET, POST" : "POST"));

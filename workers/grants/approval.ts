@@ -1,0 +1,128 @@
+import type { PollResult } from "../../durable-objects/approval-queue";
+import type { Approval, ApprovalRequest } from "../../schemas/approval";
+import type { Client } from "../../schemas/client";
+import type { GrantData } from "../../schemas/grant";
+import { registry } from "../clients/cache";
+import type { Config } from "../config";
+import { AccessDenied, AuthorizationPending, ExpiredToken, InvalidGrant, ServerError, SlowDown, unreachable } from "../errors";
+import { pickAudience, scopesForAudience } from "../policy/scope";
+import { atHash, mintAccessToken } from "../tokens/access-token";
+import { mintHandle, parseHandle } from "../tokens/handles";
+import { mintIdToken } from "../tokens/id-token";
+import { grantStub } from "./issue";
+import type { TokenResponse } from "./types";
+
+/** CIBA Core §10.3.1: the ID token of a push carries the request's id and the refresh token's hash. */
+export const AUTH_REQ_ID_CLAIM = "urn:openid:params:jwt:claim:auth_req_id";
+export const RT_HASH_CLAIM = "urn:openid:params:jwt:claim:rt_hash";
+
+/** The ApprovalQueue stub that a presented `auth_req_id` or `device_code` names, with the handle's hash. */
+export async function queueFor(env: Env, kind: "auth_req" | "device", token: string) {
+  const handle = await parseHandle(kind, token);
+  if (!handle) return null;
+  try {
+    return { stub: env.APPROVALS.get(env.APPROVALS.idFromString(handle.object_id)), hash: handle.hash };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Maps a poll's result to the token endpoint's answer (CIBA §11, RFC 8628 §3.5): the approval, or
+ * `authorization_pending`, `slow_down`, `expired_token`, `access_denied`, `invalid_grant`.
+ */
+export function approvedOrThrow(result: PollResult, what: string): { request: ApprovalRequest; approval: Approval } {
+  if (result.ok) return result;
+  switch (result.reason) {
+    case "pending":
+      throw new AuthorizationPending("the user has not decided yet");
+    case "slow_down":
+      throw new SlowDown(`polling too fast; wait at least ${result.interval} seconds between requests`);
+    case "expired":
+      throw new ExpiredToken(`the ${what} has expired`);
+    case "denied":
+      throw new AccessDenied("the user denied the request");
+    case "unknown":
+    case "redeemed":
+      throw new InvalidGrant(`the ${what} is invalid, expired or already used`, result.reason);
+    case "client_mismatch":
+      throw new InvalidGrant(`the ${what} was issued to another client`);
+    default:
+      return unreachable(result);
+  }
+}
+
+/**
+ * Tokens for an approved request, like the code flow's: the grant is a real GrantObject (refresh,
+ * revocation and introspection work as for any grant). A step-up request extends the grant it names
+ * instead, and its holder keeps refreshing with the refresh token it has. `push` adds the CIBA §10.3.1
+ * ID token claims.
+ */
+export async function issueApproved(
+  env: Env,
+  cfg: Config,
+  input: { client: Client; request: ApprovalRequest; approval: Approval; resource: string[]; now: number; push?: { auth_req_id: string } },
+): Promise<TokenResponse> {
+  const { client, request, approval, now } = input;
+  let grant_id: string;
+  let data: GrantData;
+  let refresh_token: string | undefined;
+  if (request.extends_grant) {
+    const stub = grantStub(env, request.extends_grant);
+    const extended = stub && (await stub.extend({ client_id: client.client_id, sub: approval.sub, scope: request.scope, resources: request.resources, now }));
+    if (!extended?.ok) throw new InvalidGrant("the grant this request extends is no longer active", extended?.reason);
+    grant_id = request.extends_grant;
+    data = extended.data;
+  } else {
+    const id = env.GRANTS.newUniqueId();
+    grant_id = id.toString();
+    const wantsOidc = request.scope.includes("openid");
+    data = {
+      client_id: client.client_id,
+      sub: approval.sub,
+      scope: request.scope,
+      resources: request.resources,
+      auth_time: approval.auth_time,
+      amr: approval.amr,
+      // OIDC Core §11: with openid, refresh tokens need offline_access; as in the code flow.
+      refresh: client.grant_types.includes("refresh_token") && (!wantsOidc || request.scope.includes("offline_access")),
+    };
+    const refresh = data.refresh ? await mintHandle("refresh", grant_id) : undefined;
+    // Indexed before it exists, as in the code flow: deleting the user or client always finds it.
+    await registry(env).recordGrant({ grant_id, sub: approval.sub, client_id: client.client_id });
+    const created = await env.GRANTS.get(id).createActive({
+      data,
+      refresh_hash: refresh?.hash,
+      lifetimes: { expires_at: now + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
+      now,
+    });
+    if (!created.ok) throw new ServerError("could not create the grant", "unique grant id already existed");
+    refresh_token = refresh?.token;
+  }
+  // The token is for the resource the client names, else the one this request was about, else the grant's only one.
+  const wanted = input.resource.length ? input.resource : request.resources.length === 1 ? request.resources : [];
+  const aud = pickAudience(data.resources, wanted, cfg.ISSUER);
+  const scope = await scopesForAudience(env, data.scope, aud, cfg.ISSUER);
+  const at = await mintAccessToken(env, cfg, { sub: data.sub, aud, client_id: client.client_id, scope, auth_time: data.auth_time, gid: grant_id, now });
+  const response: TokenResponse = { access_token: at.token, token_type: "Bearer", expires_in: at.expires_in };
+  if (scope.length) response.scope = scope.join(" ");
+  if (refresh_token) response.refresh_token = refresh_token;
+  if (data.scope.includes("openid")) {
+    const claims: Record<string, unknown> = {};
+    if (input.push) {
+      claims[AUTH_REQ_ID_CLAIM] = input.push.auth_req_id;
+      if (refresh_token) claims[RT_HASH_CLAIM] = await atHash(refresh_token);
+    }
+    response.id_token = await mintIdToken(env, cfg, {
+      sub: data.sub,
+      client_id: client.client_id,
+      alg: client.id_token_signed_response_alg,
+      auth_time: data.auth_time,
+      amr: data.amr,
+      access_token: at.token,
+      now,
+      claims,
+    });
+  }
+  return response;
+}
