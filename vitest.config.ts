@@ -20,6 +20,7 @@ export default defineConfig({
                 TOKEN_LIMIT: { namespace_id: "3002", simple: { limit: 200, period: 60 } },
                 REGISTRATION_LIMIT: { namespace_id: "3003", simple: { limit: 10, period: 60 } },
                 CIMD_FETCH_LIMIT: { namespace_id: "3004", simple: { limit: 150, period: 60 } },
+                BACKCHANNEL_LIMIT: { namespace_id: "3005", simple: { limit: 100, period: 60 } },
               },
             },
           }),

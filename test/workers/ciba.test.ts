@@ -291,3 +291,22 @@ describe("CIBA client metadata (CIBA §4)", () => {
     expect(loopback).toMatchObject({ backchannel_token_delivery_mode: "ping", backchannel_client_notification_endpoint: "http://127.0.0.1:9/cb" });
   });
 });
+
+describe("abuse limits on the backchannel endpoint", () => {
+  it("limits CIBA requests per client (BACKCHANNEL_LIMIT, 100 a minute in tests) with 429", { timeout: 60_000 }, async () => {
+    const agent = await cibaClient({ client_name: "Busy agent" });
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 201 && !statuses.includes(429); i++) {
+      last = await ask(agent, { scope: "openid", login_hint: `nobody${i}@example.com` });
+      statuses.push(last.status);
+    }
+    // A fixed one-minute window: reached after 100 requests, or up to 200 when a boundary falls in between.
+    const first = statuses.indexOf(429);
+    expect(first).toBeGreaterThanOrEqual(100);
+    expect(first).toBeLessThanOrEqual(200);
+    expect(statuses.slice(0, first).every((s) => s === 400)).toBe(true);
+    expect((last as Response).headers.get("retry-after")).toBe("60");
+    await expectError(last as Response, 429, "temporarily_unavailable", "too many requests; try again later");
+  });
+});

@@ -4,10 +4,11 @@ import { grantToExtend, resolveUser } from "../approvals/hints";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { Forbidden, InvalidBindingMessage, InvalidClient, InvalidRequest, InvalidScope, InvalidTarget, ServerError, UnauthorizedClient } from "../errors";
-import { clientAuth } from "../middleware/client-auth";
+import { claimedClientId, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
+import { clientIp, rateLimit } from "../middleware/rate-limit";
 import { decide, parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
@@ -25,7 +26,14 @@ const BINDING_MESSAGE = /^[\p{L}\p{N}\p{P}\p{S} ]+$/u;
  */
 export const bcAuthorize = new Hono<AppEnv>();
 
-bcAuthorize.post("/bc-authorize", noStore, formBody, clientAuth, async (c) => {
+/** Backchannel requests per client per minute (BACKCHANNEL_LIMIT): each one may notify a person. */
+const backchannelLimit = rateLimit(
+  "backchannel",
+  (env) => env.BACKCHANNEL_LIMIT,
+  (c) => claimedClientId(c) ?? `ip:${clientIp(c)}`,
+);
+
+bcAuthorize.post("/bc-authorize", noStore, formBody, backchannelLimit, clientAuth, async (c) => {
   const { params, client, cfg } = c.var;
   // CIBA §7.1: "The Client MUST authenticate to the Backchannel Authentication Endpoint".
   if (c.var.auth_method === "none") throw new InvalidClient("client authentication is required at the backchannel authentication endpoint");
