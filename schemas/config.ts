@@ -132,6 +132,16 @@ export const ConfigSchema = v.pipe(
     DPOP_NONCE: v.optional(v.picklist(["required", "off"]), "required"),
     /** How far (seconds) a DPoP proof's `iat` may lie from the server's clock, either way (RFC 9449 §11.1). Default 60 s. */
     DPOP_PROOF_WINDOW: seconds(60, 5, 300),
+    /**
+     * draft-ietf-oauth-attestation-based-client-auth-11 §8: `required` (default) makes every Client
+     * Attestation PoP carry a recent server challenge (from the challenge endpoint or the
+     * `OAuth-Client-Attestation-Challenge` header); `optional` checks one only when it is sent.
+     */
+    ATTESTATION_CHALLENGE: v.optional(v.picklist(["required", "optional"]), "required"),
+    /** Oldest accepted Client Attestation, by its `iat` (older: `use_fresh_attestation`). Default one day. */
+    CLIENT_ATTESTATION_MAX_AGE: seconds(86_400, 60, 2_592_000),
+    /** How far (seconds) a Client Attestation PoP's `iat` may lie from the server's clock, either way. Default 60 s. */
+    ATTESTATION_POP_WINDOW: seconds(60, 5, 300),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(

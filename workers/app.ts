@@ -4,6 +4,7 @@ import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
+import { challenge } from "./endpoints/challenge";
 import { clientConfiguration } from "./endpoints/client-configuration";
 import { health } from "./endpoints/health";
 import { introspect } from "./endpoints/introspect";
@@ -51,11 +52,12 @@ export function buildApp(): Hono<AppEnv> {
   const apiCors = cors({
     origin: "*",
     allowMethods: ["GET", "POST", "PUT", "DELETE"],
-    allowHeaders: ["Authorization", "Content-Type", "DPoP"],
-    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce"],
+    allowHeaders: ["Authorization", "Content-Type", "DPoP", "OAuth-Client-Attestation", "OAuth-Client-Attestation-PoP"],
+    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce", "OAuth-Client-Attestation-Challenge"],
     maxAge: 600,
   });
-  for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*"]) app.use(path, apiCors);
+  for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/challenge", "/introspect", "/revoke", "/userinfo", "/register", "/register/*"])
+    app.use(path, apiCors);
 
   app.route("/", health);
   app.route("/", metadata);
@@ -64,6 +66,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", ui);
   app.route("/", par);
   app.route("/", token);
+  app.route("/", challenge);
   app.route("/", introspect);
   app.route("/", revoke);
   app.route("/", userinfo);
