@@ -50,6 +50,11 @@ interface Stored extends GrantLifetimes {
   previous: string[];
   /** RFC 9449 §5: the thumbprint of the DPoP key every refresh of this family must prove (public clients). */
   dpop_jkt?: string;
+  /**
+   * draft-ietf-oauth-attestation-based-client-auth-11 §11: refresh tokens issued under attestation are
+   * bound to the Client Instance Key; every refresh must re-present an attestation with this key's thumbprint.
+   */
+  instance_jkt?: string;
   /** Revoked access-token ids until their expiry. */
   revoked_jtis: Record<string, number>;
   revoked_reason?: string;
@@ -68,7 +73,7 @@ export type RedeemResult =
 export type RefreshResult =
   | { ok: true; data: GrantData; retry: false }
   | { ok: true; data: GrantData; retry: true; sealed_successor: string }
-  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "dpop_key_mismatch" | "reused" }
+  | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "dpop_key_mismatch" | "instance_key_mismatch" | "reused" }
   | { ok: false; reason: "scope_exceeded"; exceeding: string[] };
 
 export type StatusResult = { active: false } | { active: true; data: GrantData; refresh?: { iat: number; exp: number } };
@@ -163,6 +168,8 @@ export class GrantObject extends DurableObject<Env> {
     dpop_jkt?: string;
     /** RFC 9449 §5: bind the refresh-token family to `dpop_jkt` (the caller decides: public clients only). */
     bind_refresh_to_key?: boolean;
+    /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one: binds the refresh tokens. */
+    instance_jkt?: string;
     now: number;
   }): Promise<RedeemResult> {
     const g = this.grant;
@@ -183,6 +190,7 @@ export class GrantObject extends DurableObject<Env> {
     const refresh_issued = g.data.refresh && input.refresh_hash !== undefined;
     if (refresh_issued && input.refresh_hash) g.refresh = { hash: input.refresh_hash, issued_at: input.now, last_used_at: input.now };
     if (refresh_issued && input.bind_refresh_to_key && input.dpop_jkt !== undefined) g.dpop_jkt = input.dpop_jkt;
+    if (refresh_issued && input.instance_jkt !== undefined) g.instance_jkt = input.instance_jkt;
     await this.save(g);
     return { ok: true, data: g.data, refresh_issued };
   }
@@ -201,6 +209,8 @@ export class GrantObject extends DurableObject<Env> {
     scope?: string[];
     /** RFC 9449: thumbprint of the key that signed the refresh request's DPoP proof, if it had one. */
     dpop_jkt?: string;
+    /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one. */
+    instance_jkt?: string;
     now: number;
   }): Promise<RefreshResult> {
     const g = this.grant;
@@ -214,6 +224,8 @@ export class GrantObject extends DurableObject<Env> {
     // RFC 9449 §5: "such a client MUST present a DPoP proof for the same key that was used to obtain the refresh
     // token". Someone holding the token without the key is refused before reuse detection, so cannot revoke.
     if (g.dpop_jkt !== undefined && g.dpop_jkt !== input.dpop_jkt) return { ok: false, reason: "dpop_key_mismatch" };
+    // draft-ietf-oauth-attestation-based-client-auth-11 §11: likewise for the Client Instance Key.
+    if (g.instance_jkt !== undefined && g.instance_jkt !== input.instance_jkt) return { ok: false, reason: "instance_key_mismatch" };
     if (g.state === "revoked") return { ok: false, reason: "revoked" };
     if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
     // A refused scope must leave everything as it was: the presented token stays the live one.

@@ -92,6 +92,7 @@ export async function manageClientRecord(
       client_id: client.client_id,
       client_id_issued_at: client.client_id_issued_at,
       registered_by: client.registered_by,
+      ...(client.attestation_policy ? { attestation_policy: client.attestation_policy } : {}),
       registration_access_token_hash: input.new_token_hash,
       ...(keepSecret ? { client_secret_hash: client.client_secret_hash, client_secret_expires_at: client.client_secret_expires_at ?? 0 } : {}),
       ...(secret_issued ? { client_secret_hash: update.fresh_secret_hash, client_secret_expires_at: 0 } : {}),

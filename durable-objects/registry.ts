@@ -1,9 +1,19 @@
 import { DurableObject } from "cloudflare:workers";
+import type { AttestationPolicy, Attester } from "../schemas/attestation";
 import type { Client } from "../schemas/client";
 import type { CreateClientResult, InitialAccessToken, RegistrationGate } from "../schemas/registration";
 import type { Resource, User } from "../schemas/resource";
 import { now as clock } from "../workers/clock";
 import { config } from "../workers/config";
+import {
+  type CreateAttesterResult,
+  createAttesterRecord,
+  deleteAttesterRecord,
+  listAttesterRecords,
+  type PolicyTarget,
+  type SetPolicyResult,
+  setPolicyRecord,
+} from "./registry-attestation";
 import type { ClientUpdate } from "./registry-clients";
 import { createClientRecord, deleteClientRecord, type ManageResult, manageClientRecord, revokeGrantsOf } from "./registry-clients";
 import { housekeeping } from "./registry-housekeeping";
@@ -23,6 +33,7 @@ import { seedDevData } from "./seed";
  *   grant-of:{client|user}:{id}\n{grant_id} → true
  *   login-failures:{email}        → { count, locked_until } (sign-in lockout)
  *   idle:…, iat:…, iat-id:…, rate:…  (registration; see `registry-clients.ts`)
+ *   attester:…, attester-iss:…     (trusted attesters; see `registry-attestation.ts`)
  *
  * The alarm does housekeeping (`registry-housekeeping.ts`): it deletes dynamically registered clients
  * left unused for CLIENT_IDLE_TTL, expired initial access tokens and past registration counts.
@@ -114,6 +125,23 @@ export class Registry extends DurableObject<Env> {
     await this.ctx.storage.delete([`resource:${id}`, `resource-uri:${resource.resource}`]);
     await this.env.CLIENT_CACHE.delete(`resource-uri:${resource.resource}`);
     return { ok: true };
+  }
+
+  // ── attestation: trusted attesters, policies on clients and resources ────────────────────────
+  async createAttester(attester: Attester): Promise<CreateAttesterResult> {
+    return createAttesterRecord(this.ctx.storage, this.env, attester);
+  }
+
+  async listAttesters(): Promise<Attester[]> {
+    return listAttesterRecords(this.ctx.storage);
+  }
+
+  async deleteAttester(id: string): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
+    return deleteAttesterRecord(this.ctx.storage, this.env, id);
+  }
+
+  async setPolicy(target: PolicyTarget, policy: AttestationPolicy | null): Promise<SetPolicyResult> {
+    return setPolicyRecord(this.ctx.storage, this.env, target, policy);
   }
 
   // ── users ───────────────────────────────────────────────────────────────────────────────────

@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import type { AttestationPolicy } from "./attestation";
 
 /** Grant types a client may register (RFC 7591 §2 `grant_types`). */
 export const GRANT_TYPES = [
@@ -12,8 +13,20 @@ export const GRANT_TYPES = [
 ] as const;
 /** OpenID CIBA Core 1.0 §4 `backchannel_token_delivery_mode` values (all three are supported). */
 export const CIBA_DELIVERY_MODES = ["poll", "ping", "push"] as const;
-/** RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts (`private_key_jwt`: OIDC Core §9, RFC 7523 §2.2). */
-export const AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"] as const;
+/**
+ * RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts (`private_key_jwt`: OIDC Core §9, RFC 7523 §2.2;
+ * `attest_jwt_client_auth` and `attest_jwt_client_auth_dpop`: draft-ietf-oauth-attestation-based-client-auth-11 §13.4).
+ */
+export const AUTH_METHODS = [
+  "none",
+  "client_secret_basic",
+  "client_secret_post",
+  "private_key_jwt",
+  "attest_jwt_client_auth",
+  "attest_jwt_client_auth_dpop",
+] as const;
+/** The two attestation-based methods: PoP JWT, and DPoP combined mode. */
+export const ATTESTATION_AUTH_METHODS = ["attest_jwt_client_auth", "attest_jwt_client_auth_dpop"] as const;
 /**
  * JWS algorithms (RFC 7518) accepted for client assertions: asymmetric only. Never `none`, and never
  * HMAC, which would make a public key in `jwks` a shared secret.
@@ -121,6 +134,8 @@ export interface Client extends ClientMetadata {
    * validated, cached metadata document (draft-ietf-oauth-client-id-metadata-document).
    */
   registered_by: "admin" | "dynamic_registration" | "pushed_registration" | "client_id_metadata_document";
+  /** Attestation policy an administrator set for this client (`PUT /admin/policies/clients/{id}`). */
+  attestation_policy?: AttestationPolicy;
 }
 
 /** The public view of a client: what RFC 7591 responses and admin reads return (no hashes). */

@@ -142,6 +142,16 @@ export const ConfigSchema = v.pipe(
     VAPID_PRIVATE_JWK: v.optional(v.pipe(v.string(), v.minLength(1))),
     /** RFC 8292 §2.1 `sub`: a mailto: or https: contact for push services. */
     VAPID_SUBJECT: v.optional(v.pipe(v.string(), v.regex(/^(mailto:|https:\/\/)/, "must be a mailto: or https: URI")), "mailto:admin@latchkey.invalid"),
+    /**
+     * draft-ietf-oauth-attestation-based-client-auth-11 §8: `required` (default) makes every Client
+     * Attestation PoP carry a recent server challenge (from the challenge endpoint or the
+     * `OAuth-Client-Attestation-Challenge` header); `optional` checks one only when it is sent.
+     */
+    ATTESTATION_CHALLENGE: v.optional(v.picklist(["required", "optional"]), "required"),
+    /** Oldest accepted Client Attestation, by its `iat` (older: `use_fresh_attestation`). Default one day. */
+    CLIENT_ATTESTATION_MAX_AGE: seconds(86_400, 60, 2_592_000),
+    /** How far (seconds) a Client Attestation PoP's `iat` may lie from the server's clock, either way. Default 60 s. */
+    ATTESTATION_POP_WINDOW: seconds(60, 5, 300),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(

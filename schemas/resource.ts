@@ -1,4 +1,5 @@
 import * as v from "valibot";
+import type { AttestationPolicy } from "./attestation";
 
 const scopeToken = v.pipe(v.string(), v.regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, "must be a scope token (RFC 6749 §3.3)"));
 
@@ -23,6 +24,8 @@ export type ResourceInput = v.InferOutput<typeof ResourceInputSchema>;
 export interface Resource extends ResourceInput {
   id: string;
   created_at: number;
+  /** Attestation policy for tokens to this resource (`PUT /admin/policies/resources/{id}`). */
+  attestation_policy?: AttestationPolicy;
 }
 
 /** `POST /admin/users`: a local account. */

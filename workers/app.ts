@@ -5,6 +5,7 @@ import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
 import { bcAuthorize } from "./endpoints/bc-authorize";
+import { challenge } from "./endpoints/challenge";
 import { clientConfiguration } from "./endpoints/client-configuration";
 import { device } from "./endpoints/device";
 import { deviceAuthorization } from "./endpoints/device-authorization";
@@ -55,11 +56,23 @@ export function buildApp(): Hono<AppEnv> {
   const apiCors = cors({
     origin: "*",
     allowMethods: ["GET", "POST", "PUT", "DELETE"],
-    allowHeaders: ["Authorization", "Content-Type", "DPoP"],
-    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce"],
+    allowHeaders: ["Authorization", "Content-Type", "DPoP", "OAuth-Client-Attestation", "OAuth-Client-Attestation-PoP"],
+    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce", "OAuth-Client-Attestation-Challenge"],
     maxAge: 600,
   });
-  for (const path of ["/.well-known/*", "/jwks", "/token", "/par", "/introspect", "/revoke", "/userinfo", "/register", "/register/*", "/device_authorization"])
+  for (const path of [
+    "/.well-known/*",
+    "/jwks",
+    "/token",
+    "/par",
+    "/challenge",
+    "/introspect",
+    "/revoke",
+    "/userinfo",
+    "/register",
+    "/register/*",
+    "/device_authorization",
+  ])
     app.use(path, apiCors);
 
   app.route("/", health);
@@ -69,6 +82,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", ui);
   app.route("/", par);
   app.route("/", token);
+  app.route("/", challenge);
   app.route("/", introspect);
   app.route("/", revoke);
   app.route("/", userinfo);

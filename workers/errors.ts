@@ -80,6 +80,12 @@ export class InvalidBindingMessage extends code("invalid_binding_message", 400) 
 export class AuthorizationPending extends code("authorization_pending", 400) {}
 export class SlowDown extends code("slow_down", 400) {}
 export class ExpiredToken extends code("expired_token", 400) {}
+// draft-ietf-oauth-attestation-based-client-auth-11 §7: a PoP without a recent server challenge
+// (with an `OAuth-Client-Attestation-Challenge` header), an attestation too old, one that does not verify.
+export class UseAttestationChallenge extends code("use_attestation_challenge", 400) {}
+export class UseFreshAttestation extends code("use_fresh_attestation", 400) {}
+/** Used in place of `invalid_client` (401) when the attestation or its proof of possession fails. */
+export class InvalidClientAttestation extends code("invalid_client_attestation", 401) {}
 // OIDC Core §3.1.2.6.
 export class LoginRequired extends code("login_required", 400) {}
 export class ConsentRequired extends code("consent_required", 400) {}

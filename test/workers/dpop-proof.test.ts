@@ -229,7 +229,7 @@ describe("DPoP and browser-based clients (RFC 9449 §7.1, §8)", () => {
       { grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:read" },
       { Authorization: basic(agent.client_id, agent.client_secret as string), Origin: "https://spa.example", DPoP: await key.proof({ nonce: null }) },
     );
-    expect(res.headers.get("access-control-expose-headers")).toBe("WWW-Authenticate,DPoP-Nonce");
+    expect(res.headers.get("access-control-expose-headers")).toBe("WWW-Authenticate,DPoP-Nonce,OAuth-Client-Attestation-Challenge");
     expect(res.headers.get("dpop-nonce")).toBe(await serverNonce());
     const preflight = await call("/token", {
       method: "OPTIONS",

@@ -1,3 +1,4 @@
+import type { Attester } from "../../schemas/attestation";
 import type { Client } from "../../schemas/client";
 import type { Resource } from "../../schemas/resource";
 import { config } from "../config";
@@ -49,8 +50,16 @@ export function findResource(env: Env, uri: string): Promise<Resource | null> {
   return cached(env, `resource-uri:${uri}`, () => registry(env).getResourceByUri(uri));
 }
 
+/**
+ * Every trusted attester (`durable-objects/registry-attestation.ts` keeps the list whole under one key,
+ * so an unknown issuer is answered from the cache too), within the same staleness bound as clients.
+ */
+export async function findAttesters(env: Env): Promise<Attester[]> {
+  return (await cached(env, "attesters", () => registry(env).listAttesters())) ?? [];
+}
+
 /** Drops this isolate's copy after a change made through it (other isolates follow within the bound). */
-export function evict(key: `client:${string}` | `resource-uri:${string}`): void {
+export function evict(key: `client:${string}` | `resource-uri:${string}` | "attesters"): void {
   memory.delete(key);
 }
 

@@ -18,12 +18,12 @@ const REMOTE_MAX = 1000;
 const remote = new Map<string, JWTVerifyGetKey>();
 
 /**
- * The keys a client's assertions are verified with: its `jwks`, or its `jwks_uri` fetched through
+ * The keys a client's assertions (or a trusted attester's attestations) are verified with: its `jwks`, or its `jwks_uri` fetched through
  * `safeFetch` (same SSRF rules, size cap and deadline as a metadata document) and kept per isolate by
  * jose for at most CIMD_CACHE_MAX_TTL. A `kid` not in the cached set refetches, at most once per cooldown,
  * so a client can rotate keys without waiting for the cache.
  */
-export function clientKeys(client: Client, cfg: Config): JWTVerifyGetKey | null {
+export function clientKeys(client: Pick<Client, "jwks" | "jwks_uri">, cfg: Config): JWTVerifyGetKey | null {
   if (client.jwks) return createLocalJWKSet(client.jwks);
   if (!client.jwks_uri) return null;
   const id = `${client.jwks_uri}\u0000${cfg.CIMD_CACHE_MAX_TTL}`;

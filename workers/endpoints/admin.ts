@@ -12,10 +12,11 @@ import { noStore } from "../middleware/headers";
 import { audit } from "../observe/audit";
 import { hashPassword } from "../password";
 import type { AppEnv } from "../types";
+import { adminAttestation } from "./admin-attestation";
 
 /**
  * Admin API (`Authorization: Bearer <ADMIN_TOKEN>`, JSON): clients, resources, users and RFC 7591
- * initial access tokens. Without a configured ADMIN_TOKEN every request is refused; deleting a client
+ * initial access tokens; trusted attesters and attestation policies (`admin-attestation.ts`). Without a configured ADMIN_TOKEN every request is refused; deleting a client
  * or user revokes their grants.
  */
 export const admin = new Hono<AppEnv>();
@@ -42,8 +43,9 @@ const auditChanges: MiddlewareHandler<AppEnv> = async (c, next) => {
 };
 
 admin.use(noStore, requireAdmin, auditChanges);
+admin.route("/", adminAttestation);
 
-async function json(c: { req: { json: () => Promise<unknown>; header: (n: string) => string | undefined } }): Promise<unknown> {
+export async function json(c: { req: { json: () => Promise<unknown>; header: (n: string) => string | undefined } }): Promise<unknown> {
   if (!c.req.header("content-type")?.toLowerCase().startsWith("application/json")) throw new InvalidRequest("the request body must be application/json");
   try {
     return await c.req.json();
@@ -52,7 +54,7 @@ async function json(c: { req: { json: () => Promise<unknown>; header: (n: string
   }
 }
 
-function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
+export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
   const result = v.safeParse(schema, input);
   if (!result.success) {
     const issue = result.issues[0];

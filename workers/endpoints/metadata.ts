@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { ASSERTION_ALGS, AUTH_METHODS, CIBA_DELIVERY_MODES, GRANT_TYPES, ID_TOKEN_ALGS } from "../../schemas/client";
+import { ATTESTATION_ALGS } from "../attestation/verify";
 import type { Config } from "../config";
 import { DPOP_ALGS } from "../dpop/proof";
 import { OIDC_SCOPES } from "../policy/scope";
@@ -53,6 +54,13 @@ export function serverMetadata(cfg: Config) {
     pushed_client_registration_supported: cfg.PUSHED_CLIENT_REGISTRATION,
     // RFC 9449 §5.1: DPoP is supported, with these proof algorithms.
     dpop_signing_alg_values_supported: [...DPOP_ALGS],
+    // draft-ietf-oauth-attestation-based-client-auth-11 §10.1: where challenges come from, the algorithms
+    // accepted for attestations and their PoPs ("MUST" be published when the PoP JWT mode is used), and the
+    // PoP methods: `none` too, since attestation is one client authentication method among others here.
+    challenge_endpoint: `${iss}/challenge`,
+    client_attestation_signing_alg_values_supported: [...ATTESTATION_ALGS],
+    client_attestation_pop_signing_alg_values_supported: [...ATTESTATION_ALGS],
+    client_attestation_pop_methods_supported: ["attestation_pop_jwt", "dpop_combined", "none"],
     ui_locales_supported: ["en"],
     // OpenID CIBA Core 1.0 §4; README "CIBA" says what is not supported.
     backchannel_authentication_endpoint: `${iss}/bc-authorize`,

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { CLIENT_AUTHENTICATION_PARAMETERS, REQUEST_URI_PREFIX } from "../authorize/pushed";
 import { RedirectableError, UntrustedRedirect, validateAuthorizationParameters } from "../authorize/request";
+import { findResource } from "../clients/cache";
 import { pushedClient } from "../clients/pushed-registration";
 import { now } from "../clock";
 import { InvalidRequest, ServerError } from "../errors";
@@ -10,6 +11,8 @@ import { dpopProof } from "../middleware/dpop";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
+import { enforceAttestationPolicy } from "../policy/attestation";
+import { parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
 
@@ -46,6 +49,10 @@ par.post("/par", noStore, formBody, clientAuth, dpopProof({ requiredForBoundClie
   } catch (error) {
     throw error instanceof UntrustedRedirect || error instanceof RedirectableError ? error.error : error;
   }
+  // Attestation policy is known here, where the client presented its attestation: refuse early what the
+  // token endpoint would refuse anyway.
+  const resources = await Promise.all(parseResources(params.all("resource")).map((uri) => findResource(c.env, uri)));
+  enforceAttestationPolicy(c, { scope: parseScope(params.get("scope")) ?? [], resources });
   const id = c.env.PUSHED_REQUESTS.newUniqueId();
   const handle = await mintHandle("request", id.toString());
   const expires_in = cfg.PUSHED_REQUEST_TTL;

@@ -37,6 +37,7 @@ export const authorizationCode: GrantHandler = {
       refresh_hash: refresh?.hash,
       dpop_jkt: dpop?.jkt,
       bind_refresh_to_key: auth_method === "none",
+      instance_jkt: c.var.attestation?.facts.jkt,
       now: now(),
     });
     if (!result.ok) {

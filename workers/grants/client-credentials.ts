@@ -1,5 +1,6 @@
 import { now } from "../clock";
 import { InvalidScope } from "../errors";
+import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope, pickAudience, scopesForAudience } from "../policy/scope";
 import { mintAccessToken } from "../tokens/access-token";
 import type { GrantHandler } from "./types";
@@ -9,7 +10,8 @@ import type { GrantHandler } from "./types";
  * and resource come from the cache, the key from isolate memory. `sub` is the client_id, which can
  * never equal a user's `sub` (those start `usr_`), so a client cannot pose as a user (RFC 9700 §4.15).
  * With a DPoP proof the token is bound to its key (RFC 9449 §5); the proof's `jti` is the only
- * Durable Object call (the ReplayGuard).
+ * Durable Object call (the ReplayGuard), as is a Client Attestation PoP's. Attestation policy reads the
+ * cached client and resource records.
  */
 export const clientCredentials: GrantHandler = {
   grant_type: "client_credentials",
@@ -23,7 +25,8 @@ export const clientCredentials: GrantHandler = {
     }
     const aud = pickAudience(resources, resources, cfg.ISSUER);
     const scope = await scopesForAudience(c.env, decision.scope, aud, cfg.ISSUER);
-    const at = await mintAccessToken(c.env, cfg, { sub: client.client_id, aud, client_id: client.client_id, scope, jkt: dpop?.jkt, now: now() });
+    const outcome = enforceAttestationPolicy(c, { scope, resources: decision.resources.filter((r) => r.resource === aud) });
+    const at = await mintAccessToken(c.env, cfg, { sub: client.client_id, aud, client_id: client.client_id, scope, jkt: dpop?.jkt, now: now(), ...outcome });
     return {
       access_token: at.token,
       token_type: dpop ? "DPoP" : "Bearer",

@@ -1,6 +1,8 @@
 import type { Context } from "hono";
 import type { GrantData } from "../../schemas/grant";
+import { findResource } from "../clients/cache";
 import { now } from "../clock";
+import { enforceAttestationPolicy } from "../policy/attestation";
 import { pickAudience, scopesForAudience } from "../policy/scope";
 import { mintAccessToken } from "../tokens/access-token";
 import { mintIdToken } from "../tokens/id-token";
@@ -11,7 +13,8 @@ import type { TokenResponse } from "./types";
  * Mints the tokens for a grant a user gave (authorization_code and refresh_token share this): an
  * access token for one audience, the ID token when `openid` was granted, and the refresh token the
  * grant object accepted. With a DPoP proof on the request the access token is bound to its key and its
- * type is `DPoP` (RFC 9449 §5), whatever the refresh token's binding.
+ * type is `DPoP` (RFC 9449 §5), whatever the refresh token's binding. Attestation policy for the client
+ * and the audience is evaluated on every issue, refreshes included.
  */
 export async function issueFromGrant(
   c: Context<AppEnv>,
@@ -21,7 +24,9 @@ export async function issueFromGrant(
   const t = now();
   const aud = pickAudience(input.data.resources, params.all("resource"), cfg.ISSUER);
   const scope = await scopesForAudience(c.env, input.data.scope, aud, cfg.ISSUER);
+  const outcome = enforceAttestationPolicy(c, { scope, resources: aud === cfg.ISSUER ? [] : [await findResource(c.env, aud)] });
   const at = await mintAccessToken(c.env, cfg, {
+    ...outcome,
     sub: input.data.sub,
     aud,
     client_id: client.client_id,

@@ -30,6 +30,9 @@ export const refreshToken: GrantHandler = {
       sealed_successor: await sealSuccessor(presented, successor.token),
       ...(requested ? { scope: requested } : {}),
       dpop_jkt: dpop?.jkt,
+      // draft-ietf-oauth-attestation-based-client-auth-11 §11: a family issued under attestation refreshes
+      // only with an attestation for the same Client Instance Key.
+      instance_jkt: c.var.attestation?.facts.jkt,
       now: now(),
     });
     if (!result.ok) {
@@ -45,6 +48,8 @@ export const refreshToken: GrantHandler = {
           throw new InvalidGrant("the refresh token was issued to another client");
         case "dpop_key_mismatch":
           throw new InvalidGrant("the refresh token is bound to a DPoP key this request did not prove", dpop ? "proof key differs" : "no DPoP proof");
+        case "instance_key_mismatch":
+          throw new InvalidGrant("the refresh token is bound to the client instance key of the attestation it was issued under");
         case "scope_exceeded":
           throw new InvalidScope(`scope ${result.exceeding.join(" ")} exceeds what was granted`);
         default:

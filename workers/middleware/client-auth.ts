@@ -1,16 +1,20 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
+import { authenticateByAttestation, CHALLENGE_HEADER, readAttestationHeaders } from "../attestation/authenticate";
+import { currentChallenge } from "../attestation/challenge";
 import { markUsed } from "../clients/last-used";
 import { authenticateByAssertion, type PresentedAssertion } from "../clients/private-key-jwt";
 import { resolveClient } from "../clients/resolve";
 import { now } from "../clock";
 import { sha256, timingSafeEqualStrings } from "../crypto";
-import { InvalidClient, InvalidRequest } from "../errors";
+import { nonceToProvide } from "../dpop/accept";
+import { InvalidClient, InvalidRequest, OAuthError } from "../errors";
 import type { AppEnv } from "../types";
 
 type Presented =
   | { method: "none" | "client_secret_basic" | "client_secret_post"; client_id: string; secret?: string }
-  | ({ method: "private_key_jwt" } & PresentedAssertion);
+  | ({ method: "private_key_jwt" } & PresentedAssertion)
+  | { method: "attestation"; client_id?: string; attestation?: string; pop?: string };
 
 /**
  * Client authentication at the token, pushed authorization request, introspection and revocation
@@ -19,10 +23,35 @@ type Presented =
  * Finds which method the request uses (exactly one), resolves the client and checks it registered
  * that method. Every failure is `invalid_client` with 401; one presented in the Authorization header
  * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2). A client assertion (RFC 7523 §2.2)
- * names its client itself and is checked by `clients/private-key-jwt.ts`.
+ * names its client itself and is checked by `clients/private-key-jwt.ts`; so does a Client Attestation
+ * (draft-ietf-oauth-attestation-based-client-auth-11), checked by `attestation/authenticate.ts`. Every
+ * response to a request carrying one gets a fresh `OAuth-Client-Attestation-Challenge` header (§8.2).
  */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const presented = present(c.req.header("authorization"), c.var.params);
+  const presented = present(c.req.header("authorization"), c.var.params, c.req.raw.headers);
+  if (presented.method === "attestation") {
+    const challenge = await currentChallenge(c.var.cfg.SESSION_SECRET, now());
+    const nonce = c.req.header("dpop") !== undefined ? await nonceToProvide(c) : undefined;
+    let client: Client;
+    try {
+      client = await authenticateByAttestation(c, presented);
+    } catch (error) {
+      if (error instanceof OAuthError) {
+        error.headers[CHALLENGE_HEADER] = challenge;
+        if (nonce !== undefined) error.headers["DPoP-Nonce"] = nonce;
+      }
+      throw error;
+    }
+    markUsed(c, client);
+    c.set("client", client);
+    c.set("auth_method", client.token_endpoint_auth_method);
+    try {
+      await next();
+    } finally {
+      c.header(CHALLENGE_HEADER, challenge);
+    }
+    return;
+  }
   if (presented.method === "private_key_jwt") {
     const client = await authenticateByAssertion(c.env, c.var.cfg, presented);
     markUsed(c, client);
@@ -56,14 +85,21 @@ export function claimedClientId(c: Context<AppEnv>): string | undefined {
   return c.var.params.get("client_id");
 }
 
-function present(authorization: string | undefined, params: AppEnv["Variables"]["params"]): Presented {
+function present(authorization: string | undefined, params: AppEnv["Variables"]["params"], headers: Headers): Presented {
   const bodyId = params.get("client_id");
   const bodySecret = params.get("client_secret");
   const assertion = params.get("client_assertion");
   const assertionType = params.get("client_assertion_type");
-  const methods = [authorization?.match(/^basic /i) ? "basic" : null, bodySecret ? "post" : null, assertion || assertionType ? "jwt" : null].filter(Boolean);
+  const attested = readAttestationHeaders(headers);
+  const methods = [
+    authorization?.match(/^basic /i) ? "basic" : null,
+    bodySecret ? "post" : null,
+    assertion || assertionType ? "jwt" : null,
+    attested.attestation || attested.pop ? "attestation" : null,
+  ].filter(Boolean);
   // OAuth 2.1 §2.4: "The client MUST NOT use more than one authentication method in each request."
   if (methods.length > 1) throw new InvalidRequest("more than one client authentication method was used");
+  if (methods[0] === "attestation") return { method: "attestation", ...(bodyId !== undefined ? { client_id: bodyId } : {}), ...attested };
   if (methods[0] === "jwt") {
     if (!assertion) throw new InvalidClient("client_assertion is missing");
     return { method: "private_key_jwt", client_id: bodyId, client_assertion: assertion, client_assertion_type: assertionType };

@@ -21,11 +21,12 @@ export function dpopProof(options: { requiredForBoundClients: boolean }): Middle
     const nonce = header.ok && header.proof === undefined ? undefined : await nonceToProvide(c);
     try {
       if (!header.ok) throw new InvalidDpopProof(header.description);
-      if (header.proof !== undefined) {
+      // In DPoP combined mode client authentication already accepted this very proof (its jti is spent).
+      if (header.proof !== undefined && c.var.dpop === undefined) {
         const accepted = await acceptProof(c, header.proof);
         if (!accepted.ok) throw accepted.error === "use_dpop_nonce" ? new UseDpopNonce(accepted.description) : new InvalidDpopProof(accepted.description);
         c.set("dpop", accepted.proof);
-      } else if (options.requiredForBoundClients && c.var.client.dpop_bound_access_tokens) {
+      } else if (header.proof === undefined && options.requiredForBoundClients && c.var.client.dpop_bound_access_tokens) {
         // RFC 9449 §5.2: "the authorization server MUST reject token requests from the client that do not contain the DPoP header."
         throw new InvalidDpopProof("this client is registered with dpop_bound_access_tokens and must send a DPoP proof");
       }

@@ -21,6 +21,7 @@ export type AuditEvent =
   | "security.code_replayed"
   | "security.refresh_reused"
   | "token.revoked"
+  | "policy.denied"
   | "admin.changed"
   | "rate_limited";
 

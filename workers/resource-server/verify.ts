@@ -28,6 +28,23 @@ export interface AccessToken extends JWTPayload {
   scope?: string;
   /** RFC 9449 §6.1: the token is DPoP-bound to the key with this thumbprint; `requireAccessToken` checks the proof. */
   cnf?: { jkt?: string };
+  /**
+   * What Latchkey verified about the client instance from its Client Attestation (present only when the
+   * client authenticated with one): the attester (`iss`), the instance key's thumbprint (`jkt`), how it
+   * proved the key (`pop`), and the EAT (RFC 9711) and agent claims the attester signed.
+   */
+  attested?: {
+    iss: string;
+    jkt: string;
+    pop: "attestation_pop_jwt" | "dpop_combined";
+    eat_profile?: string;
+    swname?: string;
+    swversion?: string;
+    dbgstat?: string;
+    runtime?: string;
+    model_provider?: string;
+    model?: string;
+  };
   /** The scopes as a list (from the space-separated `scope` claim). */
   scopes: string[];
 }

@@ -1,6 +1,8 @@
 import { base64url, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import type { AttestedFacts } from "../../schemas/attestation";
 import type { Config } from "../config";
 import { randomToken } from "../crypto";
+import type { AttestationOutcome } from "../policy/attestation";
 import { ownKeys, signingKey } from "./keys";
 
 /** RFC 9068 §2.1: the media type of a JWT access token. */
@@ -23,6 +25,11 @@ export interface AccessTokenClaims extends JWTPayload {
   gid?: string;
   /** RFC 9449 §6.1: the token is DPoP-bound to the key with this RFC 7638 thumbprint. */
   cnf?: { jkt: string };
+  /**
+   * The verified facts about the client instance from its Client Attestation (draft-ietf-oauth-attestation-based-client-auth-11,
+   * EAT claims of RFC 9711), present when the client authenticated with one: README "Attested facts".
+   */
+  attested?: AttestedFacts;
 }
 
 export interface MintedAccessToken {
@@ -31,12 +38,17 @@ export interface MintedAccessToken {
   expires_in: number;
 }
 
-/** Signs an RFC 9068 access token with the current ES256 key; with `jkt`, DPoP-bound (RFC 9449 §6.1). */
+/**
+ * Signs an RFC 9068 access token with the current ES256 key; with `jkt`, DPoP-bound (RFC 9449 §6.1);
+ * `max_lifetime` shortens ACCESS_TOKEN_TTL (attestation policy for unattested clients); `attested` is
+ * carried as the `attested` claim.
+ */
 export async function mintAccessToken(
   env: Env,
   cfg: Config,
-  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; jkt?: string; now: number },
+  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; jkt?: string; now: number } & AttestationOutcome,
 ): Promise<MintedAccessToken> {
+  const ttl = Math.min(cfg.ACCESS_TOKEN_TTL, input.max_lifetime ?? Infinity);
   const { kid, key } = await signingKey(env, "ES256", input.now);
   const claims: AccessTokenClaims = {
     iss: cfg.ISSUER,
@@ -44,15 +56,16 @@ export async function mintAccessToken(
     aud: input.aud,
     client_id: input.client_id,
     iat: input.now,
-    exp: input.now + cfg.ACCESS_TOKEN_TTL,
+    exp: input.now + ttl,
     jti: randomToken(16),
     ...(input.scope.length ? { scope: input.scope.join(" ") } : {}),
     ...(input.auth_time !== undefined ? { auth_time: input.auth_time } : {}),
     ...(input.gid ? { gid: input.gid } : {}),
     ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
+    ...(input.attested ? { attested: input.attested } : {}),
   };
   const token = await new SignJWT(claims).setProtectedHeader({ alg: "ES256", typ: AT_TYP, kid }).sign(key);
-  return { token, claims, expires_in: cfg.ACCESS_TOKEN_TTL };
+  return { token, claims, expires_in: ttl };
 }
 
 /** Verifies a token Latchkey issued (signature, `typ`, issuer, expiry); null if it is not valid. */
