@@ -2,8 +2,13 @@ import * as v from "valibot";
 
 /** Grant types a client may register (RFC 7591 §2 `grant_types`). */
 export const GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"] as const;
-/** RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts (`private_key_jwt`: OIDC Core §9, RFC 7523 §2.2). */
-export const AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"] as const;
+/**
+ * RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts (`private_key_jwt`: OIDC Core §9, RFC 7523 §2.2).
+ * `httpsig_client_auth` is Latchkey's name for authentication by an RFC 9421 HTTP message signature made
+ * with a key from the client's `jwks`/`jwks_uri` (draft-richer-oauth-httpsig-03, which registers no
+ * method name; named after RFC 8705's `tls_client_auth`). See `workers/clients/httpsig-auth.ts`.
+ */
+export const AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt", "httpsig_client_auth"] as const;
 /**
  * JWS algorithms (RFC 7518) accepted for client assertions: asymmetric only. Never `none`, and never
  * HMAC, which would make a public key in `jwks` a shared secret.

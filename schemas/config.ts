@@ -132,6 +132,8 @@ export const ConfigSchema = v.pipe(
     DPOP_NONCE: v.optional(v.picklist(["required", "off"]), "required"),
     /** How far (seconds) a DPoP proof's `iat` may lie from the server's clock, either way (RFC 9449 §11.1). Default 60 s. */
     DPOP_PROOF_WINDOW: seconds(60, 5, 300),
+    /** How far (seconds) an HTTP message signature's `created` may lie from the server's clock, either way (draft-richer-oauth-httpsig §3.3). Default 30 s. */
+    HTTPSIG_WINDOW: seconds(30, 5, 300),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(

@@ -1,10 +1,11 @@
 import type { Client } from "../schemas/client";
+import type { SignatureKey } from "./clients/httpsig-auth";
 import type { Config } from "./config";
 import type { DpopProof } from "./dpop/proof";
 import type { Params } from "./middleware/form-body";
 
 /** How the client proved who it is on this request (RFC 7591 §2 method names). */
-export type AuthMethod = "none" | "client_secret_basic" | "client_secret_post" | "private_key_jwt";
+export type AuthMethod = "none" | "client_secret_basic" | "client_secret_post" | "private_key_jwt" | "httpsig_client_auth";
 
 /** The Hono environment every route shares. */
 export interface AppEnv {
@@ -21,5 +22,7 @@ export interface AppEnv {
     auth_method: AuthMethod;
     /** The request's accepted DPoP proof, if it carried one (`middleware/dpop.ts`, RFC 9449). */
     dpop?: DpopProof;
+    /** The key of the request's HTTP message signature, when the client authenticated by one (`clients/httpsig-auth.ts`). */
+    httpsig?: SignatureKey;
   };
 }

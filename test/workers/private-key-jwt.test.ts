@@ -334,7 +334,7 @@ describe("private_key_jwt with keys at a jwks_uri", () => {
 describe("metadata", () => {
   it("advertises private_key_jwt and its algorithms", async () => {
     const m = (await (await call("/.well-known/oauth-authorization-server")).json()) as Record<string, string[]>;
-    expect(m.token_endpoint_auth_methods_supported).toEqual(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]);
+    expect(m.token_endpoint_auth_methods_supported).toEqual(["none", "client_secret_basic", "client_secret_post", "private_key_jwt", "httpsig_client_auth"]);
     expect(m.introspection_endpoint_auth_methods_supported).toContain("private_key_jwt");
     expect(m.token_endpoint_auth_signing_alg_values_supported).toEqual([
       "ES256",

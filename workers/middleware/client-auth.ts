@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
+import { authenticateBySignature, HTTPSIG_CLIENT_AUTH, hasTokenRequestSignature } from "../clients/httpsig-auth";
 import { markUsed } from "../clients/last-used";
 import { authenticateByAssertion, type PresentedAssertion } from "../clients/private-key-jwt";
 import { resolveClient } from "../clients/resolve";
@@ -10,7 +11,8 @@ import type { AppEnv } from "../types";
 
 type Presented =
   | { method: "none" | "client_secret_basic" | "client_secret_post"; client_id: string; secret?: string }
-  | ({ method: "private_key_jwt" } & PresentedAssertion);
+  | ({ method: "private_key_jwt" } & PresentedAssertion)
+  | { method: typeof HTTPSIG_CLIENT_AUTH; client_id?: string };
 
 /**
  * Client authentication at the token, pushed authorization request, introspection and revocation
@@ -19,10 +21,21 @@ type Presented =
  * Finds which method the request uses (exactly one), resolves the client and checks it registered
  * that method. Every failure is `invalid_client` with 401; one presented in the Authorization header
  * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2). A client assertion (RFC 7523 §2.2)
- * names its client itself and is checked by `clients/private-key-jwt.ts`.
+ * names its client itself and is checked by `clients/private-key-jwt.ts`; an HTTP message signature
+ * tagged `httpsig-oauth-token-request` (draft-richer-oauth-httpsig-03) by `clients/httpsig-auth.ts`, which
+ * also hands its key to the token endpoint in `c.var.httpsig` for binding.
  */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const presented = present(c.req.header("authorization"), c.var.params);
+  const presented = present(c.req.header("authorization"), c.var.params, c.req.raw.headers);
+  if (presented.method === HTTPSIG_CLIENT_AUTH) {
+    const request = { method: c.req.method, url: c.req.url, headers: c.req.raw.headers, body: async () => new Uint8Array(await c.req.arrayBuffer()) };
+    const { client, key } = await authenticateBySignature(c.env, c.var.cfg, request, presented.client_id);
+    markUsed(c, client);
+    c.set("client", client);
+    c.set("auth_method", presented.method);
+    c.set("httpsig", key);
+    return next();
+  }
   if (presented.method === "private_key_jwt") {
     const client = await authenticateByAssertion(c.env, c.var.cfg, presented);
     markUsed(c, client);
@@ -56,14 +69,20 @@ export function claimedClientId(c: Context<AppEnv>): string | undefined {
   return c.var.params.get("client_id");
 }
 
-function present(authorization: string | undefined, params: AppEnv["Variables"]["params"]): Presented {
+function present(authorization: string | undefined, params: AppEnv["Variables"]["params"], headers: Headers): Presented {
   const bodyId = params.get("client_id");
   const bodySecret = params.get("client_secret");
   const assertion = params.get("client_assertion");
   const assertionType = params.get("client_assertion_type");
-  const methods = [authorization?.match(/^basic /i) ? "basic" : null, bodySecret ? "post" : null, assertion || assertionType ? "jwt" : null].filter(Boolean);
+  const methods = [
+    authorization?.match(/^basic /i) ? "basic" : null,
+    bodySecret ? "post" : null,
+    assertion || assertionType ? "jwt" : null,
+    hasTokenRequestSignature(headers) ? "httpsig" : null,
+  ].filter(Boolean);
   // OAuth 2.1 §2.4: "The client MUST NOT use more than one authentication method in each request."
   if (methods.length > 1) throw new InvalidRequest("more than one client authentication method was used");
+  if (methods[0] === "httpsig") return { method: HTTPSIG_CLIENT_AUTH, client_id: bodyId };
   if (methods[0] === "jwt") {
     if (!assertion) throw new InvalidClient("client_assertion is missing");
     return { method: "private_key_jwt", client_id: bodyId, client_assertion: assertion, client_assertion_type: assertionType };

@@ -1,4 +1,4 @@
-import { base64url, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import { base64url, type JWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { Config } from "../config";
 import { randomToken } from "../crypto";
 import { ownKeys, signingKey } from "./keys";
@@ -21,8 +21,13 @@ export interface AccessTokenClaims extends JWTPayload {
   auth_time?: number;
   /** The GrantObject this token derives from; absent for client_credentials. Lets introspection see revocation. */
   gid?: string;
-  /** RFC 9449 §6.1: the token is DPoP-bound to the key with this RFC 7638 thumbprint. */
-  cnf?: { jkt: string };
+  /**
+   * RFC 9449 §6.1 `jkt`: the token is DPoP-bound to the key with this RFC 7638 thumbprint; or RFC 7800
+   * §3.2 `jwk`: it is bound to this public key for HTTP message signatures (draft-richer-oauth-httpsig,
+   * which leaves the confirmation method open; the key itself lets a resource verify without the client's
+   * registration).
+   */
+  cnf?: { jkt?: string; jwk?: JWK };
 }
 
 export interface MintedAccessToken {
@@ -31,11 +36,11 @@ export interface MintedAccessToken {
   expires_in: number;
 }
 
-/** Signs an RFC 9068 access token with the current ES256 key; with `jkt`, DPoP-bound (RFC 9449 §6.1). */
+/** Signs an RFC 9068 access token with the current ES256 key; with `jkt`, DPoP-bound (RFC 9449 §6.1); with `jwk`, bound for HTTP message signatures. */
 export async function mintAccessToken(
   env: Env,
   cfg: Config,
-  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; jkt?: string; now: number },
+  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; jkt?: string; jwk?: JWK; now: number },
 ): Promise<MintedAccessToken> {
   const { kid, key } = await signingKey(env, "ES256", input.now);
   const claims: AccessTokenClaims = {
@@ -49,7 +54,7 @@ export async function mintAccessToken(
     ...(input.scope.length ? { scope: input.scope.join(" ") } : {}),
     ...(input.auth_time !== undefined ? { auth_time: input.auth_time } : {}),
     ...(input.gid ? { gid: input.gid } : {}),
-    ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
+    ...(input.jkt ? { cnf: { jkt: input.jkt } } : input.jwk ? { cnf: { jwk: input.jwk } } : {}),
   };
   const token = await new SignJWT(claims).setProtectedHeader({ alg: "ES256", typ: AT_TYP, kid }).sign(key);
   return { token, claims, expires_in: cfg.ACCESS_TOKEN_TTL };
