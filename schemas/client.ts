@@ -16,6 +16,9 @@ export const CIBA_DELIVERY_MODES = ["poll", "ping", "push"] as const;
 /**
  * RFC 7591 §2 `token_endpoint_auth_method` values Latchkey accepts (`private_key_jwt`: OIDC Core §9, RFC 7523 §2.2;
  * `attest_jwt_client_auth` and `attest_jwt_client_auth_dpop`: draft-ietf-oauth-attestation-based-client-auth-11 §13.4).
+ * `httpsig_client_auth` is Latchkey's name for authentication by an RFC 9421 HTTP message signature made
+ * with a key from the client's `jwks`/`jwks_uri` (draft-richer-oauth-httpsig-03, which registers no
+ * method name; named after RFC 8705's `tls_client_auth`). See `workers/clients/httpsig-auth.ts`.
  */
 export const AUTH_METHODS = [
   "none",
@@ -24,6 +27,7 @@ export const AUTH_METHODS = [
   "private_key_jwt",
   "attest_jwt_client_auth",
   "attest_jwt_client_auth_dpop",
+  "httpsig_client_auth",
 ] as const;
 /** The two attestation-based methods: PoP JWT, and DPoP combined mode. */
 export const ATTESTATION_AUTH_METHODS = ["attest_jwt_client_auth", "attest_jwt_client_auth_dpop"] as const;

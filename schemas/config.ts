@@ -152,6 +152,8 @@ export const ConfigSchema = v.pipe(
     CLIENT_ATTESTATION_MAX_AGE: seconds(86_400, 60, 2_592_000),
     /** How far (seconds) a Client Attestation PoP's `iat` may lie from the server's clock, either way. Default 60 s. */
     ATTESTATION_POP_WINDOW: seconds(60, 5, 300),
+    /** How far (seconds) an HTTP message signature's `created` may lie from the server's clock, either way (draft-richer-oauth-httpsig §3.3). Default 30 s. */
+    HTTPSIG_WINDOW: seconds(30, 5, 300),
   }),
   // Outside dev, a guessable admin token would hand over the whole server.
   v.check(

@@ -1,5 +1,6 @@
 import type { AUTH_METHODS, Client } from "../schemas/client";
 import type { VerifiedAttestation } from "./attestation/authenticate";
+import type { SignatureKey } from "./clients/httpsig-auth";
 import type { Config } from "./config";
 import type { DpopProof } from "./dpop/proof";
 import type { Params } from "./middleware/form-body";
@@ -24,5 +25,7 @@ export interface AppEnv {
     dpop?: DpopProof;
     /** What a Client Attestation established about the client instance (`attestation/authenticate.ts`). */
     attestation?: VerifiedAttestation;
+    /** The key of the request's HTTP message signature, when the client authenticated by one (`clients/httpsig-auth.ts`). */
+    httpsig?: SignatureKey;
   };
 }

@@ -341,6 +341,7 @@ describe("metadata", () => {
       "private_key_jwt",
       "attest_jwt_client_auth",
       "attest_jwt_client_auth_dpop",
+      "httpsig_client_auth",
     ]);
     expect(m.introspection_endpoint_auth_methods_supported).toContain("private_key_jwt");
     expect(m.token_endpoint_auth_signing_alg_values_supported).toEqual([

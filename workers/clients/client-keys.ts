@@ -1,4 +1,4 @@
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, type JWTVerifyGetKey } from "jose";
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, type JWK, type JWTVerifyGetKey } from "jose";
 import * as v from "valibot";
 import { type Client, JwksSchema } from "../../schemas/client";
 import type { Config } from "../config";
@@ -51,4 +51,31 @@ export function clientKeys(client: Pick<Client, "jwks" | "jwks_uri">, cfg: Confi
 /** Tests only: forget every fetched key set. */
 export function clearClientKeys(): void {
   remote.clear();
+}
+
+/**
+ * The client's public key whose `kid` is `kid`, as a JWK: from `jwks`, or from the `jwks_uri` set that
+ * `clientKeys` caches, refetched (at most once per cooldown) when the kid is not in it. HTTP message
+ * signatures name their key by `keyid` alone, with no JWS header for jose's key selection to read.
+ */
+export async function clientJwk(client: Client, cfg: Config, kid: string): Promise<JWK | undefined> {
+  const find = (set: { keys: JWK[] } | undefined) => set?.keys.find((k) => k.kid === kid);
+  if (client.jwks) return find(client.jwks as { keys: JWK[] });
+  const keys = clientKeys(client, cfg) as JWTVerifyGetKey & Partial<RemoteKeys>;
+  if (!keys?.reload || !keys.jwks) return undefined;
+  if (!keys.fresh) await keys.reload();
+  let jwk = find(keys.jwks());
+  if (!jwk && !keys.coolingDown) {
+    await keys.reload();
+    jwk = find(keys.jwks());
+  }
+  return jwk;
+}
+
+/** What jose's remote JWK set exposes besides the key getter. */
+interface RemoteKeys {
+  readonly coolingDown: boolean;
+  readonly fresh: boolean;
+  reload: () => Promise<void>;
+  jwks: () => { keys: JWK[] } | undefined;
 }

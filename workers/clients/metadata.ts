@@ -77,6 +77,9 @@ function checkKeys(m: Omit<ClientMetadata, "response_types">, policy: OutboundPo
   if (m.token_endpoint_auth_method === "private_key_jwt" && !m.jwks && !m.jwks_uri) {
     throw new InvalidClientMetadata("token_endpoint_auth_method: private_key_jwt needs the client's public keys in jwks or jwks_uri");
   }
+  if (m.token_endpoint_auth_method === "httpsig_client_auth" && !m.jwks && !m.jwks_uri) {
+    throw new InvalidClientMetadata("token_endpoint_auth_method: httpsig_client_auth needs the client's public keys in jwks or jwks_uri");
+  }
   if (m.token_endpoint_auth_signing_alg && m.token_endpoint_auth_method !== "private_key_jwt") {
     throw new InvalidClientMetadata("token_endpoint_auth_signing_alg applies only to token_endpoint_auth_method private_key_jwt");
   }

@@ -33,13 +33,14 @@ introspect.post("/introspect", noStore, formBody, clientAuth, async (c) => {
       aud: claims.aud,
       client_id: claims.client_id,
       // RFC 9449 §6.2: "If the token_type member is included in the introspection response, it MUST contain the value DPoP."
-      token_type: claims.cnf ? "DPoP" : "Bearer",
+      // draft-richer-oauth-httpsig §4: a signature-bound token's type is httpsig.
+      token_type: claims.cnf?.jkt ? "DPoP" : claims.cnf?.jwk ? "httpsig" : "Bearer",
       exp: claims.exp,
       iat: claims.iat,
       jti: claims.jti,
       ...(claims.scope ? { scope: claims.scope } : {}),
       ...(claims.auth_time !== undefined ? { auth_time: claims.auth_time } : {}),
-      ...(claims.cnf ? { cnf: { jkt: claims.cnf.jkt } } : {}),
+      ...(claims.cnf?.jkt ? { cnf: { jkt: claims.cnf.jkt } } : claims.cnf?.jwk ? { cnf: { jwk: claims.cnf.jwk } } : {}),
     });
   }
   if (inspected.kind === "refresh_token") {

@@ -67,6 +67,13 @@ async function claims(c: Context<AppEnv>, presented: { scheme: Scheme; token: st
   const inspected = await inspectToken(c.env, cfg, token, now());
   if (inspected.kind !== "access_token" || !inspected.grant) throw challenge(new InvalidToken("the access token is invalid, expired or revoked"), scheme);
   const jkt = inspected.claims.cnf?.jkt;
+  // draft-richer-oauth-httpsig §4: "All presentations of this token at any RS MUST contain an HTTP message
+  // signature"; userinfo does not verify those, so it refuses the token in any scheme.
+  if (inspected.claims.cnf?.jwk)
+    throw challenge(
+      new InvalidToken("the access token is bound to an HTTP message signature key (httpsig); userinfo accepts Bearer and DPoP tokens only"),
+      scheme,
+    );
   // RFC 9449 §7.2: a protected resource supporting both schemes "MUST reject a DPoP-bound access token received as a bearer token".
   if (jkt && scheme === "Bearer") {
     throw challenge(new InvalidToken("the access token is DPoP-bound; send it with the DPoP scheme and a DPoP proof"), "Bearer", true);

@@ -3,6 +3,7 @@ import { InvalidScope } from "../errors";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope, pickAudience, scopesForAudience } from "../policy/scope";
 import { mintAccessToken } from "../tokens/access-token";
+import { binding } from "./issue";
 import type { GrantHandler } from "./types";
 
 /**
@@ -10,13 +11,14 @@ import type { GrantHandler } from "./types";
  * and resource come from the cache, the key from isolate memory. `sub` is the client_id, which can
  * never equal a user's `sub` (those start `usr_`), so a client cannot pose as a user (RFC 9700 §4.15).
  * With a DPoP proof the token is bound to its key (RFC 9449 §5); the proof's `jti` is the only
- * Durable Object call (the ReplayGuard), as is a Client Attestation PoP's. Attestation policy reads the
- * cached client and resource records.
+ * Durable Object call (the ReplayGuard), as is a Client Attestation PoP's, and an HTTP message
+ * signature's nonce, whose key then binds it. Attestation policy reads the cached client and resource records.
  */
 export const clientCredentials: GrantHandler = {
   grant_type: "client_credentials",
   async handle(c) {
-    const { params, cfg, client, dpop } = c.var;
+    const { params, cfg, client } = c.var;
+    const bound = binding(c);
     const requested = parseScope(params.get("scope"));
     const resources = parseResources(params.all("resource"));
     const decision = await decide(c.env, client, requested, resources);
@@ -26,10 +28,19 @@ export const clientCredentials: GrantHandler = {
     const aud = pickAudience(resources, resources, cfg.ISSUER);
     const scope = await scopesForAudience(c.env, decision.scope, aud, cfg.ISSUER);
     const outcome = enforceAttestationPolicy(c, { scope, resources: decision.resources.filter((r) => r.resource === aud) });
-    const at = await mintAccessToken(c.env, cfg, { sub: client.client_id, aud, client_id: client.client_id, scope, jkt: dpop?.jkt, now: now(), ...outcome });
+    const at = await mintAccessToken(c.env, cfg, {
+      sub: client.client_id,
+      aud,
+      client_id: client.client_id,
+      scope,
+      jkt: bound.jkt,
+      jwk: bound.jwk,
+      now: now(),
+      ...outcome,
+    });
     return {
       access_token: at.token,
-      token_type: dpop ? "DPoP" : "Bearer",
+      token_type: bound.token_type,
       expires_in: at.expires_in,
       ...(scope.length ? { scope: scope.join(" ") } : {}),
     };

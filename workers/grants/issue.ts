@@ -1,7 +1,9 @@
 import type { Context } from "hono";
+import type { JWK } from "jose";
 import type { GrantData } from "../../schemas/grant";
 import { findResource } from "../clients/cache";
 import { now } from "../clock";
+import { InvalidRequest } from "../errors";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { pickAudience, scopesForAudience } from "../policy/scope";
 import { mintAccessToken } from "../tokens/access-token";
@@ -20,7 +22,8 @@ export async function issueFromGrant(
   c: Context<AppEnv>,
   input: { grant_id: string; data: GrantData; refresh_token?: string; id_token: boolean },
 ): Promise<TokenResponse> {
-  const { cfg, client, params, dpop } = c.var;
+  const { cfg, client, params } = c.var;
+  const bound = binding(c);
   const t = now();
   const aud = pickAudience(input.data.resources, params.all("resource"), cfg.ISSUER);
   const scope = await scopesForAudience(c.env, input.data.scope, aud, cfg.ISSUER);
@@ -33,10 +36,11 @@ export async function issueFromGrant(
     scope,
     auth_time: input.data.auth_time,
     gid: input.grant_id,
-    jkt: dpop?.jkt,
+    jkt: bound.jkt,
+    jwk: bound.jwk,
     now: t,
   });
-  const response: TokenResponse = { access_token: at.token, token_type: dpop ? "DPoP" : "Bearer", expires_in: at.expires_in };
+  const response: TokenResponse = { access_token: at.token, token_type: bound.token_type, expires_in: at.expires_in };
   if (scope.length) response.scope = scope.join(" ");
   if (input.refresh_token) response.refresh_token = input.refresh_token;
   if (input.id_token && input.data.scope.includes("openid")) {
@@ -52,6 +56,20 @@ export async function issueFromGrant(
     });
   }
   return response;
+}
+
+/**
+ * The key the access token is bound to and the `token_type` that says so: the DPoP proof's (RFC 9449 §5),
+ * the request signature's (draft-richer-oauth-httpsig §4: "An HTTP Message Signature bound access token
+ * MUST have a token_type value of httpsig"), or none (Bearer). A token has one binding, so a request
+ * with both is refused.
+ */
+export function binding(c: Context<AppEnv>): { jkt?: string; jwk?: JWK; token_type: TokenResponse["token_type"] } {
+  const { dpop, httpsig } = c.var;
+  if (dpop && httpsig) throw new InvalidRequest("an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both");
+  if (dpop) return { jkt: dpop.jkt, token_type: "DPoP" };
+  if (httpsig) return { jwk: httpsig.jwk, token_type: "httpsig" };
+  return { token_type: "Bearer" };
 }
 
 /** The GrantObject stub named by a handle's object id, or null when the id is not one of ours. */

@@ -5,8 +5,8 @@ import type { AppEnv } from "../types";
 /** RFC 6749 §5.1 successful token response (plus OIDC `id_token`). */
 export interface TokenResponse {
   access_token: string;
-  /** RFC 9449 §5: `DPoP` when the access token is bound to the proof's key. */
-  token_type: "Bearer" | "DPoP";
+  /** RFC 9449 §5: `DPoP` when the access token is bound to the proof's key; draft-richer-oauth-httpsig §4: `httpsig` when bound to the request signature's key. */
+  token_type: "Bearer" | "DPoP" | "httpsig";
   expires_in: number;
   scope?: string;
   refresh_token?: string;

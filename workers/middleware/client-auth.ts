@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
 import { authenticateByAttestation, CHALLENGE_HEADER, readAttestationHeaders } from "../attestation/authenticate";
 import { currentChallenge } from "../attestation/challenge";
+import { authenticateBySignature, HTTPSIG_CLIENT_AUTH, hasTokenRequestSignature } from "../clients/httpsig-auth";
 import { markUsed } from "../clients/last-used";
 import { authenticateByAssertion, type PresentedAssertion } from "../clients/private-key-jwt";
 import { resolveClient } from "../clients/resolve";
@@ -14,7 +15,8 @@ import type { AppEnv } from "../types";
 type Presented =
   | { method: "none" | "client_secret_basic" | "client_secret_post"; client_id: string; secret?: string }
   | ({ method: "private_key_jwt" } & PresentedAssertion)
-  | { method: "attestation"; client_id?: string; attestation?: string; pop?: string };
+  | { method: "attestation"; client_id?: string; attestation?: string; pop?: string }
+  | { method: typeof HTTPSIG_CLIENT_AUTH; client_id?: string };
 
 /**
  * Client authentication at the token, pushed authorization request, introspection and revocation
@@ -26,6 +28,9 @@ type Presented =
  * names its client itself and is checked by `clients/private-key-jwt.ts`; so does a Client Attestation
  * (draft-ietf-oauth-attestation-based-client-auth-11), checked by `attestation/authenticate.ts`. Every
  * response to a request carrying one gets a fresh `OAuth-Client-Attestation-Challenge` header (§8.2).
+ * An HTTP message signature tagged `httpsig-oauth-token-request` (draft-richer-oauth-httpsig-03) is
+ * checked by `clients/httpsig-auth.ts`, which also hands its key to the token endpoint in `c.var.httpsig`
+ * for binding.
  */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   const presented = present(c.req.header("authorization"), c.var.params, c.req.raw.headers);
@@ -51,6 +56,15 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
       c.header(CHALLENGE_HEADER, challenge);
     }
     return;
+  }
+  if (presented.method === HTTPSIG_CLIENT_AUTH) {
+    const request = { method: c.req.method, url: c.req.url, headers: c.req.raw.headers, body: async () => new Uint8Array(await c.req.arrayBuffer()) };
+    const { client, key } = await authenticateBySignature(c.env, c.var.cfg, request, presented.client_id);
+    markUsed(c, client);
+    c.set("client", client);
+    c.set("auth_method", presented.method);
+    c.set("httpsig", key);
+    return next();
   }
   if (presented.method === "private_key_jwt") {
     const client = await authenticateByAssertion(c.env, c.var.cfg, presented);
@@ -96,10 +110,12 @@ function present(authorization: string | undefined, params: AppEnv["Variables"][
     bodySecret ? "post" : null,
     assertion || assertionType ? "jwt" : null,
     attested.attestation || attested.pop ? "attestation" : null,
+    hasTokenRequestSignature(headers) ? "httpsig" : null,
   ].filter(Boolean);
   // OAuth 2.1 §2.4: "The client MUST NOT use more than one authentication method in each request."
   if (methods.length > 1) throw new InvalidRequest("more than one client authentication method was used");
   if (methods[0] === "attestation") return { method: "attestation", ...(bodyId !== undefined ? { client_id: bodyId } : {}), ...attested };
+  if (methods[0] === "httpsig") return { method: HTTPSIG_CLIENT_AUTH, client_id: bodyId };
   if (methods[0] === "jwt") {
     if (!assertion) throw new InvalidClient("client_assertion is missing");
     return { method: "private_key_jwt", client_id: bodyId, client_assertion: assertion, client_assertion_type: assertionType };

@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { checkDpop, DPOP_ALGS, type DpopOptions } from "./dpop";
+import { checkHttpsig, type HttpsigOptions } from "./httpsig";
 import { metadataUrl } from "./metadata";
 import type { AccessToken, VerifyResult } from "./verify";
 
@@ -17,10 +18,12 @@ export interface RequireTokenOptions {
   scopes?: string[];
   /** DPoP (RFC 9449) settings, above all the replay hook `claimProof`; see `DpopOptions`. */
   dpop?: DpopOptions;
+  /** HTTP message signature bound tokens (draft-richer-oauth-httpsig), above all the replay hook `claimNonce`; see `HttpsigOptions`. */
+  httpsig?: HttpsigOptions;
 }
 
-/** The authentication scheme a token came with: RFC 6750 Bearer or RFC 9449 DPoP. */
-export type Scheme = "Bearer" | "DPoP";
+/** The authentication scheme a token came with: RFC 6750 Bearer, RFC 9449 DPoP or draft-richer-oauth-httpsig HTTPSig. */
+export type Scheme = "Bearer" | "DPoP" | "HTTPSig";
 
 type ChallengeParams = { error?: string; error_description?: string; scope?: string };
 
@@ -78,7 +81,7 @@ export function unauthorized(c: Context, resource: string, description?: string,
 export function insufficientScope(c: Context, resource: string, token: AccessToken, needed: string[], algs: readonly string[] = DPOP_ALGS): Response {
   const scope = [...new Set([...token.scopes, ...needed])].join(" ");
   const description = `this request needs scope ${needed.join(" ")}`;
-  const scheme: Scheme = token.cnf?.jkt ? "DPoP" : "Bearer";
+  const scheme: Scheme = token.cnf?.jkt ? "DPoP" : token.cnf?.jwk ? "HTTPSig" : "Bearer";
   c.header("WWW-Authenticate", challenge(resource, { error: "insufficient_scope", error_description: description, scope }, scheme, algs));
   return c.json({ error: "insufficient_scope", error_description: description }, 403);
 }
@@ -87,28 +90,39 @@ export function insufficientScope(c: Context, resource: string, token: AccessTok
  * Hono middleware: a valid Latchkey access token for this resource in the Authorization header
  * (never the query string: RFC 6750 §2.3, MCP authorization), with the required scopes. A DPoP-bound
  * token must come with the DPoP scheme and a proof for this request by its key (RFC 9449 §7); sent as
- * Bearer it is refused (§7.2). The token stays here — it is never forwarded to another API (the MCP
+ * Bearer it is refused (§7.2). A token bound by `cnf.jwk` must come as `Authorization: HTTPSig <token>`
+ * with a signature by that key (draft-richer-oauth-httpsig §5, `resource-server/httpsig.ts`), and is
+ * refused in any other scheme. The token stays here — it is never forwarded to another API (the MCP
  * spec forbids token passthrough).
  */
 export function requireAccessToken<E extends { Variables: TokenVariables } = { Variables: TokenVariables }>(
   options: RequireTokenOptions,
 ): MiddlewareHandler<E> {
-  const { resource, dpop = {} } = options;
+  const { resource, dpop = {}, httpsig = {} } = options;
   const algs = dpop.algorithms ?? DPOP_ALGS;
   return async (c, next) => {
     const authorization = c.req.header("authorization");
     // With requireDpop only the DPoP scheme is offered.
     const scope = options.scopes;
     if (!authorization) return unauthorized(c, resource, undefined, { algs, scope, scheme: dpop.requireDpop ? "DPoP" : "Bearer" });
-    const m = /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization);
+    const m = /^(Bearer|DPoP|HTTPSig) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization);
     if (!m) return unauthorized(c, resource, "the Authorization header must carry a Bearer or DPoP token", { algs, offerDpop: true });
-    const scheme: Scheme = (m[1] as string).toLowerCase() === "dpop" ? "DPoP" : "Bearer";
+    // RFC 9110 §11.1: authentication schemes are case-insensitive (the draft §5 lists "hTtPsIg" among equals).
+    const scheme = ({ dpop: "DPoP", httpsig: "HTTPSig" } as Record<string, Scheme>)[(m[1] as string).toLowerCase()] ?? "Bearer";
     const token = m[2] as string;
     const refuse = (description: string, o: ChallengeOptions & { error?: string } = {}) => unauthorized(c, resource, description, { scheme, algs, ...o });
     const result = await options.verify(token);
     if (!result.ok) return refuse(result.description);
     const jkt = result.token.cnf?.jkt;
-    if (scheme === "Bearer") {
+    const jwk = result.token.cnf?.jwk;
+    // draft-richer-oauth-httpsig §4: "All presentations of this token at any RS MUST contain an HTTP message signature".
+    if (jwk && scheme !== "HTTPSig")
+      return refuse("the access token is bound to an HTTP message signature key; send it with the HTTPSig scheme and a signature");
+    if (scheme === "HTTPSig") {
+      if (!jwk) return refuse("the access token is not bound to an HTTP message signature key");
+      const signed = await checkHttpsig(c, resource, jwk, httpsig);
+      if (!signed.ok) return refuse(signed.description);
+    } else if (scheme === "Bearer") {
       // RFC 9449 §7.2: a resource supporting both schemes "MUST reject a DPoP-bound access token received as a bearer token".
       if (jkt) return refuse("the access token is DPoP-bound; send it with the DPoP scheme and a DPoP proof", { offerDpop: true });
       if (dpop.requireDpop) return refuse("this resource accepts only DPoP-bound access tokens", { offerDpop: true });

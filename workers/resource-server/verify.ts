@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { createRemoteJWKSet, customFetch, errors, type JWK, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
 
 /** What a resource server needs to know to trust Latchkey's access tokens. */
 export interface VerifierOptions {
@@ -26,8 +26,11 @@ export interface AccessToken extends JWTPayload {
   iat: number;
   jti: string;
   scope?: string;
-  /** RFC 9449 §6.1: the token is DPoP-bound to the key with this thumbprint; `requireAccessToken` checks the proof. */
-  cnf?: { jkt?: string };
+  /**
+   * RFC 9449 §6.1 `jkt`: the token is DPoP-bound to the key with this thumbprint; RFC 7800 §3.2 `jwk`: it is
+   * bound to this key for HTTP message signatures (draft-richer-oauth-httpsig). `requireAccessToken` checks either.
+   */
+  cnf?: { jkt?: string; jwk?: JWK };
   /**
    * What Latchkey verified about the client instance from its Client Attestation (present only when the
    * client authenticated with one): the attester (`iss`), the instance key's thumbprint (`jkt`), how it

@@ -1,4 +1,4 @@
-import { base64url, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import { base64url, type JWK, type JWTPayload, jwtVerify, SignJWT } from "jose";
 import type { AttestedFacts } from "../../schemas/attestation";
 import type { Config } from "../config";
 import { randomToken } from "../crypto";
@@ -23,8 +23,13 @@ export interface AccessTokenClaims extends JWTPayload {
   auth_time?: number;
   /** The GrantObject this token derives from; absent for client_credentials. Lets introspection see revocation. */
   gid?: string;
-  /** RFC 9449 §6.1: the token is DPoP-bound to the key with this RFC 7638 thumbprint. */
-  cnf?: { jkt: string };
+  /**
+   * RFC 9449 §6.1 `jkt`: the token is DPoP-bound to the key with this RFC 7638 thumbprint; or RFC 7800
+   * §3.2 `jwk`: it is bound to this public key for HTTP message signatures (draft-richer-oauth-httpsig,
+   * which leaves the confirmation method open; the key itself lets a resource verify without the client's
+   * registration).
+   */
+  cnf?: { jkt?: string; jwk?: JWK };
   /**
    * The verified facts about the client instance from its Client Attestation (draft-ietf-oauth-attestation-based-client-auth-11,
    * EAT claims of RFC 9711), present when the client authenticated with one: README "Attested facts".
@@ -39,14 +44,25 @@ export interface MintedAccessToken {
 }
 
 /**
- * Signs an RFC 9068 access token with the current ES256 key; with `jkt`, DPoP-bound (RFC 9449 §6.1);
+ * Signs an RFC 9068 access token with the current ES256 key; with `jkt`, DPoP-bound (RFC 9449 §6.1); with
+ * `jwk`, bound for HTTP message signatures;
  * `max_lifetime` shortens ACCESS_TOKEN_TTL (attestation policy for unattested clients); `attested` is
  * carried as the `attested` claim.
  */
 export async function mintAccessToken(
   env: Env,
   cfg: Config,
-  input: { sub: string; aud: string; client_id: string; scope: string[]; auth_time?: number; gid?: string; jkt?: string; now: number } & AttestationOutcome,
+  input: {
+    sub: string;
+    aud: string;
+    client_id: string;
+    scope: string[];
+    auth_time?: number;
+    gid?: string;
+    jkt?: string;
+    jwk?: JWK;
+    now: number;
+  } & AttestationOutcome,
 ): Promise<MintedAccessToken> {
   const ttl = Math.min(cfg.ACCESS_TOKEN_TTL, input.max_lifetime ?? Infinity);
   const { kid, key } = await signingKey(env, "ES256", input.now);
@@ -61,7 +77,7 @@ export async function mintAccessToken(
     ...(input.scope.length ? { scope: input.scope.join(" ") } : {}),
     ...(input.auth_time !== undefined ? { auth_time: input.auth_time } : {}),
     ...(input.gid ? { gid: input.gid } : {}),
-    ...(input.jkt ? { cnf: { jkt: input.jkt } } : {}),
+    ...(input.jkt ? { cnf: { jkt: input.jkt } } : input.jwk ? { cnf: { jwk: input.jwk } } : {}),
     ...(input.attested ? { attested: input.attested } : {}),
   };
   const token = await new SignJWT(claims).setProtectedHeader({ alg: "ES256", typ: AT_TYP, kid }).sign(key);

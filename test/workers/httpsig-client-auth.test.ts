@@ -1,0 +1,166 @@
+import { decodeJwt } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { contentDigest, signRequest } from "../../workers/httpsig/sign";
+import { DpopKey } from "./dpop";
+import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE } from "./helpers";
+import { type SigningKey, signedPost, signingKey } from "./httpsig-signer";
+
+/**
+ * `httpsig_client_auth`: client authentication by an RFC 9421 HTTP message signature under
+ * draft-richer-oauth-httpsig-03 §3.3, and the `httpsig` token it earns (bound by `cnf.jwk`). Every
+ * rejection is 401 invalid_client with its exact description.
+ */
+let key: SigningKey;
+let other: SigningKey;
+let agent: CreatedClient;
+const form = () => ({ grant_type: "client_credentials", resource: MCP_RESOURCE, client_id: agent.client_id });
+const now = () => Math.floor(Date.now() / 1000);
+
+beforeAll(async () => {
+  key = await signingKey("ES256", "k1");
+  other = await signingKey("ES256", "k1");
+  agent = await createClient({
+    client_name: "Signing agent",
+    grant_types: ["client_credentials"],
+    token_endpoint_auth_method: "httpsig_client_auth",
+    jwks: { keys: [key.jwk] },
+    scope: "mcp:read",
+  });
+});
+
+describe("a signed token request", () => {
+  it("authenticates the client and binds the token to the signing key (token_type httpsig, cnf.jwk)", async () => {
+    const res = await signedPost("/token", form(), key);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { access_token: string; token_type: string };
+    expect(body.token_type).toBe("httpsig");
+    const { kty, crv, x, y } = key.jwk;
+    expect(decodeJwt(body.access_token).cnf).toEqual({ jwk: { kty, crv, x, y, kid: "k1", alg: "ES256" } });
+    // The same method authenticates at introspection; the token shows its binding there.
+    const introspected = await signedPost("/introspect", { token: body.access_token, client_id: agent.client_id }, key);
+    expect(await introspected.json()).toMatchObject({ active: true, token_type: "httpsig", cnf: { jwk: { kid: "k1" } } });
+  });
+
+  for (const alg of ["EdDSA", "RS256", "PS256"]) {
+    it(`verifies with an ${alg} key, the algorithm taken from the JWK`, async () => {
+      const k = await signingKey(alg, `k-${alg}`);
+      const client = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "httpsig_client_auth", jwks: { keys: [k.jwk] } });
+      const res = await signedPost("/token", { ...form(), client_id: client.client_id }, k);
+      expect(res.status).toBe(200);
+    });
+  }
+
+  it("is advertised in the server metadata", async () => {
+    const meta = (await (await call("/.well-known/oauth-authorization-server")).json()) as Record<string, string[]>;
+    expect(meta.token_endpoint_auth_methods_supported).toContain("httpsig_client_auth");
+  });
+
+  it("needs the client's keys at registration", async () => {
+    const res = await adminCall("POST", "/clients", { grant_types: ["client_credentials"], token_endpoint_auth_method: "httpsig_client_auth" });
+    await expectError(
+      res,
+      400,
+      "invalid_client_metadata",
+      "token_endpoint_auth_method: httpsig_client_auth needs the client's public keys in jwks or jwks_uri",
+    );
+  });
+});
+
+describe("rejections (401 invalid_client)", () => {
+  const cases: Array<[string, () => Promise<Response>, string]> = [
+    ["a signature with another tag", () => signedPost("/token", form(), key, { tag: "httpsig-oauth" }), "client authentication failed"],
+    [
+      "a signature not covering content-digest",
+      () => signedPost("/token", form(), key, { components: ["@method", "@target-uri"] }),
+      "the signature must cover content-digest",
+    ],
+    [
+      "a signature not covering @target-uri",
+      () => signedPost("/token", form(), key, { components: ["@method", "content-digest"] }),
+      "the signature must cover @target-uri",
+    ],
+    [
+      "a stale created",
+      () => signedPost("/token", form(), key, { created: now() - 31 }),
+      "the signature's created time is outside the allowed window of 30 seconds",
+    ],
+    [
+      "a created in the future",
+      () => signedPost("/token", form(), key, { created: now() + 31 }),
+      "the signature's created time is outside the allowed window of 30 seconds",
+    ],
+    ["an expired signature", () => signedPost("/token", form(), key, { expires: now() - 1 }), "the signature has expired"],
+    ["an unknown keyid", () => signedPost("/token", form(), key, { keyid: "nope" }), "keyid nope does not name a key of this client"],
+    ["a signature by another key", () => signedPost("/token", form(), key, { privateKey: other.privateKey }), "the signature does not verify with the key k1"],
+    [
+      "an alg parameter",
+      () => signedPost("/token", form(), key, { extraParams: { alg: "ecdsa-p256-sha256" } }),
+      "the signature must not carry an alg parameter; the algorithm comes from the key",
+    ],
+    [
+      "a body other than the one digested",
+      () => signedPost("/token", form(), key, { sendBody: new URLSearchParams({ ...form(), scope: "mcp:write" }).toString() }),
+      "Content-Digest sha-256 does not match the request body",
+    ],
+    [
+      "a digest replaced to match a tampered body",
+      async () => {
+        const tampered = new URLSearchParams({ ...form(), scope: "mcp:write" }).toString();
+        // The signature covers the original digest; the new one matches the body but breaks the signature.
+        return signedPost("/token", form(), key, { sendBody: tampered, after: { "content-digest": await contentDigest(tampered) } });
+      },
+      "the signature does not verify with the key k1",
+    ],
+    [
+      "a signature over another host's URI, sent with that Host (never trusted)",
+      () => signedPost("/token", form(), key, { url: "http://evil.example/token", sendUrl: "http://evil.example/token" }),
+      "the signature does not verify with the key k1",
+    ],
+    [
+      "a Signature-Key runtime key",
+      () => signedPost("/token", form(), key, { headers: { "signature-key": ":e30=:" } }),
+      "Signature-Key is not supported; sign with a key registered in the client's jwks or jwks_uri",
+    ],
+    [
+      "no client_id",
+      () => signedPost("/token", { grant_type: "client_credentials" }, key),
+      "client_id is required with an HTTP message signature (httpsig_client_auth)",
+    ],
+  ];
+  for (const [name, send, description] of cases) {
+    it(`refuses ${name}`, async () => {
+      await expectError(await send(), 401, "invalid_client", description);
+    });
+  }
+
+  it("refuses a replayed nonce", async () => {
+    const nonce = `n-${crypto.randomUUID()}`;
+    expect((await signedPost("/token", form(), key, { nonce })).status).toBe(200);
+    await expectError(await signedPost("/token", form(), key, { nonce }), 401, "invalid_client", "the signature's nonce was already used");
+  });
+
+  it("refuses a second signature with the tag", async () => {
+    const body = new URLSearchParams(form()).toString();
+    const sign = (label: string) =>
+      signRequest(
+        { method: "POST", url: `${ISSUER}/token`, headers: { "content-type": "application/x-www-form-urlencoded" }, body },
+        { privateKey: key.privateKey, alg: "ES256", keyid: "k1", tag: "httpsig-oauth-token-request", label },
+      );
+    const [a, b] = [await sign("a"), await sign("b")];
+    a.set("signature-input", `${a.get("signature-input")}, ${b.get("signature-input")}`);
+    a.set("signature", `${a.get("signature")}, ${b.get("signature")}`);
+    const res = await call("/token", { method: "POST", headers: a, body });
+    await expectError(res, 401, "invalid_client", "more than one signature is tagged httpsig-oauth-token-request");
+  });
+
+  it("refuses a signature beside another client authentication method (400)", async () => {
+    const res = await signedPost("/token", form(), key, { headers: { authorization: basic(agent.client_id, "x") } });
+    await expectError(res, 400, "invalid_request", "more than one client authentication method was used");
+  });
+
+  it("refuses a DPoP proof beside the signature: a token has one binding (400)", async () => {
+    const proof = await (await DpopKey.generate()).proof();
+    const res = await signedPost("/token", form(), key, { headers: { dpop: proof } });
+    await expectError(res, 400, "invalid_request", "an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both");
+  });
+});
