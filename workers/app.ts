@@ -1,5 +1,4 @@
 import { Hono } from "hono";
-import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
@@ -12,7 +11,7 @@ import { token } from "./endpoints/token";
 import { ui } from "./endpoints/ui";
 import { userinfo } from "./endpoints/userinfo";
 import { NotFound, OAuthError, ServerError } from "./errors";
-import { securityHeaders } from "./middleware/headers";
+import { apiCors, securityHeaders } from "./middleware/headers";
 import type { AppEnv } from "./types";
 
 /**
@@ -28,7 +27,6 @@ export function buildApp(): Hono<AppEnv> {
     await next();
   });
   // Only endpoints that browser-based clients call directly get CORS (RFC 9700 §4.1: none on /authorize).
-  const apiCors = cors({ origin: "*", allowMethods: ["GET", "POST"], allowHeaders: ["Authorization", "Content-Type", "DPoP"], maxAge: 600 });
   for (const path of ["/.well-known/*", "/jwks", "/token", "/introspect", "/revoke", "/userinfo", "/register"]) app.use(path, apiCors);
 
   app.route("/", metadata);
