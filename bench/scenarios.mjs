@@ -48,6 +48,12 @@ export const SCENARIOS = [
     server: "grant-floor",
     prepare: async () => ({ kind: "fixed", request: { path: "/token", headers: { "Content-Type": FORM }, body: "grant_type=refresh_token" } }),
   },
+  {
+    id: "grant_floor_new_object",
+    label: "control: one write to a new Durable Object",
+    server: "grant-floor",
+    prepare: async () => ({ kind: "fixed", request: { path: "/new", headers: { "Content-Type": FORM }, body: "grant_type=authorization_code" } }),
+  },
   // ── Latchkey ──────────────────────────────────────────────────────────────────────────────
   {
     id: "client_credentials",
