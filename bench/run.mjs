@@ -6,9 +6,10 @@
 //   BENCH_CONCURRENCY=1,16,64
 //   BENCH_CODES=1000       authorization codes redeemed per measurement (codes are single-use)
 //   BENCH_ONLY=a,b         only these scenarios (and their controls); results go to dist/bench/ instead
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { latchkeySetup, oauthProviderSetup } from "./flows.mjs";
 import { SCENARIOS, TARGETS } from "./scenarios.mjs";
 import { build, cleanTemp, freePort, ROOT, serveOidcProvider, serveWorker, startLoadGenerator } from "./servers.mjs";
@@ -24,6 +25,7 @@ const only = process.env.BENCH_ONLY?.split(",");
 const selected = only ? SCENARIOS.filter((s) => only.includes(s.id) || SCENARIOS.some((t) => only.includes(t.id) && t.control === s.id)) : SCENARIOS;
 const needed = new Set(selected.map((s) => s.server));
 const log = (...args) => console.error(...args);
+const loadavgAtStart = os.loadavg().map((x) => Number(x.toFixed(2)));
 
 // ── build and serve ─────────────────────────────────────────────────────────────────────────
 log("building (wrangler deploy --dry-run)…");
@@ -110,6 +112,19 @@ try {
   cleanTemp();
 }
 
+/** The versions of what serves the Workers and the peers. */
+function versions() {
+  const version = (pkg, from = ROOT) => JSON.parse(readFileSync(createRequire(join(from, "package.json")).resolve(`${pkg}/package.json`), "utf8")).version;
+  const wranglerDir = dirname(createRequire(join(ROOT, "package.json")).resolve("wrangler/package.json"));
+  return {
+    wrangler: version("wrangler"),
+    miniflare: version("miniflare", wranglerDir),
+    workerd: version("workerd", wranglerDir),
+    "oidc-provider": version("oidc-provider"),
+    "@cloudflare/workers-oauth-provider": version("@cloudflare/workers-oauth-provider"),
+  };
+}
+
 // ── reporting ─────────────────────────────────────────────────────────────────────────────────
 function median(values) {
   const v = values.filter((x) => typeof x === "number" && Number.isFinite(x)).sort((a, b) => a - b);
@@ -171,6 +186,9 @@ function summarize(runs) {
       memory_gib: Math.round(os.totalmem() / 2 ** 30),
       os: `${os.type()} ${os.release()}`,
       node: process.version,
+      runtime: versions(),
+      // Other processes share these cores: the load average says how much (README "Performance").
+      loadavg_at_start: loadavgAtStart,
       loadavg_at_end: os.loadavg().map((x) => Number(x.toFixed(2))),
     },
     settings,
