@@ -127,3 +127,5 @@ process.on("message", async ({ id, job }) => {
     process.send({ id, error: String(error?.stack ?? error) });
   }
 });
+// Ends with the benchmark, however it ends.
+process.on("disconnect", () => process.exit(0));
