@@ -22,6 +22,8 @@ if (existsSync("/dev/shm")) process.env.TMPDIR = mkdtempSync("/dev/shm/latchkey-
 export function cleanTemp() {
   if (process.env.TMPDIR?.startsWith("/dev/shm/latchkey-bench-")) rmSync(process.env.TMPDIR, { recursive: true, force: true });
 }
+// However the process ends (an error before the cleanup, Ctrl-C), tmpfs is memory: give it back.
+process.on("exit", cleanTemp);
 const require = createRequire(import.meta.url);
 // The Miniflare that wrangler itself depends on (the top-level one belongs to the vitest plugin).
 const { Miniflare, convertV4MiniflareOptions } = await import(createRequire(require.resolve("wrangler/package.json")).resolve("miniflare"));
