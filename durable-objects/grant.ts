@@ -21,6 +21,10 @@ import { now as clock } from "../workers/clock";
  * DPoP (RFC 9449) adds guards, not states: a code issued with `dpop_jkt` redeems only with a proof by
  * that key (§10), and a family bound to a key at redemption (public clients, §5) refreshes only with a
  * proof by that key. Like a wrong client or verifier, a wrong key changes nothing and revokes nothing.
+ * Storage: `grant` holds the record; `previous:<slot>` holds the hash of one retired refresh token,
+ * in a ring of PREVIOUS_KEPT slots. A rotation writes the small record and one slot, so its cost does
+ * not grow with the family's age; only a token that is neither current nor just rotated (a reuse,
+ * or not ours) reads the ring.
  */
 
 type State = "pending" | "active" | "revoked" | "expired";
@@ -46,8 +50,6 @@ interface Stored extends GrantLifetimes {
   code: CodeBinding & { redeemed_at?: number };
   refresh: RefreshSlot | null;
   rotated: Rotated | null;
-  /** Hashes of older refresh tokens of this family, newest last, for reuse detection. */
-  previous: string[];
   /** RFC 9449 §5: the thumbprint of the DPoP key every refresh of this family must prove (public clients). */
   dpop_jkt?: string;
   /**
@@ -55,6 +57,8 @@ interface Stored extends GrantLifetimes {
    * bound to the Client Instance Key; every refresh must re-present an attestation with this key's thumbprint.
    */
   instance_jkt?: string;
+  /** How many refresh tokens of this family have been retired into the `previous:` ring. */
+  retired: number;
   /** Revoked access-token ids until their expiry. */
   revoked_jtis: Record<string, number>;
   revoked_reason?: string;
@@ -62,6 +66,7 @@ interface Stored extends GrantLifetimes {
 
 /** How many former refresh-token hashes a family remembers for reuse detection. */
 const PREVIOUS_KEPT = 500;
+const PREVIOUS = "previous:";
 
 export type RedeemResult =
   | { ok: true; data: GrantData; refresh_issued: boolean }
@@ -98,7 +103,7 @@ export class GrantObject extends DurableObject<Env> {
       code: input.code,
       refresh: null,
       rotated: null,
-      previous: [],
+      retired: 0,
       revoked_jtis: {},
       ...input.lifetimes,
     });
@@ -124,7 +129,7 @@ export class GrantObject extends DurableObject<Env> {
       code: { hash: "", expires_at: input.now, code_challenge: "", redirect_uri: "", redeemed_at: input.now },
       refresh,
       rotated: null,
-      previous: [],
+      retired: 0,
       revoked_jtis: {},
       ...input.lifetimes,
     });
@@ -217,7 +222,7 @@ export class GrantObject extends DurableObject<Env> {
     if (!g) return { ok: false, reason: "unknown" };
     const isCurrent = g.refresh?.hash === input.token_hash;
     const isRotated = g.rotated?.hash === input.token_hash;
-    const isPrevious = g.previous.includes(input.token_hash);
+    const isPrevious = !isCurrent && !isRotated && (await this.wasRetired(input.token_hash));
     if (!isCurrent && !isRotated && !isPrevious) return { ok: false, reason: "unknown" };
     // A token bound to another client is not evidence of theft from this family's holder.
     if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
@@ -241,10 +246,10 @@ export class GrantObject extends DurableObject<Env> {
     }
     if (input.now - g.refresh.last_used_at >= g.idle_ttl) return { ok: false, reason: "expired" };
     if (exceeding.length) return scopeRefused;
-    if (g.rotated) g.previous = [...g.previous, g.rotated.hash].slice(-PREVIOUS_KEPT);
+    const retiring = g.rotated?.hash;
     g.rotated = { hash: g.refresh.hash, rotated_at: input.now, sealed_successor: input.sealed_successor };
     g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };
-    await this.save(g);
+    await this.save(g, retiring);
     return { ok: true, data: g.data, retry: false };
   }
 
@@ -267,7 +272,7 @@ export class GrantObject extends DurableObject<Env> {
   /** RFC 7009 for a refresh token of this grant: revokes the whole grant if it belongs to the client. */
   async revokeRefreshToken(input: { token_hash: string; client_id: string }): Promise<{ ok: true } | { ok: false; reason: "unknown" | "client_mismatch" }> {
     const g = this.grant;
-    const known = g && (g.refresh?.hash === input.token_hash || g.rotated?.hash === input.token_hash || g.previous.includes(input.token_hash));
+    const known = g && (g.refresh?.hash === input.token_hash || g.rotated?.hash === input.token_hash || (await this.wasRetired(input.token_hash)));
     if (!g || !known) return { ok: false, reason: "unknown" };
     if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
     if (g.state !== "revoked") await this.revokeWith(g, "revoked_by_client");
@@ -326,9 +331,20 @@ export class GrantObject extends DurableObject<Env> {
     return null;
   }
 
-  private async save(g: Stored): Promise<void> {
+  /** Whether `hash` is one of the family's retired refresh tokens (reads the whole ring: the rare path). */
+  private async wasRetired(hash: string): Promise<boolean> {
+    const ring = await this.ctx.storage.list<string>({ prefix: PREVIOUS });
+    for (const retired of ring.values()) if (retired === hash) return true;
+    return false;
+  }
+
+  /** Writes the record, and `retiring` into the ring slot of the oldest retired token, in one put. */
+  private async save(g: Stored, retiring?: string): Promise<void> {
     this.grant = g;
-    await this.ctx.storage.put("grant", g);
+    const writes: Record<string, unknown> = {};
+    if (retiring !== undefined) writes[`${PREVIOUS}${g.retired++ % PREVIOUS_KEPT}`] = retiring;
+    writes.grant = g;
+    await this.ctx.storage.put(writes);
     const due = this.deadline(g);
     if (due !== null) await this.ctx.storage.setAlarm(due * 1000);
   }

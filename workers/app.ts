@@ -1,6 +1,5 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { cors } from "hono/cors";
 import { config } from "./config";
 import { admin } from "./endpoints/admin";
 import { authorize } from "./endpoints/authorize";
@@ -21,7 +20,7 @@ import { token } from "./endpoints/token";
 import { ui } from "./endpoints/ui";
 import { userinfo } from "./endpoints/userinfo";
 import { NotFound, OAuthError, RequestTooLarge, ServerError } from "./errors";
-import { securityHeaders } from "./middleware/headers";
+import { apiCors, securityHeaders } from "./middleware/headers";
 import { requestContext } from "./middleware/request-context";
 import { log } from "./observe/log";
 import type { AppEnv } from "./types";
@@ -52,14 +51,6 @@ export function buildApp(): Hono<AppEnv> {
     await next();
   });
   // Only endpoints that browser-based clients call directly get CORS (RFC 9700 §4.1: none on /authorize).
-  // RFC 9449 §7.1 and §8: browser clients can read WWW-Authenticate and DPoP-Nonce only if they are exposed.
-  const apiCors = cors({
-    origin: "*",
-    allowMethods: ["GET", "POST", "PUT", "DELETE"],
-    allowHeaders: ["Authorization", "Content-Type", "DPoP", "OAuth-Client-Attestation", "OAuth-Client-Attestation-PoP"],
-    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce", "OAuth-Client-Attestation-Challenge"],
-    maxAge: 600,
-  });
   for (const path of [
     "/.well-known/*",
     "/jwks",

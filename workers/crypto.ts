@@ -13,14 +13,19 @@ export async function sha256(input: string | Uint8Array): Promise<string> {
   return base64url.encode(new Uint8Array(await crypto.subtle.digest("SHA-256", data)));
 }
 
-/** Constant-time comparison of two strings (hash both first so lengths never leak). */
-export async function timingSafeEqualStrings(a: string, b: string): Promise<boolean> {
-  const [ha, hb] = await Promise.all([digest(a), digest(b)]);
-  return crypto.subtle.timingSafeEqual(ha, hb);
-}
-
-async function digest(s: string): Promise<ArrayBuffer> {
-  return crypto.subtle.digest("SHA-256", encoder.encode(s));
+/**
+ * Constant-time comparison of two strings: the time depends on their lengths, never on their
+ * contents or where they differ. Strings of other lengths are unequal after the same comparison
+ * work (of `a` with itself), so no hashing is needed first.
+ */
+export function timingSafeEqualStrings(a: string, b: string): boolean {
+  const ea = encoder.encode(a);
+  const eb = encoder.encode(b);
+  if (ea.byteLength !== eb.byteLength) {
+    crypto.subtle.timingSafeEqual(ea, ea);
+    return false;
+  }
+  return crypto.subtle.timingSafeEqual(ea, eb);
 }
 
 const hmacKeys = new Map<string, Promise<CryptoKey>>();

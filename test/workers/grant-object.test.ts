@@ -273,6 +273,25 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
     expect(((await snapshot(f.stub)).grant as { revoked_reason: string }).revoked_reason).toBe("refresh_token_reused");
   });
 
+  it("keeps retired tokens in a ring of small records, so a rotation does not grow with the family's age", async () => {
+    const f = await active();
+    let presented: Handle = f.refresh;
+    for (let i = 0; i < 5; i++) {
+      const next = await rotate(f, presented, T + 100 + i);
+      expect(next.result).toMatchObject({ ok: true, retry: false });
+      presented = next.successor;
+    }
+    // Five rotations: the first four presented tokens are retired (the fifth is the rotated one).
+    expect(await storageKeys(f.stub)).toEqual({
+      keys: ["grant", "previous:0", "previous:1", "previous:2", "previous:3"],
+      alarm: (T + 104 + LIFETIMES.idle_ttl) * 1000,
+    });
+    expect((await snapshot(f.stub)).grant).toMatchObject({ retired: 4 });
+    // The very first token, four rotations back, is still recognised as reuse.
+    expect((await rotate(f, f.refresh, T + 200)).result).toEqual({ ok: false, reason: "reused" });
+    expect(await f.stub.status({ now: T + 201 })).toEqual({ active: false });
+  });
+
   it("answers client_mismatch to another client and revokes nothing, even for a former token", async () => {
     const f = await active();
     const second = await rotate(f, f.refresh, T + 100);
