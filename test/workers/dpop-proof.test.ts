@@ -178,8 +178,15 @@ describe("DPoP at the token endpoint: refused proofs (RFC 9449 §4.3)", () => {
   });
 
   it("refuses iat outside the window (§11.1)", async () => {
-    await expectRefused(await tokenRequest(await key.proof({ iat: now() - 61 })), "the DPoP proof was issued too long ago");
-    await expectRefused(await tokenRequest(await key.proof({ iat: now() + 61 })), "the DPoP proof was issued in the future");
+    // The clock stands still, so a second ticking between signing and checking cannot move the boundary.
+    const frozen = Date.now();
+    setClock(() => frozen);
+    try {
+      await expectRefused(await tokenRequest(await key.proof({ iat: now() - 61 })), "the DPoP proof was issued too long ago");
+      await expectRefused(await tokenRequest(await key.proof({ iat: now() + 61 })), "the DPoP proof was issued in the future");
+    } finally {
+      setClock();
+    }
   });
 
   it("refuses a replayed proof (single-use jti, §11.1)", async () => {
