@@ -22,8 +22,8 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
+import { discover, insecure } from "./oauth4webapi-setup";
 
-const insecure = { [oauth.allowInsecureRequests]: true } as const;
 /** A short deadline, so that the slow-server tests stay quick. */
 const TIMEOUT_MS = 1000;
 
@@ -40,7 +40,7 @@ beforeAll(async () => {
     startCallbackServer(),
     launchBrowser(),
   ]);
-  as = await oauth.processDiscoveryResponse(new URL(server.issuer), await oauth.discoveryRequest(new URL(server.issuer), { algorithm: "oauth2", ...insecure }));
+  as = await discover(server, "oauth2");
 });
 
 afterAll(async () => {

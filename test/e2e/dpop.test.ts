@@ -24,9 +24,8 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
+import { discover, insecure } from "./oauth4webapi-setup";
 
-/** Loopback http issuer: oauth4webapi refuses http unless told. */
-const insecure = { [oauth.allowInsecureRequests]: true } as const;
 const ALGS = ["ES256", "ES384", "EdDSA", "Ed25519", "RS256", "PS256"];
 
 let server: AuthorizationServer;
@@ -36,7 +35,7 @@ let as: oauth.AuthorizationServer;
 
 beforeAll(async () => {
   [server, callback, browser] = await Promise.all([startServer(), startCallbackServer(), launchBrowser()]);
-  as = await oauth.processDiscoveryResponse(new URL(server.issuer), await oauth.discoveryRequest(new URL(server.issuer), { algorithm: "oidc", ...insecure }));
+  as = await discover(server);
 });
 
 afterAll(async () => {

@@ -22,9 +22,7 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
-
-/** Loopback http issuer: oauth4webapi refuses http unless told (the issuer check allows loopback). */
-const insecure = { [oauth.allowInsecureRequests]: true } as const;
+import { discover, insecure } from "./oauth4webapi-setup";
 
 let server: AuthorizationServer;
 let callback: CallbackServer;
@@ -34,7 +32,7 @@ let confidential: { registered: RegisteredClient; client: oauth.Client; auth: oa
 
 beforeAll(async () => {
   [server, callback, browser] = await Promise.all([startServer(), startCallbackServer(), launchBrowser()]);
-  as = await oauth.processDiscoveryResponse(new URL(server.issuer), await oauth.discoveryRequest(new URL(server.issuer), { algorithm: "oidc", ...insecure }));
+  as = await discover(server);
   const registered = await createClient(server, {
     client_name: "oauth4webapi confidential",
     redirect_uris: [callback.redirectUri],

@@ -22,8 +22,7 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
-
-const insecure = { [oauth.allowInsecureRequests]: true } as const;
+import { discover, insecure } from "./oauth4webapi-setup";
 
 let server: AuthorizationServer;
 let callback: CallbackServer;
@@ -33,7 +32,7 @@ let confidential: { registered: RegisteredClient; client: oauth.Client; auth: oa
 
 beforeAll(async () => {
   [server, callback, browser] = await Promise.all([startServer(), startCallbackServer(), launchBrowser()]);
-  as = await oauth.processDiscoveryResponse(new URL(server.issuer), await oauth.discoveryRequest(new URL(server.issuer), { algorithm: "oidc", ...insecure }));
+  as = await discover(server);
   const registered = await createClient(server, {
     client_name: "PAR confidential",
     redirect_uris: [callback.redirectUri],

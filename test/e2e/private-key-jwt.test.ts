@@ -21,8 +21,8 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
+import { discover, insecure } from "./oauth4webapi-setup";
 
-const insecure = { [oauth.allowInsecureRequests]: true } as const;
 const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const KID = "loopback-agent-1";
 type PrivateKey = Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
@@ -39,7 +39,7 @@ let otherKey: PrivateKey;
 
 beforeAll(async () => {
   [server, docs, callback, browser] = await Promise.all([startServer(), startDocumentServer(), startCallbackServer(), launchBrowser()]);
-  as = await oauth.processDiscoveryResponse(new URL(server.issuer), await oauth.discoveryRequest(new URL(server.issuer), { algorithm: "oauth2", ...insecure }));
+  as = await discover(server, "oauth2");
   const pair = await generateKeyPair("ES256");
   key = pair.privateKey;
   otherKey = (await generateKeyPair("ES256")).privateKey;

@@ -20,9 +20,9 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
+import { discover, insecure } from "./oauth4webapi-setup";
 
 const DYNAMIC = "urn:ietf:oauth:parameters:dynamic";
-const insecure = { [oauth.allowInsecureRequests]: true } as const;
 const client: oauth.Client = { client_id: DYNAMIC, token_endpoint_auth_method: "none" };
 
 let server: AuthorizationServer;
@@ -32,7 +32,7 @@ let as: oauth.AuthorizationServer;
 
 beforeAll(async () => {
   [server, callback, browser] = await Promise.all([startServer(), startCallbackServer(), launchBrowser()]);
-  as = await oauth.processDiscoveryResponse(new URL(server.issuer), await oauth.discoveryRequest(new URL(server.issuer), { algorithm: "oauth2", ...insecure }));
+  as = await discover(server, "oauth2");
 });
 
 afterAll(async () => {
