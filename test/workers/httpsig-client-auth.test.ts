@@ -164,3 +164,49 @@ describe("rejections (401 invalid_client)", () => {
     await expectError(res, 400, "invalid_request", "an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both");
   });
 });
+
+describe("keys from the client's jwks_uri", () => {
+  it("verifies with a key fetched from jwks_uri, and refetches when an unknown keyid arrives", async () => {
+    const { setOutboundTransport } = await import("../../workers/clients/safe-fetch");
+    const { clearClientKeys } = await import("../../workers/clients/client-keys");
+    const first = await signingKey("ES256", "uri-1");
+    const rotated = await signingKey("ES256", "uri-2");
+    let published = [first.jwk];
+    let fetched = 0;
+    setOutboundTransport(async (input) => {
+      fetched++;
+      expect(String(input)).toBe("https://agent.example/jwks.json");
+      return Response.json({ keys: published });
+    });
+    try {
+      const client = await createClient({
+        grant_types: ["client_credentials"],
+        token_endpoint_auth_method: "httpsig_client_auth",
+        jwks_uri: "https://agent.example/jwks.json",
+      });
+      const f = { ...form(), client_id: client.client_id };
+      const firstRes = await signedPost("/token", f, first);
+      expect(firstRes.status, await firstRes.clone().text()).toBe(200);
+      expect(fetched).toBe(1);
+      // A key the cached set does not have: the set is fetched again (after the refetch cooldown).
+      published = [first.jwk, rotated.jwk];
+      // jose's remote key set keeps its cooldown by Date.now(), so the whole isolate's clock moves.
+      const { vi } = await import("vitest");
+      vi.useFakeTimers({ toFake: ["Date"] });
+      try {
+        vi.setSystemTime(Date.now() + 31_000);
+        const res = await signedPost("/token", f, rotated);
+        expect(res.status, await res.clone().text()).toBe(200);
+        expect(fetched).toBe(2);
+      } finally {
+        vi.useRealTimers();
+      }
+      // A key nobody published is refused.
+      const stranger = await signingKey("ES256", "uri-3");
+      await expectError(await signedPost("/token", f, stranger), 401, "invalid_client", /keyid/);
+    } finally {
+      setOutboundTransport();
+      clearClientKeys();
+    }
+  });
+});
