@@ -30,7 +30,7 @@ export const AttesterInputSchema = v.pipe(
     jwks_uri: v.optional(httpsUrl),
     /** The clients it may vouch for: client_ids, or prefixes ending in `*`. */
     clients: v.pipe(v.array(clientPattern), v.minLength(1), v.maxLength(100)),
-    /** RFC 9711 §4.3.2 `eat_profile` values accepted in its attestations; absent: any, or none. */
+    /** RFC 9711 §4.3.2 `eat_profile` values accepted in its attestations; absent, every profile or none is accepted. */
     eat_profiles: v.optional(texts),
   }),
   v.check((a) => (a.jwks === undefined) !== (a.jwks_uri === undefined), "exactly one of jwks and jwks_uri is required"),
@@ -50,7 +50,7 @@ export interface Attester extends AttesterInput {
 export const AttestationPolicySchema = v.object({
   /** `true`: every token needs an attested client; a list: only tokens carrying one of these scopes. */
   require_attestation: v.optional(v.union([v.boolean(), v.pipe(v.array(v.pipe(v.string(), v.maxLength(100))), v.maxLength(100))]), false),
-  /** Issuers of the attesters whose attestations count here; absent: any trusted attester. */
+  /** Issuers of the attesters whose attestations count here; absent, every trusted attester counts. */
   attesters: v.optional(texts),
   /** Accepted `model_provider` values (Latchkey claim, see README "Attested facts"). */
   model_providers: v.optional(texts),

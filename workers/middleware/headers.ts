@@ -63,7 +63,7 @@ const ANY_ORIGIN = [
 ] as const;
 
 /**
- * CORS for the endpoints browser-based clients call directly: any origin, no credentials. Preflights
+ * CORS for the endpoints browser-based clients call directly: every origin, no credentials. Preflights
  * are Hono's `cors()`; an actual request only needs `Access-Control-Allow-Origin: *`, which is set in
  * place (Hono's `cors()` would build an empty response first and copy it into the real one).
  */
