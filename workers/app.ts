@@ -25,14 +25,14 @@ import { requestContext } from "./middleware/request-context";
 import { log } from "./observe/log";
 import type { AppEnv } from "./types";
 
+/** The largest request body any endpoint accepts. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
 /**
  * The authorization server: one Hono app, one router per endpoint. Every error leaves as OAuth JSON
  * (`{error, error_description}`) with its status; anything unexpected is logged and becomes
  * `server_error` without detail.
  */
-/** The largest request body any endpoint accepts. */
-export const MAX_BODY_BYTES = 64 * 1024;
-
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use(requestContext);
