@@ -1,4 +1,4 @@
-import { hmac, hmacKey, timingSafeEqualStrings } from "../crypto";
+import { rotatingValue } from "../rotating-value";
 
 /**
  * Attestation challenges (draft-ietf-oauth-attestation-based-client-auth-11 §8), stateless like DPoP
@@ -16,25 +16,14 @@ import { hmac, hmacKey, timingSafeEqualStrings } from "../crypto";
 /** Seconds per challenge bucket. */
 export const CHALLENGE_PERIOD = 300;
 
-const PURPOSE = "latchkey attestation-challenge";
-
-let cached: { secret: string; bucket: number; challenge: Promise<string> } | undefined;
-
-function challengeFor(secret: string, bucket: number): Promise<string> {
-  return hmacKey(secret, PURPOSE).then((key) => hmac(key, `attestation-challenge ${bucket}`));
-}
+const challenges = rotatingValue("attestation-challenge", CHALLENGE_PERIOD);
 
 /** The challenge to hand out now (the challenge endpoint, the `OAuth-Client-Attestation-Challenge` header). */
 export function currentChallenge(secret: string, now: number): Promise<string> {
-  const bucket = Math.floor(now / CHALLENGE_PERIOD);
-  if (cached?.secret !== secret || cached.bucket !== bucket) cached = { secret, bucket, challenge: challengeFor(secret, bucket) };
-  return cached.challenge;
+  return challenges.current(secret, now);
 }
 
 /** Whether `challenge` is one this server handed out recently: this bucket's or the previous one's. */
-export async function challengeIsFresh(secret: string, challenge: string, now: number): Promise<boolean> {
-  const bucket = Math.floor(now / CHALLENGE_PERIOD);
-  const [current, previous] = await Promise.all([currentChallenge(secret, now), challengeFor(secret, bucket - 1)]);
-  const [a, b] = await Promise.all([timingSafeEqualStrings(challenge, current), timingSafeEqualStrings(challenge, previous)]);
-  return a || b;
+export function challengeIsFresh(secret: string, challenge: string, now: number): Promise<boolean> {
+  return challenges.isFresh(secret, challenge, now);
 }

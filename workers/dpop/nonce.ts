@@ -1,4 +1,4 @@
-import { hmac, hmacKey, timingSafeEqualStrings } from "../crypto";
+import { rotatingValue } from "../rotating-value";
 
 /**
  * Server-provided DPoP nonces (RFC 9449 §8), stateless: a nonce is the HMAC of a time bucket under a key
@@ -14,20 +14,11 @@ import { hmac, hmacKey, timingSafeEqualStrings } from "../crypto";
 /** Seconds per nonce bucket. */
 export const NONCE_PERIOD = 300;
 
-const PURPOSE = "latchkey dpop-nonce";
-
-/** Per-isolate cache: the current bucket's nonce, computed once per bucket. */
-let cached: { secret: string; bucket: number; nonce: Promise<string> } | undefined;
-
-function nonceFor(secret: string, bucket: number): Promise<string> {
-  return hmacKey(secret, PURPOSE).then((key) => hmac(key, `dpop-nonce ${bucket}`));
-}
+const nonces = rotatingValue("dpop-nonce", NONCE_PERIOD);
 
 /** The nonce to hand out now (RFC 9449 §8.2: "by including a DPoP-Nonce HTTP header"). */
 export function currentNonce(secret: string, now: number): Promise<string> {
-  const bucket = Math.floor(now / NONCE_PERIOD);
-  if (cached?.secret !== secret || cached.bucket !== bucket) cached = { secret, bucket, nonce: nonceFor(secret, bucket) };
-  return cached.nonce;
+  return nonces.current(secret, now);
 }
 
 /**
@@ -35,9 +26,6 @@ export function currentNonce(secret: string, now: number): Promise<string> {
  * RFC 9449 §8: "If the nonce claim in the DPoP proof does not exactly match a nonce recently supplied by
  * the authorization server to the client, the authorization server MUST reject the request."
  */
-export async function nonceIsFresh(secret: string, nonce: string, now: number): Promise<boolean> {
-  const bucket = Math.floor(now / NONCE_PERIOD);
-  const [current, previous] = await Promise.all([currentNonce(secret, now), nonceFor(secret, bucket - 1)]);
-  const [a, b] = await Promise.all([timingSafeEqualStrings(nonce, current), timingSafeEqualStrings(nonce, previous)]);
-  return a || b;
+export function nonceIsFresh(secret: string, nonce: string, now: number): Promise<boolean> {
+  return nonces.isFresh(secret, nonce, now);
 }
