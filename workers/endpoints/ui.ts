@@ -1,4 +1,4 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { consentPage, loginPage } from "../authorize/flow";
 import { issueCode } from "../authorize/issue-code";
 import { consumePushedRequest, interactionClient, pushedRequestUsedUp } from "../authorize/pushed";
@@ -19,7 +19,7 @@ export const ui = new Hono<AppEnv>();
 ui.get("/assets/latchkey.css", (c) => c.body(STYLESHEET, 200, { "Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=86400" }));
 
 /** Every form post: a CSRF token bound to this browser, and a valid interaction. */
-async function formContext(c: import("hono").Context<AppEnv>) {
+async function formContext(c: Context<AppEnv>) {
   const params = c.var.params;
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; go back to the application and try again");
   const token = params.get("interaction");
@@ -30,50 +30,60 @@ async function formContext(c: import("hono").Context<AppEnv>) {
   return { params, interaction, token, client };
 }
 
-ui.post("/login", formBody, async (c) => {
-  let ctx: Awaited<ReturnType<typeof formContext>>;
-  try {
-    ctx = await formContext(c);
-  } catch (error) {
-    if (!(error instanceof OAuthError)) throw error;
-    return errorPage(c, error);
-  }
-  const email = ctx.params.get("email")?.trim().toLowerCase();
-  const password = ctx.params.get("password");
-  if (!email || !password) return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: "Enter your email and password.", email });
-  const checked = await checkPassword(c, email, password);
-  if (!checked.ok) {
-    if (checked.retry_after) c.header("Retry-After", String(checked.retry_after));
-    return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: checked.message, email, status: checked.status });
-  }
-  await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"] });
-  // This sign-in satisfies prompt=login; carrying that on keeps the next step from asking again.
-  const { iat, ...request } = ctx.interaction;
-  const next = await sealInteraction(c, { ...request, prompt: request.prompt.filter((p) => p !== "login") }, iat);
-  return c.redirect(`/authorize/continue?interaction=${encodeURIComponent(next)}`, 303);
-});
+type FormContext = Awaited<ReturnType<typeof formContext>>;
 
-ui.post("/consent", formBody, async (c) => {
-  let ctx: Awaited<ReturnType<typeof formContext>>;
-  try {
-    ctx = await formContext(c);
-  } catch (error) {
-    if (!(error instanceof OAuthError)) throw error;
-    return errorPage(c, error);
-  }
-  const { interaction, client } = ctx;
-  const session = await readSession(c);
-  if (!session) return loginPage(c, client, interaction, ctx.token);
-  const decision = ctx.params.get("decision");
-  if (decision === "deny") {
-    audit(c, { event: "authorization.denied", outcome: "failure", client_id: client.client_id, subject: session.sub });
-    // A refused pushed request is answered, so it is used up like one that got its code.
-    const consumed = interaction.pushed ? await consumePushedRequest(c, interaction.pushed) : { ok: true as const };
-    if (!consumed.ok) return errorPage(c, pushedRequestUsedUp(consumed.reason));
-    return redirectError(c, interaction.redirect_uri, new AccessDenied("the user denied the request"), interaction.state);
-  }
-  if (decision !== "allow") return consentPage(c, client, session, interaction as Interaction, ctx.token);
-  return issueCode(c, client, interaction, session, true);
-});
+/** A form handler that runs only for a valid form (CSRF, interaction, client); anything else is an error page. */
+function withForm(handle: (c: Context<AppEnv>, ctx: FormContext) => Promise<Response>) {
+  return async (c: Context<AppEnv>) => {
+    let ctx: FormContext;
+    try {
+      ctx = await formContext(c);
+    } catch (error) {
+      if (!(error instanceof OAuthError)) throw error;
+      return errorPage(c, error);
+    }
+    return handle(c, ctx);
+  };
+}
+
+ui.post(
+  "/login",
+  formBody,
+  withForm(async (c, ctx) => {
+    const email = ctx.params.get("email")?.trim().toLowerCase();
+    const password = ctx.params.get("password");
+    if (!email || !password) return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: "Enter your email and password.", email });
+    const checked = await checkPassword(c, email, password);
+    if (!checked.ok) {
+      if (checked.retry_after) c.header("Retry-After", String(checked.retry_after));
+      return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: checked.message, email, status: checked.status });
+    }
+    await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"] });
+    // This sign-in satisfies prompt=login; carrying that on keeps the next step from asking again.
+    const { iat, ...request } = ctx.interaction;
+    const next = await sealInteraction(c, { ...request, prompt: request.prompt.filter((p) => p !== "login") }, iat);
+    return c.redirect(`/authorize/continue?interaction=${encodeURIComponent(next)}`, 303);
+  }),
+);
+
+ui.post(
+  "/consent",
+  formBody,
+  withForm(async (c, ctx) => {
+    const { interaction, client } = ctx;
+    const session = await readSession(c);
+    if (!session) return loginPage(c, client, interaction, ctx.token);
+    const decision = ctx.params.get("decision");
+    if (decision === "deny") {
+      audit(c, { event: "authorization.denied", outcome: "failure", client_id: client.client_id, subject: session.sub });
+      // A refused pushed request is answered, so it is used up like one that got its code.
+      const consumed = interaction.pushed ? await consumePushedRequest(c, interaction.pushed) : { ok: true as const };
+      if (!consumed.ok) return errorPage(c, pushedRequestUsedUp(consumed.reason));
+      return redirectError(c, interaction.redirect_uri, new AccessDenied("the user denied the request"), interaction.state);
+    }
+    if (decision !== "allow") return consentPage(c, client, session, interaction as Interaction, ctx.token);
+    return issueCode(c, client, interaction, session, true);
+  }),
+);
 
 for (const path of ["/login", "/consent"]) ui.all(path, methodNotAllowed("POST"));
