@@ -22,7 +22,7 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
-import { discover, insecure } from "./oauth4webapi-setup";
+import { codeRequest, discover, insecure } from "./oauth4webapi-setup";
 
 /** A short deadline, so that the slow-server tests stay quick. */
 const TIMEOUT_MS = 1000;
@@ -233,21 +233,14 @@ describe("a public client identified by its metadata document, through the real 
     const clientId = `${docs.origin}/public-client.json`;
     docs.json("/public-client.json", document("/public-client.json"), { "Cache-Control": "max-age=300" });
     const client: oauth.Client = { client_id: clientId };
-    const verifier = oauth.generateRandomCodeVerifier();
-    const state = oauth.generateRandomState();
-    const url = new URL(as.authorization_endpoint as string);
-    url.search = new URLSearchParams({
-      response_type: "code",
+    const { url, verifier, state } = await codeRequest(as, {
       client_id: clientId,
       redirect_uri: callback.redirectUri,
-      code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: "S256",
-      state,
       resource: MCP_RESOURCE,
       scope: "mcp:read",
-    }).toString();
+    });
     const page = await browser.newPage();
-    expect((await page.goto(url.href))?.status()).toBe(200);
+    expect((await page.goto(url))?.status()).toBe(200);
     await signIn(page, ALICE);
     const heading = await page.getByRole("heading", { level: 1 }).textContent();
     expect(heading).toBe(`Allow Loopback Agent from ${docs.host} to access your account?`);

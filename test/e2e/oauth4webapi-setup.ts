@@ -10,3 +10,24 @@ export async function discover(server: AuthorizationServer, algorithm: "oauth2" 
   const issuer = new URL(server.issuer);
   return oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm, ...insecure }));
 }
+
+/**
+ * An authorization request with PKCE (S256) and a fresh `state`: the URL to open in the browser, and
+ * the verifier and state the client keeps for the callback and the token request.
+ */
+export async function codeRequest(
+  as: oauth.AuthorizationServer,
+  params: { client_id: string; redirect_uri: string } & Record<string, string>,
+): Promise<{ url: string; verifier: string; state: string }> {
+  const verifier = oauth.generateRandomCodeVerifier();
+  const state = oauth.generateRandomState();
+  const url = new URL(as.authorization_endpoint as string);
+  url.search = new URLSearchParams({
+    response_type: "code",
+    code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: "S256",
+    state,
+    ...params,
+  }).toString();
+  return { url: url.href, verifier, state };
+}

@@ -22,7 +22,7 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
-import { discover, insecure } from "./oauth4webapi-setup";
+import { codeRequest, discover, insecure } from "./oauth4webapi-setup";
 
 let server: AuthorizationServer;
 let callback: CallbackServer;
@@ -63,20 +63,9 @@ interface Authorization {
  * `interact` go through the pages, and returns where the browser landed at the client.
  */
 async function authorize(clientId: string, params: Record<string, string>, interact: (page: Page) => Promise<void>): Promise<Authorization> {
-  const verifier = oauth.generateRandomCodeVerifier();
-  const state = oauth.generateRandomState();
-  const url = new URL(as.authorization_endpoint as string);
-  url.search = new URLSearchParams({
-    response_type: "code",
-    client_id: clientId,
-    redirect_uri: callback.redirectUri,
-    code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: "S256",
-    state,
-    ...params,
-  }).toString();
+  const { url, verifier, state } = await codeRequest(as, { client_id: clientId, redirect_uri: callback.redirectUri, ...params });
   const page = await browser.newPage();
-  const response = await page.goto(url.href);
+  const response = await page.goto(url);
   expect(response?.status()).toBe(200);
   await interact(page);
   return { page, state, verifier, landed: await landedAt(page, callback) };

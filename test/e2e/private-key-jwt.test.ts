@@ -21,7 +21,7 @@ import {
   startServer,
   type TestBrowser,
 } from "./harness";
-import { discover, insecure } from "./oauth4webapi-setup";
+import { codeRequest, discover, insecure } from "./oauth4webapi-setup";
 
 const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const KID = "loopback-agent-1";
@@ -135,21 +135,14 @@ describe("what oauth4webapi sends", () => {
 
 describe("authorization code through the real pages, authenticated by private_key_jwt", () => {
   it("completes the flow; the consent page shows the document's host; introspection works too", async () => {
-    const verifier = oauth.generateRandomCodeVerifier();
-    const state = oauth.generateRandomState();
-    const url = new URL(as.authorization_endpoint as string);
-    url.search = new URLSearchParams({
-      response_type: "code",
+    const { url, verifier, state } = await codeRequest(as, {
       client_id: clientId,
       redirect_uri: callback.redirectUri,
-      code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: "S256",
-      state,
       resource: MCP_RESOURCE,
       scope: "mcp:read",
-    }).toString();
+    });
     const page = await browser.newPage();
-    expect((await page.goto(url.href))?.status()).toBe(200);
+    expect((await page.goto(url))?.status()).toBe(200);
     await signIn(page, ALICE);
     expect(await page.getByRole("heading", { level: 1 }).textContent()).toBe(`Allow Keyed Loopback Agent from ${docs.host} to access your account?`);
     expect(await consent(page, "Allow")).toContain("Self-asserted");
