@@ -36,10 +36,15 @@ export interface Stored extends GrantLifetimes {
   instance_jkt?: string;
   /** How many refresh tokens of this family have been retired into the `previous:` ring. */
   retired: number;
+  /** When the alarm is set for (seconds); it may lie up to ALARM_SLACK before the deadline. */
+  alarm_at?: number;
   /** Revoked access-token ids until their expiry. */
   revoked_jtis: Record<string, number>;
   revoked_reason?: string;
 }
+
+/** How far (seconds) the deadline may move past the set alarm before a write moves the alarm too. */
+export const ALARM_SLACK = 3600;
 
 /** How many former refresh-token hashes a family remembers for reuse detection. */
 export const PREVIOUS_KEPT = 500;

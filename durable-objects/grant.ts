@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type { CodeBinding, GrantData, GrantLifetimes } from "../schemas/grant";
-import { PREVIOUS, PREVIOUS_KEPT, type RedeemResult, type RefreshResult, type StatusResult, type Stored } from "./grant-record";
+import { ALARM_SLACK, PREVIOUS, PREVIOUS_KEPT, type RedeemResult, type RefreshResult, type StatusResult, type Stored } from "./grant-record";
 
 export type { RedeemResult, RefreshResult, StatusResult } from "./grant-record";
 
@@ -256,6 +256,8 @@ export class GrantObject extends DurableObject<Env> {
     const now = clock();
     const due = this.deadline(g);
     if (due !== null && due > now) {
+      g.alarm_at = due;
+      await this.ctx.storage.put("grant", g);
       await this.ctx.storage.setAlarm(due * 1000);
       return;
     }
@@ -286,15 +288,22 @@ export class GrantObject extends DurableObject<Env> {
     return false;
   }
 
-  /** Writes the record, and `retiring` into the ring slot of the oldest retired token, in one put. */
+  /**
+   * Writes the record, and `retiring` into the ring slot of the oldest retired token, in one put; moves
+   * the alarm when the deadline came earlier or has moved more than ALARM_SLACK later. An alarm that
+   * fires before the deadline re-arms itself (`alarm()`), so a rotation, which moves the idle deadline
+   * a little later, leaves the alarm where it is and writes nothing but the record.
+   */
   private async save(g: Stored, retiring?: string): Promise<void> {
     this.grant = g;
+    const due = this.deadline(g);
+    const rearm = due !== null && (g.alarm_at === undefined || due < g.alarm_at || due - g.alarm_at > ALARM_SLACK);
+    if (rearm) g.alarm_at = due;
     const writes: Record<string, unknown> = {};
     if (retiring !== undefined) writes[`${PREVIOUS}${g.retired++ % PREVIOUS_KEPT}`] = retiring;
     writes.grant = g;
     await this.ctx.storage.put(writes);
-    const due = this.deadline(g);
-    if (due !== null) await this.ctx.storage.setAlarm(due * 1000);
+    if (rearm) await this.ctx.storage.setAlarm(due * 1000);
   }
 
   private async forget(g: Stored): Promise<void> {

@@ -2,6 +2,7 @@ import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "c
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { GrantObject } from "../../durable-objects/grant";
+import { ALARM_SLACK } from "../../durable-objects/grant-record";
 import type { GrantData, GrantLifetimes } from "../../schemas/grant";
 import { setClock } from "../../workers/clock";
 import { randomToken, sha256 } from "../../workers/crypto";
@@ -231,7 +232,17 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
       refresh: { iat: T + 100, exp: T + 100 + LIFETIMES.idle_ttl },
     });
     expect(await f.stub.status({ refresh_hash: f.refresh.hash, now: T + 101 })).toEqual({ active: false });
-    expect((await snapshot(f.stub)).alarm).toBe((T + 100 + LIFETIMES.idle_ttl) * 1000);
+    // The idle deadline moved 99 s later: within ALARM_SLACK, so the alarm stays where activation set it.
+    expect((await snapshot(f.stub)).alarm).toBe((T + 1 + LIFETIMES.idle_ttl) * 1000);
+  });
+
+  it("moves the alarm with a rotation only once the deadline is more than ALARM_SLACK past it", async () => {
+    const f = await active();
+    const second = await rotate(f, f.refresh, T + 1 + ALARM_SLACK);
+    expect((await snapshot(f.stub)).alarm).toBe((T + 1 + LIFETIMES.idle_ttl) * 1000);
+    const third = await rotate(f, second.successor, T + 2 + ALARM_SLACK);
+    expect(third.result).toMatchObject({ ok: true, retry: false });
+    expect((await snapshot(f.stub)).alarm).toBe((T + 2 + ALARM_SLACK + LIFETIMES.idle_ttl) * 1000);
   });
 
   it("a retry of the just-rotated token within the reuse window gets the same sealed successor and changes nothing", async () => {
@@ -284,7 +295,7 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
     // Five rotations: the first four presented tokens are retired (the fifth is the rotated one).
     expect(await storageKeys(f.stub)).toEqual({
       keys: ["grant", "previous:0", "previous:1", "previous:2", "previous:3"],
-      alarm: (T + 104 + LIFETIMES.idle_ttl) * 1000,
+      alarm: (T + 1 + LIFETIMES.idle_ttl) * 1000,
     });
     expect((await snapshot(f.stub)).grant).toMatchObject({ retired: 4 });
     // The very first token, four rotations back, is still recognised as reuse.
@@ -319,6 +330,10 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
     expect(await f.stub.status({ refresh_hash: second.successor.hash, now: T + 3599 })).toMatchObject({ active: true, refresh: { exp: T + 3600 } });
     expect((await rotate(f, second.successor, T + 3600)).result).toEqual({ ok: false, reason: "expired" });
     expect(await f.stub.status({ now: T + 3600 })).toEqual({ active: false });
+    // The family's end lies within ALARM_SLACK of the code's expiry, where the alarm still is; it re-arms there.
+    expect((await snapshot(f.stub)).alarm).toBe((T + CODE_TTL) * 1000);
+    setClock(() => (T + CODE_TTL) * 1000);
+    expect(await runDurableObjectAlarm(f.stub)).toBe(true);
     expect((await snapshot(f.stub)).alarm).toBe((T + 3600) * 1000);
   });
 
@@ -471,6 +486,15 @@ describe("alarm: expiry deletes the record", () => {
     expect(await runDurableObjectAlarm(f.stub)).toBe(true);
     expect(await storageKeys(f.stub)).toEqual({ keys: [], alarm: null });
     expect(await f.stub.redeemCode(await redemption(f, T + 1))).toEqual({ ok: false, reason: "unknown" });
+  });
+
+  it("an alarm that fires before a family's idle deadline (it was used since) re-arms at the deadline and keeps it", async () => {
+    const f = await active();
+    const second = await rotate(f, f.refresh, T + 100);
+    setClock(() => (T + 1 + LIFETIMES.idle_ttl) * 1000);
+    expect(await runDurableObjectAlarm(f.stub)).toBe(true);
+    expect(await storageKeys(f.stub)).toEqual({ keys: ["grant"], alarm: (T + 100 + LIFETIMES.idle_ttl) * 1000 });
+    expect((await rotate(f, second.successor, T + 1 + LIFETIMES.idle_ttl)).result).toMatchObject({ ok: true, retry: false });
   });
 
   it("an active family idle for idle_ttl is deleted by its alarm", async () => {
