@@ -6,7 +6,9 @@
 //   wrangler deploy --dry-run --env dev --outdir dist/ab-after
 //   node bench/compare.mjs dist/ab-before/index.js dist/ab-after/index.js refresh_token 16
 // This is how the cost breakdown in README "Performance" was measured: each step is a variant that
-// answers earlier in the pipeline.
+// answers earlier in the pipeline. A bundle written `<path>:local-limits` is served with in-memory
+// rate-limit counters instead of Miniflare's emulated binding (bench/servers.mjs, localLimitsEntry), so
+// `node bench/compare.mjs dist/x/index.js dist/x/index.js:local-limits` measures what the emulation costs.
 import { latchkeySetup } from "./flows.mjs";
 import { SCENARIOS } from "./scenarios.mjs";
 import { cleanTemp, freePort, serveWorker, startLoadGenerator } from "./servers.mjs";
@@ -26,7 +28,8 @@ try {
   ]) {
     const port = await freePort();
     const vars = { ISSUER: `http://127.0.0.1:${port}`, AUTHORIZATION_CODE_TTL: "600" };
-    const server = await serveWorker({ name: "latchkey", config: "wrangler.toml", env: "dev", script, port, vars });
+    const [path, flag] = script.split(":");
+    const server = await serveWorker({ name: "latchkey", config: "wrangler.toml", env: "dev", script: path, port, vars, localLimits: flag === "local-limits" });
     const state = { settings: { codes: 600 }, latchkeyChains: [] };
     state.latchkey = await latchkeySetup(server.origin);
     variants.push({ name, server, state, results: [] });

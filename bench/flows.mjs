@@ -1,8 +1,9 @@
 // Everything the benchmark must hold before it measures, obtained through the real flows over HTTP:
-// clients from the admin API, a user who signs in and consents once in a cookie jar (as
+// clients from the admin API (one of them authenticating with private_key_jwt), a user who signs in and consents once in a cookie jar (as
 // test/workers/browser.ts does), then authorization codes at one redirect each, refresh-token chains,
 // and the same for the workers-oauth-provider peer through its own API.
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
 
 export const MCP_RESOURCE = "http://localhost:8788/mcp";
 const REDIRECT_URI = "https://app.example/callback";
@@ -60,6 +61,27 @@ export async function latchkeySetup(origin) {
     token_endpoint_auth_method: "client_secret_basic",
   });
   const appAuth = basic(app.client_id, app.client_secret);
+  // An agent that authenticates with private_key_jwt (RFC 7523, RFC 10070): its key registered as `jwks`.
+  const { publicKey, privateKey } = await generateKeyPair("ES256");
+  const keyAgent = await admin({
+    client_name: "bench agent (private_key_jwt)",
+    grant_types: ["client_credentials"],
+    token_endpoint_auth_method: "private_key_jwt",
+    token_endpoint_auth_signing_alg: "ES256",
+    jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: "bench", alg: "ES256", use: "sig" }] },
+  });
+  /** One client assertion: single-use (its jti), so every request needs its own. */
+  const mintAssertion = () => {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg: "ES256", kid: "bench", typ: "client-authentication+jwt" })
+      .setIssuer(keyAgent.client_id)
+      .setSubject(keyAgent.client_id)
+      .setAudience(origin)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 240)
+      .sign(privateKey);
+  };
 
   // The cookie jar of one browser.
   const jar = new Map();
@@ -131,6 +153,19 @@ export async function latchkeySetup(origin) {
     mintRefreshTokens: (n) => pooled(n, 8, async () => (await redeem(await mintCode())).refresh_token),
     /** A fresh access token of a user's grant (for introspection: the grant is asked whether it stands). */
     mintGrantAccessToken: async () => (await redeem(await mintCode())).access_token,
+    /** `n` client_credentials requests, each with a fresh client assertion (minted here, in Node). */
+    assertionRequests: async (n) =>
+      (await pooled(n, 8, mintAssertion)).map((assertion) => ({
+        path: "/token",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "client_credentials",
+          client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+          client_assertion: assertion,
+          resource: MCP_RESOURCE,
+          scope: "mcp:read",
+        }).toString(),
+      })),
     codeRequest: (code) => ({
       path: "/token",
       headers: { Authorization: appAuth, "Content-Type": "application/x-www-form-urlencoded" },

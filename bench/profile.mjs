@@ -22,6 +22,7 @@ const server = await serveWorker({
   script,
   port,
   inspectorPort,
+  localLimits: true,
   vars: { ISSUER: `http://127.0.0.1:${port}`, AUTHORIZATION_CODE_TTL: "600" },
 });
 const loader = startLoadGenerator();

@@ -4,7 +4,7 @@
 //   BENCH_SECONDS=3        counted seconds per timed measurement (after 0.5 s of warm-up)
 //   BENCH_REPEATS=3        measurements per scenario and concurrency; the median is reported
 //   BENCH_CONCURRENCY=1,16,64
-//   BENCH_CODES=1000       authorization codes redeemed per measurement (codes are single-use)
+//   BENCH_CODES=1000       codes redeemed, or client assertions used, per measurement (both single-use)
 //   BENCH_ONLY=a,b         only these scenarios (and their controls); results go to dist/bench/ instead
 import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -57,6 +57,8 @@ try {
       port: latchkeyPort,
       // The dev environment's bindings, with the issuer where we serve it and codes that outlive minting a batch.
       vars: { ISSUER: `http://127.0.0.1:${latchkeyPort}`, AUTHORIZATION_CODE_TTL: "600" },
+      // Rate limits count in memory, as Cloudflare's binding does, not in Miniflare's SQLite emulation.
+      localLimits: true,
     }),
   );
   for (const w of workers) {

@@ -1,8 +1,7 @@
 // What `npm run bench` measures: one entry per scenario. A scenario names the server it loads, the
 // control it is divided by (measured in the same run, same runtime), and builds its load-generator
 // job (bench/load.mjs) from the state that bench/run.mjs prepared through the real flows
-// (bench/flows.mjs). Adding a scenario — say client_credentials with private_key_jwt, whose single-use
-// assertions would be minted in `prepare` like the codes are — means adding one entry here.
+// (bench/flows.mjs). Adding a scenario means adding one entry here.
 import { MCP_RESOURCE } from "./flows.mjs";
 
 const FORM = "application/x-www-form-urlencoded";
@@ -69,6 +68,15 @@ export const SCENARIOS = [
         body: new URLSearchParams({ grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:read" }).toString(),
       },
     }),
+  },
+  {
+    id: "client_credentials_private_key_jwt",
+    label: "Latchkey client_credentials (private_key_jwt)",
+    server: "latchkey",
+    control: "sign_floor",
+    // Client assertions are single-use (their jti is claimed in the ReplayGuard): a fixed number of
+    // requests, each with an assertion signed just before, as codes are minted.
+    prepare: async (s) => ({ kind: "list", expect: '"access_token"', requests: await s.latchkey.assertionRequests(s.settings.codes) }),
   },
   {
     id: "authorization_code",
@@ -159,6 +167,20 @@ export const TARGETS = [
     id: "cc_vs_oidc_provider",
     what: "client_credentials ≥ 1.1 × node-oidc-provider",
     scenario: "client_credentials",
+    versus: "oidc_provider_client_credentials",
+    min: 1.1,
+  },
+  {
+    id: "cc_jwt_vs_sign_floor",
+    what: "client_credentials (private_key_jwt) ≥ 0.8 × signing floor",
+    scenario: "client_credentials_private_key_jwt",
+    versus: "sign_floor",
+    min: 0.8,
+  },
+  {
+    id: "cc_jwt_vs_oidc_provider",
+    what: "client_credentials (private_key_jwt) ≥ 1.1 × node-oidc-provider (client_secret_basic)",
+    scenario: "client_credentials_private_key_jwt",
     versus: "oidc_provider_client_credentials",
     min: 1.1,
   },

@@ -4,10 +4,10 @@
 // Miniflare's API (not `wrangler dev`, whose proxy caps throughput), with the bindings its wrangler
 // config declares; node-oidc-provider runs in a child Node process.
 import { execFileSync, fork } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
-import { join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { gzipSync } from "node:zlib";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { childPids } from "./proc.mjs";
@@ -59,13 +59,59 @@ export function build(name, config, env) {
 }
 
 /**
- * Serves a bundle under its own workerd with the bindings of `config` (and `env`), plus `vars`.
- * Storage is in memory. Returns its origin, the workerd pid and a stop function.
+ * The entry module that serves a bundle with its rate-limiting bindings replaced by in-memory counters.
+ *
+ * Miniflare emulates each `ratelimits` binding's `limit()` as a fetch to a Durable Object that reads and
+ * writes SQLite: every call costs about what the grant floor's one Durable Object write costs. Cloudflare's
+ * binding is a counter kept in the location that serves the Worker, consulted without a storage write.
+ * The counters here count the same way (fixed windows of `period` seconds, one count per call, `success`
+ * while a key is within `limit`), once per isolate, so the Worker makes the same calls at a cost closer to
+ * what it pays when deployed. Which one a server got is part of its name in the results.
  */
-export async function serveWorker({ name, config, env, script, vars = {}, port, inspectorPort }) {
+function localLimitsEntry(bundle, ratelimits) {
+  const limits = Object.fromEntries(Object.entries(ratelimits).map(([name, { simple }]) => [name, simple]));
+  return `import worker from "./${bundle}";
+export * from "./${bundle}";
+const LIMITS = ${JSON.stringify(limits)};
+class InMemoryRateLimit {
+  constructor({ limit, period }) { this.max = limit; this.periodMs = period * 1000; this.window = -1; this.counts = new Map(); }
+  async limit({ key }) {
+    const window = Math.floor(Date.now() / this.periodMs);
+    if (window !== this.window) { this.window = window; this.counts.clear(); }
+    const count = (this.counts.get(key) ?? 0) + 1;
+    this.counts.set(key, count);
+    return { success: count <= this.max };
+  }
+}
+const replaced = new WeakMap();
+function withLimits(env) {
+  let out = replaced.get(env);
+  if (!out) {
+    out = { ...env };
+    for (const [name, simple] of Object.entries(LIMITS)) out[name] = new InMemoryRateLimit(simple);
+    replaced.set(env, out);
+  }
+  return out;
+}
+export default { fetch: (request, env, ctx) => worker.fetch(request, withLimits(env), ctx) };
+`;
+}
+
+/**
+ * Serves a bundle under its own workerd with the bindings of `config` (and `env`), plus `vars`.
+ * Storage is in memory. With `localLimits`, rate-limiting bindings count in memory (localLimitsEntry).
+ * Returns its origin, the workerd pid and a stop function.
+ */
+export async function serveWorker({ name, config, env, script, vars = {}, port, inspectorPort, localLimits = false }) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, config), env);
   // The bundle is one ES module: wrangler's module rules and root path are for sources, not bundles.
   const { modulesRules: _rules, rootPath: _root, ...options } = workerOptions;
+  let modules = [{ type: "ESModule", path: script }];
+  if (localLimits) {
+    const entry = join(dirname(script), "local-limits-entry.js");
+    writeFileSync(join(ROOT, entry), localLimitsEntry(basename(script), options.ratelimits ?? {}));
+    modules = [{ type: "ESModule", path: entry }, ...modules];
+  }
   const before = childPids("workerd");
   const mf = new Miniflare(
     convertV4MiniflareOptions({
@@ -75,7 +121,8 @@ export async function serveWorker({ name, config, env, script, vars = {}, port, 
         {
           ...options,
           name,
-          modules: [{ type: "ESModule", path: script }],
+          modules,
+          modulesRoot: ROOT,
           bindings: { ...options.bindings, ...vars },
           // Straight into the Worker: Miniflare's own entry worker (which adds `request.cf`, live reload
           // and the like before it calls the Worker) would otherwise run first on every request.
