@@ -93,9 +93,10 @@ export function buildApp(): Hono<AppEnv> {
     const error = known ?? new ServerError("the server could not complete the request");
     const request_id = c.get("request_id");
     if (!known || error.status >= 500) {
-      log("error", "unexpected_error", { request_id, path: new URL(c.req.url).pathname, error: String(err), stack: (err as Error).stack });
+      log("error", "unexpected_error", { request_id, path: c.req.path, error: String(err), stack: (err as Error).stack });
     } else if (known.detail) {
-      log("info", "oauth_error", { request_id, path: new URL(c.req.url).pathname, error: known.error, detail: known.detail });
+      // Why the request was refused, beyond what the client is told: in the request's log line.
+      c.set("refusal", { error: known.error, detail: known.detail });
     }
     const res = c.json(error.toJSON(), error.status);
     for (const [name, value] of Object.entries(error.headers)) res.headers.set(name, value);

@@ -75,7 +75,7 @@ describe("policy on a resource", () => {
     const lines: string[] = [];
     vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => void lines.push(args.map(String).join(" ")));
     await expectError(await unattested("data:write"), 403, "access_denied", "client attestation is required for scope data:write");
-    expect(lines.some((l) => l.includes('"audit":"policy.denied"') && l.includes("attestation missing for data:write"))).toBe(true);
+    expect(lines.some((l) => l.includes('"event":"policy.denied"') && l.includes("attestation missing for data:write"))).toBe(true);
     const res = await unattested("data:read");
     const body = (await res.json()) as { access_token: string; expires_in: number };
     expect({ status: res.status, expires_in: body.expires_in }).toEqual({ status: 200, expires_in: 120 });

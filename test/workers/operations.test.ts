@@ -72,15 +72,21 @@ describe("observability", () => {
       await postForm("/token", { grant_type: "client_credentials", client_id: app.client_id, client_secret: "wrong-secret-value" });
       await postForm("/revoke", { token: next.refresh_token as string }, auth);
     });
-    expect(lines.length).toBeGreaterThan(10);
+    // One line per request, whatever it logged: /authorize, /login, /authorize/continue, /consent, four
+    // token requests and a revocation are nine lines under nine request ids.
+    expect(lines).toHaveLength(9);
+    expect(new Set(lines.map((l) => (JSON.parse(l) as { request_id: string }).request_id)).size).toBe(lines.length);
     for (const line of lines) {
       const parsed = JSON.parse(line) as { level: string; event: string; request_id?: string };
       expect(parsed.request_id, line).toMatch(/^[0-9a-f-]{36}$/);
       for (const secret of secrets) expect(line).not.toContain(secret);
       expect(line).not.toContain("wrong-secret-value");
     }
-    const audits = lines.map((l) => JSON.parse(l) as Record<string, string>).filter((l) => l.event === "audit");
-    const trail = audits.map((a) => `${a.audit} ${a.outcome} ${a.detail ?? ""}`.trim());
+    // One line per request: its audit events ride in it.
+    const requests = lines.map((l) => JSON.parse(l) as { event: string; audit?: Record<string, string>[] });
+    expect(requests.every((r) => r.event === "request")).toBe(true);
+    const audits = requests.flatMap((r) => r.audit ?? []);
+    const trail = audits.map((a) => `${a.event} ${a.outcome} ${a.detail ?? ""}`.trim());
     expect(trail).toEqual([
       "login.succeeded success",
       expect.stringMatching(/^authorization\.granted success grant [0-9a-f]{64} scope=mcp:read mcp:write$/),
@@ -90,7 +96,7 @@ describe("observability", () => {
       "token.refused failure client_credentials invalid_client",
       expect.stringMatching(/^token\.revoked success refresh token, grant [0-9a-f]{64}$/),
     ]);
-    expect(audits.find((a) => a.audit === "token.issued")).toMatchObject({ client_id: app.client_id, subject: "usr_dev_alice" });
+    expect(audits.find((a) => a.event === "token.issued")).toMatchObject({ client_id: app.client_id, subject: "usr_dev_alice" });
   });
 });
 

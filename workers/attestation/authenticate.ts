@@ -36,7 +36,7 @@ export function readAttestationHeaders(headers: Headers): { attestation?: string
   return { ...(attestation !== undefined ? { attestation } : {}), ...(pop !== undefined ? { pop } : {}) };
 }
 
-/** What an attestation-authenticated request established: `c.var.attestation`. */
+/** What an attestation-authenticated request established: `c.get("attestation")`. */
 export interface VerifiedAttestation {
   facts: AttestedFacts;
 }
@@ -45,7 +45,7 @@ export interface VerifiedAttestation {
  * Authenticates a client by its Client Attestation (draft -11 §6): with a PoP header, the PoP JWT
  * ("attestation_pop_jwt", method `attest_jwt_client_auth`); without one but with a DPoP proof, the DPoP
  * combined mode (method `attest_jwt_client_auth_dpop`), whose proof must be signed by the `cnf` key and
- * whose freshness is the DPoP nonce. Sets `c.var.attestation` (and, combined, `c.var.dpop`).
+ * whose freshness is the DPoP nonce. Sets `c.get("attestation")` (and, combined, `c.get("dpop")`).
  */
 export async function authenticateByAttestation(c: Context<AppEnv>, input: { client_id?: string; attestation?: string; pop?: string }): Promise<Client> {
   if (input.attestation === undefined) throw new InvalidClientAttestation(`the ${POP_HEADER} header needs an ${ATTESTATION_HEADER} header`);
@@ -68,7 +68,7 @@ export async function authenticateByAttestation(c: Context<AppEnv>, input: { cli
   if (!attester || !vouchesFor(attester, client.client_id)) {
     throw new InvalidClientAttestation("the client attestation is not from an attester trusted for this client", `iss ${peeked.iss}`);
   }
-  const cfg = c.var.cfg;
+  const cfg = c.get("cfg");
   const t = now();
   const verified = await verifyAttestationJwt(input.attestation, attester, cfg, t);
   const facts = await appraise(verified.claims, attester, { secret: cfg.SESSION_SECRET, now: t, jkt: verified.jkt, pop: mode });

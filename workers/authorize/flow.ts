@@ -45,7 +45,7 @@ async function needsConsent(c: Context<AppEnv>, session: Session, interaction: I
   // Every unregistered client shares one client_id, so a yes to one of them is no yes to the next.
   if (interaction.client_id === DYNAMIC_CLIENT_ID) return true;
   const reg = registry(c.env);
-  for (const audience of audiences(interaction, c.var.cfg.ISSUER)) {
+  for (const audience of audiences(interaction, c.get("cfg").ISSUER)) {
     const allowed = new Set(await reg.getConsent(session.sub, interaction.client_id, audience));
     // An audience never consented to needs consent even for an empty scope.
     if (allowed.size === 0 || interaction.scope.some((s) => !allowed.has(s))) return true;

@@ -15,7 +15,7 @@ import type { Interaction } from "./session";
  * (show a page) or `RedirectableError` (send the error to the client).
  */
 export async function readAuthorizationRequest(c: Context<AppEnv>): Promise<{ client: Client; interaction: Interaction }> {
-  const params = c.var.params;
+  const params = c.get("params");
   const clientId = params.get("client_id");
   if (!clientId) throw new UntrustedRedirect(new InvalidRequest("client_id is missing"));
   // Any other request_uri would be a request object by reference (RFC 9101), which is not supported:
@@ -42,7 +42,7 @@ export async function readAuthorizationRequest(c: Context<AppEnv>): Promise<{ cl
   // RFC 9126 §4: when PAR is required, the server "will refuse, using the invalid_request error code, to
   // process any request to the authorization endpoint that does not have a request_uri parameter with a
   // value obtained from the PAR endpoint".
-  if (client.require_pushed_authorization_requests || c.var.cfg.REQUIRE_PUSHED_AUTHORIZATION_REQUESTS) {
+  if (client.require_pushed_authorization_requests || c.get("cfg").REQUIRE_PUSHED_AUTHORIZATION_REQUESTS) {
     throw new RedirectableError(new InvalidRequest("this client must use pushed authorization requests (RFC 9126)"), redirect_uri, params.get("state"));
   }
   const request = await validateAuthorizationParameters(c.env, client, params);

@@ -18,7 +18,7 @@ import type { Interaction, Session } from "./session";
  * Consent to an unregistered client is never remembered: its `client_id` is shared by every such client.
  */
 export async function issueCode(c: Context<AppEnv>, client: Client, interaction: Interaction, session: Session, consented: boolean): Promise<Response> {
-  const cfg = c.var.cfg;
+  const cfg = c.get("cfg");
   if (interaction.pushed) {
     const consumed = await consumePushedRequest(c, interaction.pushed);
     if (!consumed.ok) return errorPage(c, pushedRequestUsedUp(consumed.reason));

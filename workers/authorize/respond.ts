@@ -12,7 +12,7 @@ import { ErrorPage } from "../ui/pages";
 export function redirectToClient(c: Context<AppEnv>, redirectUri: string, params: Record<string, string | undefined>): Response {
   const url = new URL(redirectUri);
   for (const [name, value] of Object.entries(params)) if (value !== undefined) url.searchParams.append(name, value);
-  url.searchParams.append("iss", c.var.cfg.ISSUER);
+  url.searchParams.append("iss", c.get("cfg").ISSUER);
   return c.redirect(url.toString(), 303);
 }
 

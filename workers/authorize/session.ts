@@ -40,7 +40,7 @@ export interface Interaction extends AuthorizationRequest {
 export const INTERACTION_TTL = 900;
 
 function secure(c: Context<AppEnv>): boolean {
-  return new URL(c.var.cfg.ISSUER).protocol === "https:";
+  return new URL(c.get("cfg").ISSUER).protocol === "https:";
 }
 
 /** `__Host-` cookies are bound to this exact origin, but require Secure, which http://localhost lacks. */
@@ -50,7 +50,7 @@ function cookieName(c: Context<AppEnv>, base: string): string {
 
 async function jwtKey(c: Context<AppEnv>, purpose: string): Promise<Uint8Array> {
   // jose wants raw bytes for HS256; derive them per purpose so one token can never pass as another.
-  const key = await hmacKey(c.var.cfg.SESSION_SECRET, `latchkey ${purpose}`);
+  const key = await hmacKey(c.get("cfg").SESSION_SECRET, `latchkey ${purpose}`);
   return new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode("jwt")));
 }
 
@@ -59,7 +59,7 @@ export async function readSession(c: Context<AppEnv>): Promise<Session | null> {
   if (!raw) return null;
   try {
     const { payload } = await jwtVerify<Session>(raw, await jwtKey(c, "session"), {
-      issuer: c.var.cfg.ISSUER,
+      issuer: c.get("cfg").ISSUER,
       audience: "session",
       algorithms: ["HS256"],
       currentDate: new Date(now() * 1000),
@@ -71,10 +71,10 @@ export async function readSession(c: Context<AppEnv>): Promise<Session | null> {
 }
 
 export async function writeSession(c: Context<AppEnv>, session: Session): Promise<void> {
-  const ttl = c.var.cfg.SESSION_TTL;
+  const ttl = c.get("cfg").SESSION_TTL;
   const value = await new SignJWT({ auth_time: session.auth_time, amr: session.amr })
     .setProtectedHeader({ alg: "HS256" })
-    .setIssuer(c.var.cfg.ISSUER)
+    .setIssuer(c.get("cfg").ISSUER)
     .setAudience("session")
     .setSubject(session.sub)
     .setIssuedAt(now())
@@ -90,7 +90,7 @@ export function clearSession(c: Context<AppEnv>): void {
 export async function sealInteraction(c: Context<AppEnv>, request: Omit<Interaction, "iat">, iat = now()): Promise<string> {
   return new SignJWT({ request })
     .setProtectedHeader({ alg: "HS256" })
-    .setIssuer(c.var.cfg.ISSUER)
+    .setIssuer(c.get("cfg").ISSUER)
     .setAudience("interaction")
     .setIssuedAt(iat)
     .setExpirationTime(iat + INTERACTION_TTL)
@@ -102,7 +102,7 @@ export async function openInteraction(c: Context<AppEnv>, token: string | undefi
   if (!token) return null;
   try {
     const { payload } = await jwtVerify<{ request: Omit<Interaction, "iat"> }>(token, await jwtKey(c, "interaction"), {
-      issuer: c.var.cfg.ISSUER,
+      issuer: c.get("cfg").ISSUER,
       audience: "interaction",
       algorithms: ["HS256"],
       currentDate: new Date(now() * 1000),
@@ -121,14 +121,14 @@ export async function csrfToken(c: Context<AppEnv>): Promise<string> {
     binding = randomToken(32);
     setCookie(c, name, binding, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Strict" });
   }
-  return hmac(await hmacKey(c.var.cfg.SESSION_SECRET, "latchkey csrf"), binding);
+  return hmac(await hmacKey(c.get("cfg").SESSION_SECRET, "latchkey csrf"), binding);
 }
 
 /** Whether a submitted CSRF token belongs to this browser. */
 export async function csrfValid(c: Context<AppEnv>, submitted: string | undefined): Promise<boolean> {
   const binding = getCookie(c, cookieName(c, "lk_csrf"));
   if (!binding || !submitted) return false;
-  const expected = await hmac(await hmacKey(c.var.cfg.SESSION_SECRET, "latchkey csrf"), binding);
+  const expected = await hmac(await hmacKey(c.get("cfg").SESSION_SECRET, "latchkey csrf"), binding);
   return timingSafeEqualStrings(expected, submitted);
 }
 

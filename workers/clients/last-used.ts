@@ -18,7 +18,7 @@ const TOUCHED_MAX = 5000;
 
 /** Records, after the response and at most hourly, that `client` was just used (dynamically registered clients only). */
 export function markUsed(c: Context<AppEnv>, client: Client): void {
-  if (client.registered_by !== "dynamic_registration" || c.var.cfg.CLIENT_IDLE_TTL === 0) return;
+  if (client.registered_by !== "dynamic_registration" || c.get("cfg").CLIENT_IDLE_TTL === 0) return;
   const t = now();
   const last = touched.get(client.client_id);
   if (last !== undefined && t - last < TOUCH_INTERVAL && t >= last) return;

@@ -18,7 +18,7 @@ export type Acceptance = { ok: true; proof: DpopProof } | { ok: false; error: "i
 const REPLAY_NAMESPACE = "dpop";
 
 export async function acceptProof(c: Context<AppEnv>, jws: string, accessToken?: string): Promise<Acceptance> {
-  const cfg = c.var.cfg;
+  const cfg = c.get("cfg");
   const t = now();
   const checked = await checkProof(jws, {
     method: c.req.method,
@@ -46,6 +46,6 @@ export async function acceptProof(c: Context<AppEnv>, jws: string, accessToken?:
 
 /** The nonce to put in a `DPoP-Nonce` header now, or undefined when nonces are off (RFC 9449 §8.2). */
 export function nonceToProvide(c: Context<AppEnv>): Promise<string> | undefined {
-  const cfg = c.var.cfg;
+  const cfg = c.get("cfg");
   return cfg.DPOP_NONCE === "required" ? currentNonce(cfg.SESSION_SECRET, now()) : undefined;
 }

@@ -25,7 +25,7 @@ export const adminAttestation = new Hono<AppEnv>();
 adminAttestation.post("/attesters", async (c) => {
   const input = parse(AttesterInputSchema, await json(c));
   if (input.jwks_uri) {
-    const problem = outboundUrlProblem(input.jwks_uri, outboundPolicy(c.var.cfg));
+    const problem = outboundUrlProblem(input.jwks_uri, outboundPolicy(c.get("cfg")));
     if (problem) throw new InvalidRequest(`jwks_uri ${problem}`);
   }
   const attester: Attester = { ...input, id: `att_${randomToken(12)}`, created_at: now() };

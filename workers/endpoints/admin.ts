@@ -22,7 +22,7 @@ import { adminAttestation } from "./admin-attestation";
 export const admin = new Hono<AppEnv>();
 
 const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const expected = c.var.cfg.ADMIN_TOKEN;
+  const expected = c.get("cfg").ADMIN_TOKEN;
   if (!expected) throw new TemporarilyUnavailable("the admin API is disabled: ADMIN_TOKEN is not configured");
   const header = c.req.header("authorization") ?? "";
   const presented = /^Bearer (\S+)$/i.exec(header)?.[1];
@@ -64,7 +64,7 @@ export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.I
 }
 
 // ── clients ──────────────────────────────────────────────────────────────────────────────────
-admin.post("/clients", async (c) => c.json(await registerClient(c.env, c.var.cfg, await json(c), "admin"), 201));
+admin.post("/clients", async (c) => c.json(await registerClient(c.env, c.get("cfg"), await json(c), "admin"), 201));
 
 admin.get("/clients/:id", async (c) => {
   const client = await registry(c.env).getClient(c.req.param("id"));

@@ -34,9 +34,11 @@ const backchannelLimit = rateLimit(
 );
 
 bcAuthorize.post("/bc-authorize", noStore, formBody, backchannelLimit, clientAuth, async (c) => {
-  const { params, client, cfg } = c.var;
+  const params = c.get("params");
+  const client = c.get("client");
+  const cfg = c.get("cfg");
   // CIBA §7.1: "The Client MUST authenticate to the Backchannel Authentication Endpoint".
-  if (c.var.auth_method === "none") throw new InvalidClient("client authentication is required at the backchannel authentication endpoint");
+  if (c.get("auth_method") === "none") throw new InvalidClient("client authentication is required at the backchannel authentication endpoint");
   if (!client.grant_types.includes("urn:openid:params:grant-type:ciba")) throw new UnauthorizedClient("this client is not registered for the CIBA grant");
   const mode = client.backchannel_token_delivery_mode ?? "poll";
   if (params.has("request")) throw new InvalidRequest("signed authentication requests (request) are not supported");

@@ -18,6 +18,6 @@ challenge.post("/challenge", noStore, async (c) => {
   const t = now();
   const nonce = await nonceToProvide(c);
   if (nonce !== undefined) c.header("DPoP-Nonce", nonce);
-  return c.json({ attestation_challenge: await currentChallenge(c.var.cfg.SESSION_SECRET, t) });
+  return c.json({ attestation_challenge: await currentChallenge(c.get("cfg").SESSION_SECRET, t) });
 });
 challenge.all("/challenge", methodNotAllowed("POST"));

@@ -48,7 +48,7 @@ clientConfiguration.put("/register/:client_id", noStore, async (c) => {
   if (managed) throw new InvalidClientMetadata(`${managed} is managed by the server and must not be sent`);
   const { client_id: _id, client_secret, ...fields } = body;
   if (client_secret !== undefined && typeof client_secret !== "string") throw new InvalidClientMetadata("client_secret must be a string");
-  const metadata = validateClientMetadata(fields, outboundPolicy(c.var.cfg));
+  const metadata = validateClientMetadata(fields, outboundPolicy(c.get("cfg")));
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const next = await mintRegistrationAccessToken();
   const result = await registry(c.env).manageClient({
@@ -94,6 +94,6 @@ function configurationResponse(c: Context<AppEnv>, client: Client, registrationA
   return {
     ...clientInformation(client),
     registration_access_token: registrationAccessToken,
-    registration_client_uri: registrationClientUri(c.var.cfg, client.client_id),
+    registration_client_uri: registrationClientUri(c.get("cfg"), client.client_id),
   };
 }

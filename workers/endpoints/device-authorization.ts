@@ -20,7 +20,9 @@ import type { AppEnv } from "../types";
 export const deviceAuthorization = new Hono<AppEnv>();
 
 deviceAuthorization.post("/device_authorization", noStore, formBody, clientAuth, async (c) => {
-  const { params, client, cfg } = c.var;
+  const params = c.get("params");
+  const client = c.get("client");
+  const cfg = c.get("cfg");
   if (!client.grant_types.includes("urn:ietf:params:oauth:grant-type:device_code")) {
     throw new UnauthorizedClient("this client is not registered for the device_code grant");
   }

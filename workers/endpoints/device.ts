@@ -31,8 +31,8 @@ device.get("/device", async (c) => {
 device.post("/device", formBody, async (c) => {
   const session = await signedIn(c, "/device");
   if (session instanceof Response) return session;
-  if (!(await csrfValid(c, c.var.params.get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
-  const typed = c.var.params.get("user_code") ?? "";
+  if (!(await csrfValid(c, c.get("params").get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
+  const typed = c.get("params").get("user_code") ?? "";
   const found = await lookUp(c, session, typed);
   if (found instanceof Response) return found;
   return userPage(c, DeviceConfirmPage({ csrf: await csrfToken(c), request: found.request, userCode: displayUserCode(found.code) }) as JSX.Element);
@@ -41,7 +41,7 @@ device.post("/device", formBody, async (c) => {
 device.post("/device/decide", formBody, async (c) => {
   const session = await signedIn(c, "/device");
   if (session instanceof Response) return session;
-  const { params } = c.var;
+  const params = c.get("params");
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
   const decision = params.get("decision");
   const id = params.get("id");

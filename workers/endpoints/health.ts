@@ -7,4 +7,6 @@ import type { AppEnv } from "../types";
  */
 export const health = new Hono<AppEnv>();
 
-health.get("/health", (c) => c.json({ status: "ok", environment: c.var.cfg.ENVIRONMENT, issuer: c.var.cfg.ISSUER }, 200, { "Cache-Control": "no-store" }));
+health.get("/health", (c) =>
+  c.json({ status: "ok", environment: c.get("cfg").ENVIRONMENT, issuer: c.get("cfg").ISSUER }, 200, { "Cache-Control": "no-store" }),
+);

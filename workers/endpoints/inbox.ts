@@ -33,7 +33,7 @@ inbox.get("/inbox/sw.js", (c) => c.body(SERVICE_WORKER, 200, { "Content-Type": "
 inbox.get("/signin", async (c) => signInPage(c, safeNext(c.req.query("next"))));
 
 inbox.post("/signin", formBody, async (c) => {
-  const { params } = c.var;
+  const params = c.get("params");
   const next = safeNext(params.get("next"));
   if (!(await csrfValid(c, params.get("csrf")))) return signInPage(c, next, "The form has expired; please try again.");
   const email = params.get("email")?.trim().toLowerCase();
@@ -92,7 +92,7 @@ inbox.get("/inbox", async (c) => {
 inbox.post("/inbox/decide", formBody, async (c) => {
   const session = await signedIn(c, "/inbox");
   if (session instanceof Response) return session;
-  const { params } = c.var;
+  const params = c.get("params");
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
   const id = params.get("id");
   const decision = params.get("decision");
@@ -106,7 +106,7 @@ inbox.post("/inbox/decide", formBody, async (c) => {
 /** The live list: a WebSocket to the user's ApprovalQueue, from our own pages only (cross-site WebSocket hijacking). */
 inbox.get("/inbox/live", async (c) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new InvalidRequest("expected a WebSocket upgrade");
-  if (c.req.header("origin") !== new URL(c.var.cfg.ISSUER).origin) throw new Forbidden("WebSocket connections are accepted from this origin only");
+  if (c.req.header("origin") !== new URL(c.get("cfg").ISSUER).origin) throw new Forbidden("WebSocket connections are accepted from this origin only");
   const session = await readSession(c);
   if (!session) throw new Forbidden("sign in first");
   return queue(c.env, session.sub).fetch(c.req.raw);
@@ -142,7 +142,7 @@ inbox.on(["POST", "DELETE"], "/inbox/push-subscriptions", async (c) => {
 inbox.post("/inbox/webhook", formBody, async (c) => {
   const session = await signedIn(c, "/inbox");
   if (session instanceof Response) return session;
-  const { params } = c.var;
+  const params = c.get("params");
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
   const url = params.get("url");
   if (url !== undefined && !notificationUrlAllowed(c, url)) throw new InvalidRequest("the webhook URL must be https");
@@ -164,7 +164,7 @@ function notificationUrlAllowed(c: Context<AppEnv>, value: string): boolean {
   } catch {
     return false;
   }
-  const loopback = c.var.cfg.ENVIRONMENT === "dev" && url.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
+  const loopback = c.get("cfg").ENVIRONMENT === "dev" && url.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
   return (url.protocol === "https:" || loopback) && !url.username && !url.password && !url.hash && value.length <= 2000;
 }
 

@@ -17,7 +17,9 @@ import type { AppEnv } from "../types";
 export const introspect = new Hono<AppEnv>();
 
 introspect.post("/introspect", noStore, formBody, clientAuth, async (c) => {
-  const { params, cfg, auth_method } = c.var;
+  const params = c.get("params");
+  const cfg = c.get("cfg");
+  const auth_method = c.get("auth_method");
   // RFC 7662 §2.1: the endpoint MUST require authorization; a public client proves nothing.
   if (auth_method === "none") throw new InvalidClient("introspection requires client authentication");
   const token = params.get("token");

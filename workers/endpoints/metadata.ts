@@ -80,7 +80,7 @@ metadata.get("/.well-known/oauth-authorization-server", serve);
 metadata.get("/.well-known/openid-configuration", serve);
 
 function serve(c: import("hono").Context<AppEnv>) {
-  const cfg = c.var.cfg;
+  const cfg = c.get("cfg");
   if (cached?.cfg !== cfg) cached = { cfg, body: JSON.stringify(serverMetadata(cfg)) };
   return c.body(cached.body, 200, { "Content-Type": "application/json", "Cache-Control": "public, max-age=300" });
 }

@@ -28,12 +28,12 @@ import type { AppEnv } from "../types";
 export const par = new Hono<AppEnv>();
 
 par.post("/par", noStore, formBody, clientAuth, dpopProof({ requiredForBoundClients: false }), async (c) => {
-  const { cfg } = c.var;
-  let params = c.var.params;
+  const cfg = c.get("cfg");
+  let params = c.get("params");
   // RFC 9126 §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT be provided."
   if (params.has("request_uri")) throw new InvalidRequest("request_uri must not be sent to the pushed authorization request endpoint");
   // RFC 9449 §10.1: a DPoP proof at PAR binds the code to its key, like dpop_jkt; with both they must agree.
-  const proved = c.var.dpop?.jkt;
+  const proved = c.get("dpop")?.jkt;
   if (proved) {
     const named = params.get("dpop_jkt");
     if (named !== undefined && named !== proved) throw new InvalidRequest("dpop_jkt does not match the key of the DPoP proof");
@@ -41,7 +41,7 @@ par.post("/par", noStore, formBody, clientAuth, dpopProof({ requiredForBoundClie
   }
   // RFC 9126 §2.1 requires client_id here; one that authenticated with HTTP Basic is named by that alone
   // (a different body client_id is refused by client authentication), and stored with its request.
-  const client = c.var.client.client_id === DYNAMIC_CLIENT_ID ? pushedClient(params).client : c.var.client;
+  const client = c.get("client").client_id === DYNAMIC_CLIENT_ID ? pushedClient(params).client : c.get("client");
   try {
     // RFC 9126 §2.3: the error is the one the authorization endpoint would have sent, as JSON here;
     // a bad redirect URI, which is never redirected, is invalid_request.

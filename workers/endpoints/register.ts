@@ -27,7 +27,7 @@ const registrationLimit = rateLimit(
 );
 
 register.post("/register", noStore, registrationLimit, async (c) => {
-  const cfg = c.var.cfg;
+  const cfg = c.get("cfg");
   if (cfg.REGISTRATION_POLICY === "closed") throw new Forbidden("dynamic client registration is closed on this server");
   const gate: RegistrationGate = { now: now() };
   // RFC 7591 §3: the initial access token is an OAuth 2.0 Bearer token (RFC 6750).

@@ -20,7 +20,9 @@ import type { AppEnv } from "../types";
 export const revoke = new Hono<AppEnv>();
 
 revoke.post("/revoke", noStore, formBody, clientAuth, async (c) => {
-  const { params, cfg, client } = c.var;
+  const params = c.get("params");
+  const cfg = c.get("cfg");
+  const client = c.get("client");
   const token = params.get("token");
   if (!token) throw new InvalidRequest("token is required");
   const refresh = await parseHandle("refresh", token);

@@ -29,22 +29,22 @@ const auditOutcome: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   // Hono turns a thrown error into the onError response further in and leaves it in `c.error`.
   if (c.error instanceof OAuthError) {
-    const grantType = c.var.params.get("grant_type") ?? "none";
+    const grantType = c.get("params").get("grant_type") ?? "none";
     audit(c, { event: "token.refused", outcome: "failure", client_id: claimedClientId(c), detail: `${grantType} ${c.error.error}` });
   }
 };
 
 async function issue(c: Context<AppEnv>) {
-  const grantType = c.var.params.get("grant_type");
+  const grantType = c.get("params").get("grant_type");
   if (!grantType) throw new InvalidRequest("grant_type is required");
   const grant = grants.get(grantType);
   if (!grant) throw new UnsupportedGrantType(`grant_type ${grantType} is not supported`);
-  if (!(c.var.client.grant_types as string[]).includes(grantType)) {
+  if (!(c.get("client").grant_types as string[]).includes(grantType)) {
     throw new UnauthorizedClient(`this client is not registered for the ${grantType} grant`);
   }
   const response = await grant.handle(c);
   const claims = decodeJwt(response.access_token);
-  audit(c, { event: "token.issued", outcome: "success", client_id: c.var.client.client_id, subject: claims.sub, detail: `${grantType} aud=${claims.aud}` });
+  audit(c, { event: "token.issued", outcome: "success", client_id: c.get("client").client_id, subject: claims.sub, detail: `${grantType} aud=${claims.aud}` });
   return c.json(response);
 }
 

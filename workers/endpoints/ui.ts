@@ -20,7 +20,7 @@ ui.get("/assets/latchkey.css", (c) => c.body(STYLESHEET, 200, { "Content-Type": 
 
 /** Every form post: a CSRF token bound to this browser, and a valid interaction. */
 async function formContext(c: Context<AppEnv>) {
-  const params = c.var.params;
+  const params = c.get("params");
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; go back to the application and try again");
   const token = params.get("interaction");
   const interaction = await openInteraction(c, token);

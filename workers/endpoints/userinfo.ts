@@ -62,7 +62,7 @@ async function checkBinding(c: Context<AppEnv>, token: string, jkt: string): Pro
 }
 
 async function claims(c: Context<AppEnv>, presented: { scheme: Scheme; token: string }) {
-  const cfg = c.var.cfg;
+  const cfg = c.get("cfg");
   const { scheme, token } = presented;
   const inspected = await inspectToken(c.env, cfg, token, now());
   if (inspected.kind !== "access_token" || !inspected.grant) throw challenge(new InvalidToken("the access token is invalid, expired or revoked"), scheme);
@@ -97,7 +97,7 @@ async function handle(c: Context<AppEnv>, bodyToken?: string) {
   if (!presented) {
     const error = new InvalidToken("an access token is required");
     // RFC 6750 §3.1 and RFC 9449 §7.2: no error code when the request carried no credentials; both schemes offered.
-    const realm = `realm="${c.var.cfg.ISSUER}"`;
+    const realm = `realm="${c.get("cfg").ISSUER}"`;
     error.headers["WWW-Authenticate"] = `Bearer ${realm}, DPoP ${realm}, ${ALGS}`;
     throw error;
   }
@@ -117,7 +117,7 @@ userinfo.get("/userinfo", noStore, (c) => handle(c));
 userinfo.post("/userinfo", noStore, async (c) => {
   // RFC 6750 §2.2: a form-encoded body may carry access_token.
   if (c.req.header("content-type")?.startsWith("application/x-www-form-urlencoded")) {
-    return formBody(c, async () => {}).then(() => handle(c, c.var.params.get("access_token")));
+    return formBody(c, async () => {}).then(() => handle(c, c.get("params").get("access_token")));
   }
   return handle(c);
 });

@@ -67,7 +67,7 @@ app.get("/.well-known/oauth-protected-resource/*", (c) => {
 app.all("/mcp", (c, next) => requireAccessToken<AppEnv>({ verify: verify(c.env), resource: c.env.RESOURCE, scopes: ["mcp:read"] })(c, next));
 
 app.post("/mcp", async (c) => {
-  const token = c.var.accessToken;
+  const token = c.get("accessToken");
   let body: unknown;
   try {
     body = await c.req.json();

@@ -18,7 +18,10 @@ const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 export const authorizationCode: GrantHandler = {
   grant_type: "authorization_code",
   async handle(c) {
-    const { params, client, auth_method, dpop } = c.var;
+    const params = c.get("params");
+    const client = c.get("client");
+    const auth_method = c.get("auth_method");
+    const dpop = c.get("dpop");
     const code = params.get("code");
     const verifier = params.get("code_verifier");
     if (!code) throw new InvalidRequest("code is required");
@@ -37,7 +40,7 @@ export const authorizationCode: GrantHandler = {
       refresh_hash: refresh?.hash,
       dpop_jkt: dpop?.jkt,
       bind_refresh_to_key: auth_method === "none",
-      instance_jkt: c.var.attestation?.facts.jkt,
+      instance_jkt: c.get("attestation")?.facts.jkt,
       now: now(),
     });
     if (!result.ok) {

@@ -10,7 +10,9 @@ import type { GrantHandler } from "./types";
 export const ciba: GrantHandler = {
   grant_type: "urn:openid:params:grant-type:ciba",
   async handle(c) {
-    const { params, client, cfg } = c.var;
+    const params = c.get("params");
+    const client = c.get("client");
+    const cfg = c.get("cfg");
     // CIBA §10.3: "the Client MUST NOT ... poll the token endpoint" in push mode; such requests are unauthorized.
     if (client.backchannel_token_delivery_mode === "push") throw new UnauthorizedClient("this client receives its tokens by push, not from the token endpoint");
     const authReqId = params.get("auth_req_id");

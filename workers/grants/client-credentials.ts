@@ -17,7 +17,9 @@ import type { GrantHandler } from "./types";
 export const clientCredentials: GrantHandler = {
   grant_type: "client_credentials",
   async handle(c) {
-    const { params, cfg, client } = c.var;
+    const params = c.get("params");
+    const cfg = c.get("cfg");
+    const client = c.get("client");
     const bound = binding(c);
     const requested = parseScope(params.get("scope"));
     const resources = parseResources(params.all("resource"));

@@ -10,7 +10,9 @@ import type { GrantHandler } from "./types";
 export const deviceCode: GrantHandler = {
   grant_type: "urn:ietf:params:oauth:grant-type:device_code",
   async handle(c) {
-    const { params, client, cfg } = c.var;
+    const params = c.get("params");
+    const client = c.get("client");
+    const cfg = c.get("cfg");
     const deviceCode = params.get("device_code");
     if (!deviceCode) throw new InvalidRequest("device_code is required");
     const queue = await queueFor(c.env, "device", deviceCode);

@@ -22,7 +22,9 @@ export async function issueFromGrant(
   c: Context<AppEnv>,
   input: { grant_id: string; data: GrantData; refresh_token?: string; id_token: boolean },
 ): Promise<TokenResponse> {
-  const { cfg, client, params } = c.var;
+  const cfg = c.get("cfg");
+  const client = c.get("client");
+  const params = c.get("params");
   const bound = binding(c);
   const t = now();
   const aud = pickAudience(input.data.resources, params.all("resource"), cfg.ISSUER);
@@ -65,7 +67,8 @@ export async function issueFromGrant(
  * with both is refused.
  */
 export function binding(c: Context<AppEnv>): { jkt?: string; jwk?: JWK; token_type: TokenResponse["token_type"] } {
-  const { dpop, httpsig } = c.var;
+  const dpop = c.get("dpop");
+  const httpsig = c.get("httpsig");
   if (dpop && httpsig) throw new InvalidRequest("an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both");
   if (dpop) return { jkt: dpop.jkt, token_type: "DPoP" };
   if (httpsig) return { jwk: httpsig.jwk, token_type: "httpsig" };

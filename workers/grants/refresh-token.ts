@@ -15,7 +15,9 @@ import type { GrantHandler } from "./types";
 export const refreshToken: GrantHandler = {
   grant_type: "refresh_token",
   async handle(c) {
-    const { params, client, dpop } = c.var;
+    const params = c.get("params");
+    const client = c.get("client");
+    const dpop = c.get("dpop");
     const presented = params.get("refresh_token");
     if (!presented) throw new InvalidRequest("refresh_token is required");
     const handle = await parseHandle("refresh", presented);
@@ -32,7 +34,7 @@ export const refreshToken: GrantHandler = {
       dpop_jkt: dpop?.jkt,
       // draft-ietf-oauth-attestation-based-client-auth-11 §11: a family issued under attestation refreshes
       // only with an attestation for the same Client Instance Key.
-      instance_jkt: c.var.attestation?.facts.jkt,
+      instance_jkt: c.get("attestation")?.facts.jkt,
       now: now(),
     });
     if (!result.ok) {

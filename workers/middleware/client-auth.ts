@@ -29,13 +29,13 @@ type Presented =
  * (draft-ietf-oauth-attestation-based-client-auth-11), checked by `attestation/authenticate.ts`. Every
  * response to a request carrying one gets a fresh `OAuth-Client-Attestation-Challenge` header (§8.2).
  * An HTTP message signature tagged `httpsig-oauth-token-request` (draft-richer-oauth-httpsig-03) is
- * checked by `clients/httpsig-auth.ts`, which also hands its key to the token endpoint in `c.var.httpsig`
+ * checked by `clients/httpsig-auth.ts`, which also hands its key to the token endpoint in `c.get("httpsig")`
  * for binding.
  */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const presented = present(c.req.header("authorization"), c.var.params, c.req.raw.headers);
+  const presented = present(c.req.header("authorization"), c.get("params"), c.req.raw.headers);
   if (presented.method === "attestation") {
-    const challenge = await currentChallenge(c.var.cfg.SESSION_SECRET, now());
+    const challenge = await currentChallenge(c.get("cfg").SESSION_SECRET, now());
     const nonce = c.req.header("dpop") !== undefined ? await nonceToProvide(c) : undefined;
     let client: Client;
     try {
@@ -59,7 +59,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   if (presented.method === HTTPSIG_CLIENT_AUTH) {
     const request = { method: c.req.method, url: c.req.url, headers: c.req.raw.headers, body: async () => new Uint8Array(await c.req.arrayBuffer()) };
-    const { client, key } = await authenticateBySignature(c.env, c.var.cfg, request, presented.client_id);
+    const { client, key } = await authenticateBySignature(c.env, c.get("cfg"), request, presented.client_id);
     markUsed(c, client);
     c.set("client", client);
     c.set("auth_method", presented.method);
@@ -67,7 +67,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     return next();
   }
   if (presented.method === "private_key_jwt") {
-    const client = await authenticateByAssertion(c.env, c.var.cfg, presented);
+    const client = await authenticateByAssertion(c.env, c.get("cfg"), presented);
     markUsed(c, client);
     c.set("client", client);
     c.set("auth_method", presented.method);
@@ -75,7 +75,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   const fail = (description: string, detail?: string) => {
     const error = new InvalidClient(description, detail);
-    if (presented.method === "client_secret_basic") error.headers["WWW-Authenticate"] = `Basic realm="${c.var.cfg.ISSUER}", charset="UTF-8"`;
+    if (presented.method === "client_secret_basic") error.headers["WWW-Authenticate"] = `Basic realm="${c.get("cfg").ISSUER}", charset="UTF-8"`;
     return error;
   };
   const client = await resolveClient(c.env, presented.client_id);
@@ -96,7 +96,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
 export function claimedClientId(c: Context<AppEnv>): string | undefined {
   const header = c.req.header("authorization");
   if (header?.match(/^basic /i)) return parseBasic(header)?.client_id;
-  return c.var.params.get("client_id");
+  return c.get("params").get("client_id");
 }
 
 function present(authorization: string | undefined, params: AppEnv["Variables"]["params"], headers: Headers): Presented {

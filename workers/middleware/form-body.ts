@@ -46,7 +46,7 @@ export class Params {
   }
 }
 
-/** Reads the body once as `application/x-www-form-urlencoded` into `c.var.params`. */
+/** Reads the body once as `application/x-www-form-urlencoded` into `c.get("params")`. */
 export const formBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
   if (type !== "application/x-www-form-urlencoded") {
@@ -62,7 +62,7 @@ export const formBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-/** Reads query parameters (GET) or the form body (POST) into `c.var.params`. */
+/** Reads query parameters (GET) or the form body (POST) into `c.get("params")`. */
 export const queryOrFormBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.req.method === "POST") return formBody(c, next);
   c.set("params", new Params(new URL(c.req.url).searchParams));

@@ -26,13 +26,13 @@ export function requireBearer(c: Context<AppEnv>, what: string): string {
   const token = header ? /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header)?.[1] : undefined;
   if (token) return token;
   const error = header ? new InvalidToken(`the Authorization header must carry ${what} as a Bearer token`) : new InvalidToken(`${what} is required`);
-  error.headers["WWW-Authenticate"] = header ? `Bearer realm="${c.var.cfg.ISSUER}", error="invalid_token"` : `Bearer realm="${c.var.cfg.ISSUER}"`;
+  error.headers["WWW-Authenticate"] = header ? `Bearer realm="${c.get("cfg").ISSUER}", error="invalid_token"` : `Bearer realm="${c.get("cfg").ISSUER}"`;
   throw error;
 }
 
 /** 401 `invalid_token` with its RFC 6750 challenge. */
 export function invalidToken(c: Context<AppEnv>, description: string): InvalidToken {
   const error = new InvalidToken(description);
-  error.headers["WWW-Authenticate"] = `Bearer realm="${c.var.cfg.ISSUER}", error="invalid_token"`;
+  error.headers["WWW-Authenticate"] = `Bearer realm="${c.get("cfg").ISSUER}", error="invalid_token"`;
   return error;
 }

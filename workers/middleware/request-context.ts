@@ -1,22 +1,30 @@
 import type { MiddlewareHandler } from "hono";
+import type { AuditTrail } from "../observe/audit";
 import { log } from "../observe/log";
 import type { AppEnv } from "../types";
 
 /**
  * Gives every request an id (echoed as `X-Request-Id` on every response, errors included) and writes
- * one request log line: method, path (never the query, which may carry codes), status and duration.
+ * one log line per request: method, path (never the query, which may carry codes), status, duration,
+ * the OAuth error and its internal detail if it was refused, and the audit events it produced
+ * (`observe/audit.ts`). A token issuance is one line; only an unexpected error adds one (its stack).
  */
 export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   const request_id = crypto.randomUUID();
   const started = Date.now();
+  const trail: AuditTrail = { events: [], written: false };
   c.set("request_id", request_id);
+  c.set("audit_trail", trail);
   await next();
   c.res.headers.set("X-Request-Id", request_id);
+  trail.written = true;
   log(c.res.status >= 500 ? "error" : "info", "request", {
     request_id,
     method: c.req.method,
-    path: new URL(c.req.url).pathname,
+    path: c.req.path,
     status: c.res.status,
     ms: Date.now() - started,
+    ...c.get("refusal"),
+    ...(trail.events.length ? { audit: trail.events } : {}),
   });
 };

@@ -4,8 +4,9 @@ import { log } from "./log";
 
 /**
  * Audit events: who was granted what, who was refused and why, what administrators changed, and
- * security events (a replayed code, a reused refresh token). Each is one structured log line and one
- * Workers Analytics Engine data point (dataset `latchkey_audit`), schema in README "Audit events":
+ * security events (a replayed code, a reused refresh token). Each is one Workers Analytics Engine data
+ * point (dataset `latchkey_audit`) and rides in its request's one log line as `audit: [{event, …}]`
+ * (README "Audit events"):
  *
  *   blob1 event   blob2 outcome   blob3 client_id   blob4 subject   blob5 detail   blob6 request_id
  *   double1 unix time             index1 client_id (or event, when no client)
@@ -35,10 +36,18 @@ export interface AuditRecord {
   detail?: string;
 }
 
+/** The audit events of one request; `written` once its log line is out. */
+export interface AuditTrail {
+  events: AuditRecord[];
+  written: boolean;
+}
+
 export function audit(c: Context<AppEnv>, record: AuditRecord): void {
   const request_id = c.get("request_id") ?? "";
-  const { event, ...rest } = record;
-  log("info", "audit", { request_id, audit: event, ...rest });
+  const trail = c.get("audit_trail");
+  // The request's log line carries its events; one that comes later (or outside a request) is a line of its own.
+  if (trail && !trail.written) trail.events.push(record);
+  else log("info", "audit", { request_id, audit: [record] });
   c.env.AUDIT?.writeDataPoint({
     blobs: [record.event, record.outcome, record.client_id ?? "", record.subject ?? "", record.detail ?? "", request_id],
     doubles: [Date.now() / 1000],

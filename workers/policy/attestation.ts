@@ -22,10 +22,10 @@ export interface AttestationOutcome {
  * is recorded as a `policy.denied` audit event.
  */
 export function enforceAttestationPolicy(c: Context<AppEnv>, input: { scope: readonly string[]; resources: readonly (Resource | null)[] }): AttestationOutcome {
-  const policies = [c.var.client.attestation_policy, ...input.resources.map((r) => r?.attestation_policy)].filter((p): p is AttestationPolicy => !!p);
-  const facts = c.var.attestation?.facts;
+  const policies = [c.get("client").attestation_policy, ...input.resources.map((r) => r?.attestation_policy)].filter((p): p is AttestationPolicy => !!p);
+  const facts = c.get("attestation")?.facts;
   const deny = (description: string, detail: string): never => {
-    audit(c, { event: "policy.denied", outcome: "failure", client_id: c.var.client.client_id, detail });
+    audit(c, { event: "policy.denied", outcome: "failure", client_id: c.get("client").client_id, detail });
     throw new Forbidden(description, detail);
   };
   let max: number | undefined;

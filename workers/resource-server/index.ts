@@ -4,7 +4,7 @@
  *
  * - `createTokenVerifier({ issuer, resource })` verifies Latchkey access tokens (RFC 9068) against the
  *   issuer's JWKS; `requireAccessToken({ verify, resource, scopes, dpop })` is the Hono middleware that
- *   takes them from the Authorization header and sets `c.var.accessToken`.
+ *   takes them from the Authorization header and sets the `accessToken` variable.
  * - DPoP (RFC 9449): a token with `cnf.jkt` is accepted only as `Authorization: DPoP <token>` with a
  *   proof for this request by that key (`ath`, `htm`, `htu` against `resource`'s origin, `iat` within
  *   `dpop.proofWindowSeconds`); as Bearer it is refused. Challenges carry `algs`. What the resource must
