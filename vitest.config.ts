@@ -15,6 +15,8 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml", environment: "dev" },
             // Small limits, so the abuse-limit tests can reach them; test browsers each get their own IP.
             miniflare: {
+              // Every request's log line, so that the logging tests see whole flows.
+              bindings: { LOG_REQUESTS: "all" },
               ratelimits: {
                 LOGIN_LIMIT: { namespace_id: "3001", simple: { limit: 10, period: 60 } },
                 TOKEN_LIMIT: { namespace_id: "3002", simple: { limit: 200, period: 60 } },

@@ -130,6 +130,12 @@ export const ConfigSchema = v.pipe(
      * (§11.2); `off` never asks for one.
      */
     DPOP_NONCE: v.optional(v.picklist(["required", "off"]), "required"),
+    /**
+     * Which requests get a log line (`middleware/request-context.ts`): `failures` (default), those answered
+     * 4xx or 5xx, or `all`. Workers Logs records every invocation itself, and every audit event is an
+     * Analytics Engine data point whatever this says; a line costs CPU on every request it is written for.
+     */
+    LOG_REQUESTS: v.optional(v.picklist(["failures", "all"]), "failures"),
     /** How far (seconds) a DPoP proof's `iat` may lie from the server's clock, either way (RFC 9449 §11.1). Default 60 s. */
     DPOP_PROOF_WINDOW: seconds(60, 5, 300),
     /** CIBA Core §7.3 `expires_in`: the longest a backchannel request waits for the user. Default 10 minutes. */

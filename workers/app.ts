@@ -94,9 +94,9 @@ export function buildApp(): Hono<AppEnv> {
     const request_id = c.get("request_id");
     if (!known || error.status >= 500) {
       log("error", "unexpected_error", { request_id, path: c.req.path, error: String(err), stack: (err as Error).stack });
-    } else if (known.detail) {
-      // Why the request was refused, beyond what the client is told: in the request's log line.
-      c.set("refusal", { error: known.error, detail: known.detail });
+    } else {
+      // What the request was refused with, and why beyond what the client is told: in its log line.
+      c.set("refusal", known.detail ? { error: known.error, detail: known.detail } : { error: known.error });
     }
     const res = c.json(error.toJSON(), error.status);
     for (const [name, value] of Object.entries(error.headers)) res.headers.set(name, value);

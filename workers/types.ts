@@ -21,7 +21,7 @@ export interface AppEnv {
     /** The audit events of this request, written with its log line (`middleware/request-context.ts`). */
     audit_trail: AuditTrail;
     /** An OAuth error's code and internal detail, for the request's log line (`app.ts` onError). */
-    refusal?: { error: string; detail: string };
+    refusal?: { error: string; detail?: string };
     /** Parsed configuration (`workers/config.ts`). */
     cfg: Config;
     /** Request parameters (`middleware/form-body.ts`). */

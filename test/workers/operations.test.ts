@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { authorizeUrl, Browser, hidden, obtainCode, pkce } from "./browser";
-import { basic, type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+import { basic, type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm, withVars } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
@@ -97,6 +97,27 @@ describe("observability", () => {
       expect.stringMatching(/^token\.revoked success refresh token, grant [0-9a-f]{64}$/),
     ]);
     expect(audits.find((a) => a.event === "token.issued")).toMatchObject({ client_id: app.client_id, subject: "usr_dev_alice" });
+  });
+
+  it("by default (LOG_REQUESTS=failures) logs only refused and failed requests, with their audit events", async () => {
+    // The tests run with LOG_REQUESTS=all (vitest.config.ts); this is the Worker as deployed.
+    const send = withVars({ LOG_REQUESTS: "failures" });
+    const auth = { Authorization: basic(app.client_id, app.client_secret as string) };
+    const lines = await captureLogs(async () => {
+      expect((await send("/health")).status).toBe(200);
+      expect((await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE }, auth, send)).status).toBe(200);
+      await expectError(await postForm("/token", { grant_type: "refresh_token", refresh_token: "lkr_garbage" }, auth, send), 400, "invalid_grant");
+    });
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      level: "info",
+      event: "request",
+      method: "POST",
+      path: "/token",
+      status: 400,
+      error: "invalid_grant",
+      audit: [{ event: "token.refused", outcome: "failure", client_id: app.client_id, detail: "refresh_token invalid_grant" }],
+    });
   });
 });
 

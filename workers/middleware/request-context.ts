@@ -5,9 +5,10 @@ import type { AppEnv } from "../types";
 
 /**
  * Gives every request an id (echoed as `X-Request-Id` on every response, errors included) and writes
- * one log line per request: method, path (never the query, which may carry codes), status, duration,
- * the OAuth error and its internal detail if it was refused, and the audit events it produced
- * (`observe/audit.ts`). A token issuance is one line; only an unexpected error adds one (its stack).
+ * one log line per request that failed (every request with LOG_REQUESTS=all): method, path (never the
+ * query, which may carry codes), status, duration, the OAuth error and its internal detail if it was
+ * refused, and the audit events it produced (`observe/audit.ts`). Only an unexpected error adds a line
+ * (its stack). Audit events reach Analytics Engine whether or not the line is written.
  */
 export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   const request_id = crypto.randomUUID();
@@ -18,6 +19,8 @@ export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   c.res.headers.set("X-Request-Id", request_id);
   trail.written = true;
+  // A request that failed before the configuration was read is logged whatever it says.
+  if (c.res.status < 400 && c.get("cfg")?.LOG_REQUESTS !== "all") return;
   log(c.res.status >= 500 ? "error" : "info", "request", {
     request_id,
     method: c.req.method,
