@@ -12,6 +12,9 @@ import { now as clock } from "../workers/clock";
  * `claim` is one SQLite statement, so two simultaneous claims of one id cannot both succeed.
  */
 export class ReplayGuard extends DurableObject<Env> {
+  /** The alarm as this instance last read or set it (ms, null: none); undefined until first needed. */
+  private alarmAt: number | null | undefined;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, exp INTEGER NOT NULL)");
@@ -19,13 +22,17 @@ export class ReplayGuard extends DurableObject<Env> {
 
   /** Records `id` as used until `exp` (seconds); `replayed` if it was already recorded and not yet expired. */
   async claim(input: { id: string; exp: number; now: number }): Promise<{ ok: true } | { ok: false; reason: "replayed" }> {
-    const sql = this.ctx.storage.sql;
-    // An expired record no longer protects anything; let the id be claimed afresh.
-    sql.exec("DELETE FROM seen WHERE id = ? AND exp <= ?", input.id, input.now);
-    const inserted = sql.exec("INSERT INTO seen (id, exp) VALUES (?, ?) ON CONFLICT(id) DO NOTHING", input.id, input.exp).rowsWritten;
-    if (inserted === 0) return { ok: false, reason: "replayed" };
-    const alarm = await this.ctx.storage.getAlarm();
-    if (alarm === null || alarm > input.exp * 1000) await this.ctx.storage.setAlarm(input.exp * 1000);
+    // One statement: a new id is inserted; an expired record no longer protects anything and is claimed
+    // afresh; a live one is left alone and nothing is written.
+    const written = this.ctx.storage.sql.exec(
+      "INSERT INTO seen (id, exp) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET exp = excluded.exp WHERE seen.exp <= ?",
+      input.id,
+      input.exp,
+      input.now,
+    ).rowsWritten;
+    if (written === 0) return { ok: false, reason: "replayed" };
+    this.alarmAt ??= await this.ctx.storage.getAlarm();
+    if (this.alarmAt === null || this.alarmAt > input.exp * 1000) await this.setAlarm(input.exp * 1000);
     return { ok: true };
   }
 
@@ -34,6 +41,12 @@ export class ReplayGuard extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     sql.exec("DELETE FROM seen WHERE exp <= ?", clock());
     const next = sql.exec<{ exp: number | null }>("SELECT MIN(exp) AS exp FROM seen").one().exp;
-    if (next !== null) await this.ctx.storage.setAlarm(next * 1000);
+    this.alarmAt = null;
+    if (next !== null) await this.setAlarm(next * 1000);
+  }
+
+  private async setAlarm(at: number): Promise<void> {
+    this.alarmAt = at;
+    await this.ctx.storage.setAlarm(at);
   }
 }

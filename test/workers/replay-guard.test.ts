@@ -33,6 +33,13 @@ describe("ReplayGuard", () => {
     const rows = await runInDurableObject(stub, (_o: ReplayGuard, state) => state.storage.sql.exec<{ id: string }>("SELECT id FROM seen").toArray());
     expect(rows).toEqual([{ id: "y" }]);
     expect(await stub.claim({ id: "y", exp: t + 100, now: t + 50 })).toEqual({ ok: false, reason: "replayed" });
+    // The alarm wakes at the earliest expiry it knows of: re-armed for y, moved earlier by z, not later by w.
+    const alarm = () => runInDurableObject(stub, (_o: ReplayGuard, state) => state.storage.getAlarm());
+    expect(await alarm()).toBe((t + 100) * 1000);
+    await stub.claim({ id: "z", exp: t + 60, now: t + 50 });
+    expect(await alarm()).toBe((t + 60) * 1000);
+    await stub.claim({ id: "w", exp: t + 500, now: t + 50 });
+    expect(await alarm()).toBe((t + 60) * 1000);
   });
 
   it("claimOnce keeps namespaces apart", async () => {

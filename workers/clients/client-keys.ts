@@ -16,6 +16,8 @@ export class ClientKeysUnavailable extends Error {
 const REFETCH_COOLDOWN_MS = 30_000;
 const REMOTE_MAX = 1000;
 const remote = new Map<string, JWTVerifyGetKey>();
+/** Key sets of `jwks` by value, per client record: jose imports each key once per set, not per request. */
+const local = new WeakMap<object, JWTVerifyGetKey>();
 
 /**
  * The keys a client's assertions (or a trusted attester's attestations) are verified with: its `jwks`, or its `jwks_uri` fetched through
@@ -24,7 +26,15 @@ const remote = new Map<string, JWTVerifyGetKey>();
  * so a client can rotate keys without waiting for the cache.
  */
 export function clientKeys(client: Pick<Client, "jwks" | "jwks_uri">, cfg: Config): JWTVerifyGetKey | null {
-  if (client.jwks) return createLocalJWKSet(client.jwks);
+  if (client.jwks) {
+    // Client records are cached per isolate (`clients/cache.ts`); a changed record is a new object, so new keys.
+    let keys = local.get(client.jwks);
+    if (!keys) {
+      keys = createLocalJWKSet(client.jwks);
+      local.set(client.jwks, keys);
+    }
+    return keys;
+  }
   if (!client.jwks_uri) return null;
   const id = `${client.jwks_uri}\u0000${cfg.CIMD_CACHE_MAX_TTL}`;
   let keys = remote.get(id);
