@@ -1,8 +1,10 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { buildApp } from "../../workers/app";
 import { clearMemoryCache } from "../../workers/clients/cache";
+import { JWT_BEARER } from "../../workers/clients/private-key-jwt";
 import { obtainCode, pkce } from "./browser";
 import { basic, type CreatedClient, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
 
@@ -12,7 +14,7 @@ import { basic, type CreatedClient, createClient, ISSUER, MCP_RESOURCE } from ".
  * every `get()`, every stub method call and every KV operation.
  *
  * - client_credentials with a cached client and key: no Durable Object call, and no KV read when the
- *   isolate's memory cache is warm;
+ *   isolate's memory cache is warm; with private_key_jwt, the one ReplayGuard call for the assertion's jti;
  * - authorization_code and refresh_token: exactly one GrantObject call;
  * - JWKS and metadata: served from memory.
  *
@@ -150,6 +152,35 @@ describe("hot-path budget (DESIGN.md): binding calls per request", () => {
     const res = await clientCredentials();
     expect(res.status).toBe(200);
     expect(c.counts).toEqual({ gets: [], calls: [], kv: [] });
+  });
+
+  it("client_credentials with private_key_jwt: one ReplayGuard call (the assertion's jti), nothing else", async () => {
+    const { publicKey, privateKey } = await generateKeyPair("ES256");
+    const keyAgent = await createClient({
+      client_name: "Key agent",
+      grant_types: ["client_credentials"],
+      token_endpoint_auth_method: "private_key_jwt",
+      jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256" }] },
+    });
+    const request = async () => {
+      const assertion = await new SignJWT({ jti: crypto.randomUUID() })
+        .setProtectedHeader({ alg: "ES256", kid: "k1", typ: "client-authentication+jwt" })
+        .setIssuer(keyAgent.client_id)
+        .setSubject(keyAgent.client_id)
+        .setAudience(ISSUER)
+        .setIssuedAt()
+        .setExpirationTime("1m")
+        .sign(privateKey);
+      return send("/token", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "client_credentials", client_assertion_type: JWT_BEARER, client_assertion: assertion, resource: MCP_RESOURCE }),
+      });
+    };
+    expect((await request()).status).toBe(200);
+    c.reset();
+    expect((await request()).status).toBe(200);
+    expect(c.counts).toEqual({ gets: ["REPLAY_GUARD.get"], calls: ["REPLAY_GUARD.claim"], kv: [] });
   });
 
   it("client_credentials with a cold memory cache: the client and resource come from KV, still no Durable Object call", async () => {
