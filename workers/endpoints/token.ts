@@ -1,5 +1,4 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
-import { decodeJwt } from "jose";
 import { InvalidRequest, OAuthError, UnauthorizedClient, UnsupportedGrantType } from "../errors";
 import { grants } from "../grants";
 import { claimedClientId, clientAuth } from "../middleware/client-auth";
@@ -42,9 +41,8 @@ async function issue(c: Context<AppEnv>) {
   if (!(c.get("client").grant_types as string[]).includes(grantType)) {
     throw new UnauthorizedClient(`this client is not registered for the ${grantType} grant`);
   }
-  const response = await grant.handle(c);
-  const claims = decodeJwt(response.access_token);
-  audit(c, { event: "token.issued", outcome: "success", client_id: c.get("client").client_id, subject: claims.sub, detail: `${grantType} aud=${claims.aud}` });
+  const { response, sub, aud } = await grant.handle(c);
+  audit(c, { event: "token.issued", outcome: "success", client_id: c.get("client").client_id, subject: sub, detail: `${grantType} aud=${aud}` });
   return c.json(response);
 }
 

@@ -10,7 +10,7 @@ import { atHash, mintAccessToken } from "../tokens/access-token";
 import { mintHandle, parseHandle } from "../tokens/handles";
 import { mintIdToken } from "../tokens/id-token";
 import { grantStub } from "./issue";
-import type { TokenResponse } from "./types";
+import type { Issued, TokenResponse } from "./types";
 
 /** CIBA Core §10.3.1: the ID token of a push carries the request's id and the refresh token's hash. */
 export const AUTH_REQ_ID_CLAIM = "urn:openid:params:jwt:claim:auth_req_id";
@@ -62,7 +62,7 @@ export async function issueApproved(
   env: Env,
   cfg: Config,
   input: { client: Client; request: ApprovalRequest; approval: Approval; resource: string[]; now: number; push?: { auth_req_id: string } },
-): Promise<TokenResponse> {
+): Promise<Issued> {
   const { client, request, approval, now } = input;
   let grant_id: string;
   let data: GrantData;
@@ -124,5 +124,5 @@ export async function issueApproved(
       claims,
     });
   }
-  return response;
+  return { response, sub: data.sub, aud };
 }

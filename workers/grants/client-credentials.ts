@@ -40,11 +40,7 @@ export const clientCredentials: GrantHandler = {
       now: now(),
       ...outcome,
     });
-    return {
-      access_token: at.token,
-      token_type: bound.token_type,
-      expires_in: at.expires_in,
-      ...(scope.length ? { scope: scope.join(" ") } : {}),
-    };
+    const response = { access_token: at.token, token_type: bound.token_type, expires_in: at.expires_in, ...(scope.length ? { scope: scope.join(" ") } : {}) };
+    return { response, sub: client.client_id, aud };
   },
 };

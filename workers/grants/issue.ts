@@ -9,7 +9,7 @@ import { pickAudience, scopesForAudience } from "../policy/scope";
 import { mintAccessToken } from "../tokens/access-token";
 import { mintIdToken } from "../tokens/id-token";
 import type { AppEnv } from "../types";
-import type { TokenResponse } from "./types";
+import type { Issued, TokenResponse } from "./types";
 
 /**
  * Mints the tokens for a grant a user gave (authorization_code and refresh_token share this): an
@@ -21,7 +21,7 @@ import type { TokenResponse } from "./types";
 export async function issueFromGrant(
   c: Context<AppEnv>,
   input: { grant_id: string; data: GrantData; refresh_token?: string; id_token: boolean },
-): Promise<TokenResponse> {
+): Promise<Issued> {
   const cfg = c.get("cfg");
   const client = c.get("client");
   const params = c.get("params");
@@ -57,7 +57,7 @@ export async function issueFromGrant(
       now: t,
     });
   }
-  return response;
+  return { response, sub: input.data.sub, aud };
 }
 
 /**

@@ -13,6 +13,13 @@ export interface TokenResponse {
   id_token?: string;
 }
 
+/** What a grant issued: the response, and whom and which audience the access token is for (the audit trail's). */
+export interface Issued {
+  response: TokenResponse;
+  sub: string;
+  aud: string;
+}
+
 /**
  * A grant type handler. The token endpoint looks it up by `grant_type` and never names a grant;
  * the handler validates its own parameters, asks policy, calls at most the one Durable Object it
@@ -21,5 +28,5 @@ export interface TokenResponse {
 export interface GrantHandler {
   /** RFC 6749 §4 `grant_type` value. */
   grant_type: (typeof GRANT_TYPES)[number];
-  handle(c: Context<AppEnv>): Promise<TokenResponse>;
+  handle(c: Context<AppEnv>): Promise<Issued>;
 }

@@ -4,15 +4,18 @@ import type { AppEnv } from "../types";
 
 /** Parameters that may repeat (RFC 8707 §2 `resource`; RFC 8693 §2.1 `audience`). */
 const REPEATABLE = new Set(["resource", "audience"]);
+const utf8 = new TextDecoder();
 /** Largest form body accepted on any endpoint. */
 export const MAX_FORM_BYTES = 64 * 1024;
 
 /** Request parameters with OAuth 2.1 §3.1 semantics: empty values are absent, names never repeat. */
 export class Params {
   constructor(private readonly search: URLSearchParams) {
-    for (const name of new Set(search.keys())) {
+    const seen = new Set<string>();
+    for (const name of search.keys()) {
       // OAuth 2.1 §3.1: "Request and response parameters MUST NOT be included more than once."
-      if (!REPEATABLE.has(name) && search.getAll(name).length > 1) throw new InvalidRequest(`parameter ${name} is repeated`);
+      if (seen.has(name) && !REPEATABLE.has(name)) throw new InvalidRequest(`parameter ${name} is repeated`);
+      seen.add(name);
     }
   }
 
@@ -57,7 +60,7 @@ export const formBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   // Read as bytes: the body is form-encoded, not text, and its length is what the cap is about.
   const bytes = await c.req.arrayBuffer();
   if (bytes.byteLength > MAX_FORM_BYTES) throw new RequestTooLarge("the request body is too large");
-  const text = new TextDecoder().decode(bytes);
+  const text = utf8.decode(bytes);
   c.set("params", new Params(new URLSearchParams(text)));
   await next();
 };

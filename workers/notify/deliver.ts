@@ -49,7 +49,7 @@ export async function composeBody(env: Env, input: { channel: string; request: A
   try {
     const client = await findClient(env, request.client_id);
     if (!client) throw new Error("the client no longer exists");
-    const tokens = await issueApproved(env, config(env), {
+    const { response: tokens } = await issueApproved(env, config(env), {
       client,
       request,
       approval: input.approval as Approval,
