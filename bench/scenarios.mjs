@@ -53,6 +53,16 @@ export const SCENARIOS = [
     server: "grant-floor",
     prepare: async () => ({ kind: "fixed", request: { path: "/new", headers: { "Content-Type": FORM }, body: "grant_type=authorization_code" } }),
   },
+  {
+    id: "issue_floor",
+    label: "control: one Durable Object write and one ES256 signature",
+    server: "grant-floor",
+    prepare: async () => ({
+      kind: "fixed",
+      expect: '"access_token"',
+      request: { path: "/issue", headers: { "Content-Type": FORM }, body: "grant_type=refresh_token" },
+    }),
+  },
   // ── Latchkey ──────────────────────────────────────────────────────────────────────────────
   {
     id: "client_credentials",
@@ -196,4 +206,19 @@ export const TARGETS = [
   { id: "cc_p99", what: "client_credentials p99 @16 ≤ 2 × signing floor p99", scenario: "client_credentials", versus: "sign_floor", p99_max: 2 },
   { id: "code_p99", what: "code redemption p99 @16 ≤ 2 × grant floor p99", scenario: "authorization_code", versus: "grant_floor", p99_max: 2 },
   { id: "refresh_p99", what: "refresh p99 @16 ≤ 2 × grant floor p99", scenario: "refresh_token", versus: "grant_floor", p99_max: 2 },
+];
+
+/**
+ * Not the issue's targets: grants that mint from stored state against the issuance floor (one Durable
+ * Object write and one signature, the least such a grant can do), reported beside them for context.
+ */
+export const CONTEXT = [
+  { id: "code_vs_issue_floor", what: "code redemption × issuance floor", scenario: "authorization_code", versus: "issue_floor" },
+  { id: "refresh_vs_issue_floor", what: "refresh × issuance floor", scenario: "refresh_token", versus: "issue_floor" },
+  {
+    id: "cc_jwt_vs_issue_floor",
+    what: "client_credentials (private_key_jwt) × issuance floor",
+    scenario: "client_credentials_private_key_jwt",
+    versus: "issue_floor",
+  },
 ];
