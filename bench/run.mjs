@@ -20,6 +20,8 @@ const settings = {
   repeats: Number(process.env.BENCH_REPEATS ?? 3),
   concurrency: (process.env.BENCH_CONCURRENCY ?? "1,16,64").split(",").map(Number),
   codes: Number(process.env.BENCH_CODES ?? 1000),
+  // Latchkey's rate-limiting bindings (bench/servers.mjs, localLimitsEntry).
+  rate_limits: "in memory",
 };
 const only = process.env.BENCH_ONLY?.split(",");
 const selected = only ? SCENARIOS.filter((s) => only.includes(s.id) || SCENARIOS.some((t) => only.includes(t.id) && t.control === s.id)) : SCENARIOS;

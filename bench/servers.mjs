@@ -66,7 +66,8 @@ export function build(name, config, env) {
  * binding is a counter kept in the location that serves the Worker, consulted without a storage write.
  * The counters here count the same way (fixed windows of `period` seconds, one count per call, `success`
  * while a key is within `limit`), once per isolate, so the Worker makes the same calls at a cost closer to
- * what it pays when deployed. Which one a server got is part of its name in the results.
+ * what it pays when deployed. `npm run bench` serves Latchkey this way (`settings.rate_limits` in
+ * results.json says so); bench/compare.mjs either way.
  */
 function localLimitsEntry(bundle, ratelimits) {
   const limits = Object.fromEntries(Object.entries(ratelimits).map(([name, { simple }]) => [name, simple]));
