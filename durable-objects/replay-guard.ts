@@ -46,7 +46,7 @@ export class ReplayGuard extends DurableObject<Env> {
   }
 
   private async setAlarm(at: number): Promise<void> {
-    this.alarmAt = at;
     await this.ctx.storage.setAlarm(at);
+    this.alarmAt = at;
   }
 }
