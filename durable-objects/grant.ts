@@ -256,9 +256,9 @@ export class GrantObject extends DurableObject<Env> {
     const now = clock();
     const due = this.deadline(g);
     if (due !== null && due > now) {
-      g.alarm_at = due;
-      await this.ctx.storage.put("grant", g);
-      await this.ctx.storage.setAlarm(due * 1000);
+      // Fired before the deadline, which moved since: no alarm is set now, so `save` sets it anew.
+      g.alarm_at = undefined;
+      await this.save(g);
       return;
     }
     if (g.state === "pending" || g.state === "active") g.state = "expired";

@@ -92,11 +92,9 @@ export function buildApp(): Hono<AppEnv> {
     const known = err instanceof OAuthError ? err : null;
     const error = known ?? new ServerError("the server could not complete the request");
     const request_id = c.get("request_id");
+    // A refusal is in the request's log line (`middleware/request-context.ts`); anything else has its own.
     if (!known || error.status >= 500) {
       log("error", "unexpected_error", { request_id, path: c.req.path, error: String(err), stack: (err as Error).stack });
-    } else {
-      // What the request was refused with, and why beyond what the client is told: in its log line.
-      c.set("refusal", known.detail ? { error: known.error, detail: known.detail } : { error: known.error });
     }
     const res = c.json(error.toJSON(), error.status);
     for (const [name, value] of Object.entries(error.headers)) res.headers.set(name, value);

@@ -2,18 +2,6 @@ import { sha256 } from "./crypto";
 
 /** How many ReplayGuard objects share the load. Changing it forgets nothing dangerous: ids are short-lived. */
 const SHARDS = 32;
-/** The shards' object ids per namespace binding: an id is a value, not an I/O object, so an isolate keeps it. */
-const ids = new WeakMap<object, DurableObjectId[]>();
-
-function shardId(namespace: Env["REPLAY_GUARD"], shard: number): DurableObjectId {
-  let known = ids.get(namespace);
-  if (!known) {
-    known = [];
-    ids.set(namespace, known);
-  }
-  known[shard] ??= namespace.idFromName(`replay-${shard}`);
-  return known[shard];
-}
 
 /**
  * Claims a single-use identifier in its ReplayGuard shard. `namespace` keeps kinds apart (a DPoP
@@ -22,7 +10,7 @@ function shardId(namespace: Env["REPLAY_GUARD"], shard: number): DurableObjectId
 export async function claimOnce(env: Env, namespace: string, id: string, exp: number, now: number): Promise<boolean> {
   const key = await sha256(`${namespace}\u0000${id}`);
   const shard = (key.charCodeAt(0) * 64 + key.charCodeAt(1)) % SHARDS;
-  const stub = env.REPLAY_GUARD.get(shardId(env.REPLAY_GUARD, shard));
+  const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName(`replay-${shard}`));
   const result = await stub.claim({ id: key, exp, now });
   return result.ok;
 }

@@ -4,7 +4,7 @@ import type { SignatureKey } from "./clients/httpsig-auth";
 import type { Config } from "./config";
 import type { DpopProof } from "./dpop/proof";
 import type { Params } from "./middleware/form-body";
-import type { AuditTrail } from "./observe/audit";
+import type { AuditRecord } from "./observe/audit";
 
 /** How the client proved who it is on this request (RFC 7591 §2 method names). */
 export type AuthMethod = (typeof AUTH_METHODS)[number];
@@ -19,9 +19,7 @@ export interface AppEnv {
     /** This request's id (`middleware/request-context.ts`), also the `X-Request-Id` response header. */
     request_id: string;
     /** The audit events of this request, written with its log line (`middleware/request-context.ts`). */
-    audit_trail: AuditTrail;
-    /** An OAuth error's code and internal detail, for the request's log line (`app.ts` onError). */
-    refusal?: { error: string; detail?: string };
+    audit_trail: AuditRecord[];
     /** Parsed configuration (`workers/config.ts`). */
     cfg: Config;
     /** Request parameters (`middleware/form-body.ts`). */

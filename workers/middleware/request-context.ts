@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from "hono";
-import type { AuditTrail } from "../observe/audit";
+import { OAuthError } from "../errors";
+import type { AuditRecord } from "../observe/audit";
 import { log } from "../observe/log";
 import type { AppEnv } from "../types";
 
@@ -13,21 +14,22 @@ import type { AppEnv } from "../types";
 export const requestContext: MiddlewareHandler<AppEnv> = async (c, next) => {
   const request_id = crypto.randomUUID();
   const started = Date.now();
-  const trail: AuditTrail = { events: [], written: false };
+  const trail: AuditRecord[] = [];
   c.set("request_id", request_id);
   c.set("audit_trail", trail);
   await next();
   c.res.headers.set("X-Request-Id", request_id);
-  trail.written = true;
   // A request that failed before the configuration was read is logged whatever it says.
   if (c.res.status < 400 && c.get("cfg")?.LOG_REQUESTS !== "all") return;
+  // Hono leaves an error it turned into the response (`app.ts` onError) in `c.error`.
+  const refused = c.error instanceof OAuthError && c.error.status < 500 ? c.error : undefined;
   log(c.res.status >= 500 ? "error" : "info", "request", {
     request_id,
     method: c.req.method,
     path: c.req.path,
     status: c.res.status,
     ms: Date.now() - started,
-    ...c.get("refusal"),
-    ...(trail.events.length ? { audit: trail.events } : {}),
+    ...(refused ? { error: refused.error, ...(refused.detail ? { detail: refused.detail } : {}) } : {}),
+    ...(trail.length ? { audit: trail } : {}),
   });
 };

@@ -1,6 +1,5 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../types";
-import { log } from "./log";
 
 /**
  * Audit events: who was granted what, who was refused and why, what administrators changed, and
@@ -36,18 +35,9 @@ export interface AuditRecord {
   detail?: string;
 }
 
-/** The audit events of one request; `written` once its log line is out. */
-export interface AuditTrail {
-  events: AuditRecord[];
-  written: boolean;
-}
-
 export function audit(c: Context<AppEnv>, record: AuditRecord): void {
   const request_id = c.get("request_id") ?? "";
-  const trail = c.get("audit_trail");
-  // The request's log line carries its events; one that comes later (or outside a request) is a line of its own.
-  if (trail && !trail.written) trail.events.push(record);
-  else log("info", "audit", { request_id, audit: [record] });
+  c.get("audit_trail").push(record);
   c.env.AUDIT?.writeDataPoint({
     blobs: [record.event, record.outcome, record.client_id ?? "", record.subject ?? "", record.detail ?? "", request_id],
     doubles: [Date.now() / 1000],
