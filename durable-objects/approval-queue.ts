@@ -13,9 +13,9 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
  *
  *            enqueue              approve (once)             poll / push delivery (once)
  *   (none) ─────────► pending ─────────────────► approved ───────────────────────────► redeemed
- *                        │ deny (once)              │ expires_at passes (alarm)
- *                        ├──────────► denied        ▼
- *                        └─ expires_at (alarm) ─► expired
+ *                        │ deny (once)              │ ▲          release (issuing failed)    │
+ *                        ├──────────► denied        │ └──────────────────────────────────────┘
+ *                        └─ expires_at (alarm) ─► expired ◄── expires_at passes (alarm)
  *
  * Terminal records stay until PURGE_AFTER past their expiry, so a late poll still gets the right error.
  * Every transition is one method that reads and writes through the synchronous storage API with no
@@ -96,6 +96,23 @@ export class ApprovalQueue extends DurableObject<Env> {
     this.kv.put(reqKey(r.id), r);
     await this.changed();
     return { ok: true, request: strip(r), approval: r.approval as Approval };
+  }
+
+  /**
+   * redeemed → approved: the token endpoint redeemed this request by a poll but could not issue (a
+   * refused `resource`, a failed write), so nothing was issued and the user's approval must not be lost.
+   * The next poll may come at once: the failed one does not count towards `slow_down`.
+   */
+  async release(input: { handle_hash: string; client_id: string }): Promise<{ ok: true } | { ok: false; reason: "unknown" | "not_redeemed" }> {
+    const r = this.requests().find((x) => x.handle_hash === input.handle_hash && x.client_id === input.client_id);
+    if (!r) return { ok: false, reason: "unknown" };
+    // A push-mode request is redeemed by its delivery (`attempt`), never by a poll.
+    if (r.state !== "redeemed" || r.delivery === "push") return { ok: false, reason: "not_redeemed" };
+    r.state = "approved";
+    delete r.last_polled_at;
+    this.kv.put(reqKey(r.id), r);
+    await this.changed();
+    return { ok: true };
   }
 
   // ── reads ───────────────────────────────────────────────────────────────────────────────────

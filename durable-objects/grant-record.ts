@@ -55,12 +55,17 @@ export type RedeemResult =
   | {
       ok: false;
       reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "pkce_mismatch" | "redirect_uri_mismatch" | "dpop_jkt_mismatch" | "replayed";
-    };
+    }
+  | TargetRefused;
 
 export type RefreshResult =
   | { ok: true; data: GrantData; retry: false }
   | { ok: true; data: GrantData; retry: true; sealed_successor: string }
   | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "dpop_key_mismatch" | "instance_key_mismatch" | "reused" }
-  | { ok: false; reason: "scope_exceeded"; exceeding: string[] };
+  | { ok: false; reason: "scope_exceeded"; exceeding: string[] }
+  | TargetRefused;
+
+/** The `resource` asked for names no one audience of the grant (`audienceRefusal`): nothing changed. */
+export type TargetRefused = { ok: false; reason: "target_refused"; description: string };
 
 export type StatusResult = { active: false } | { active: true; data: GrantData; refresh?: { iat: number; exp: number } };

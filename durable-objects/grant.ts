@@ -1,10 +1,20 @@
 import { DurableObject } from "cloudflare:workers";
 import type { CodeBinding, GrantData, GrantLifetimes } from "../schemas/grant";
-import { ALARM_SLACK, PREVIOUS, PREVIOUS_KEPT, type RedeemResult, type RefreshResult, type StatusResult, type Stored } from "./grant-record";
+import {
+  ALARM_SLACK,
+  PREVIOUS,
+  PREVIOUS_KEPT,
+  type RedeemResult,
+  type RefreshResult,
+  type StatusResult,
+  type Stored,
+  type TargetRefused,
+} from "./grant-record";
 
 export type { RedeemResult, RefreshResult, StatusResult } from "./grant-record";
 
 import { now as clock } from "../workers/clock";
+import { audienceRefusal } from "../workers/policy/scope";
 
 /**
  * GrantObject: one per authorization a user gave a client. Holds the authorization code, the
@@ -123,6 +133,8 @@ export class GrantObject extends DurableObject<Env> {
     bind_refresh_to_key?: boolean;
     /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one: binds the refresh tokens. */
     instance_jkt?: string;
+    /** RFC 8707 `resource` values of the request: checked before the code is spent. */
+    resource: string[];
     now: number;
   }): Promise<RedeemResult> {
     const g = this.grant;
@@ -138,6 +150,9 @@ export class GrantObject extends DurableObject<Env> {
       return { ok: false, reason: "replayed" };
     }
     if (g.state === "expired" || input.now >= g.code.expires_at) return { ok: false, reason: "expired" };
+    // A refused resource leaves the code unspent, so the client can correct its request and redeem it.
+    const targetRefused = refusedTarget(g, input.resource);
+    if (targetRefused) return targetRefused;
     g.state = "active";
     g.code = { ...g.code, redeemed_at: input.now };
     const refresh_issued = g.data.refresh && input.refresh_hash !== undefined;
@@ -164,6 +179,8 @@ export class GrantObject extends DurableObject<Env> {
     dpop_jkt?: string;
     /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one. */
     instance_jkt?: string;
+    /** RFC 8707 `resource` values of the request. */
+    resource: string[];
     now: number;
   }): Promise<RefreshResult> {
     const g = this.grant;
@@ -181,11 +198,11 @@ export class GrantObject extends DurableObject<Env> {
     if (g.instance_jkt !== undefined && g.instance_jkt !== input.instance_jkt) return { ok: false, reason: "instance_key_mismatch" };
     if (g.state === "revoked") return { ok: false, reason: "revoked" };
     if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
-    // A refused scope must leave everything as it was: the presented token stays the live one.
+    // A refused scope or resource must leave everything as it was: the presented token stays the live one.
     const exceeding = input.scope?.filter((s) => !g.data.scope.includes(s)) ?? [];
-    const scopeRefused = { ok: false, reason: "scope_exceeded", exceeding } as const;
+    const refused = exceeding.length ? ({ ok: false, reason: "scope_exceeded", exceeding } as const) : refusedTarget(g, input.resource);
     if (isRotated && g.rotated && input.now - g.rotated.rotated_at < g.reuse_window) {
-      if (exceeding.length) return scopeRefused;
+      if (refused) return refused;
       return { ok: true, data: g.data, retry: true, sealed_successor: g.rotated.sealed_successor };
     }
     if (!isCurrent || !g.refresh) {
@@ -193,7 +210,7 @@ export class GrantObject extends DurableObject<Env> {
       return { ok: false, reason: "reused" };
     }
     if (input.now - g.refresh.last_used_at >= g.idle_ttl) return { ok: false, reason: "expired" };
-    if (exceeding.length) return scopeRefused;
+    if (refused) return refused;
     const retiring = g.rotated?.hash;
     g.rotated = { hash: g.refresh.hash, rotated_at: input.now, sealed_successor: input.sealed_successor };
     g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };
@@ -313,4 +330,10 @@ export class GrantObject extends DurableObject<Env> {
     await this.ctx.storage.deleteAlarm();
     this.grant = undefined;
   }
+}
+
+/** RFC 8707 §2.2: the refusal when `resource` names no one audience of the grant, else null. */
+function refusedTarget(g: Stored, resource: readonly string[]): TargetRefused | null {
+  const description = audienceRefusal(g.data.resources, resource);
+  return description ? { ok: false, reason: "target_refused", description } : null;
 }

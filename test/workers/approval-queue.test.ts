@@ -94,6 +94,34 @@ describe("ApprovalQueue transitions", () => {
     expect(await stub.find({ id: request.id })).toMatchObject({ state: "redeemed" });
   });
 
+  it("redeemed → approved by release when issuing failed: the next poll redeems again at once; nothing else releases", async () => {
+    const { stub, request } = await queued();
+    const poll = (now: number) => stub.poll({ handle_hash: request.handle_hash, client_id: "client_a", now });
+    const release = (client_id = "client_a", handle_hash = request.handle_hash) => stub.release({ handle_hash, client_id });
+    expect(await release()).toEqual({ ok: false, reason: "not_redeemed" });
+    await stub.approve({ id: request.id, approval: ALICE, now: T + 100 });
+    expect(await release()).toEqual({ ok: false, reason: "not_redeemed" });
+    expect(await poll(T + 200)).toMatchObject({ ok: true });
+    expect(await release("client_b")).toEqual({ ok: false, reason: "unknown" });
+    expect(await release("client_a", "nope")).toEqual({ ok: false, reason: "unknown" });
+    expect(await release()).toEqual({ ok: true });
+    expect(await stub.find({ id: request.id })).toMatchObject({ state: "approved" });
+    expect(await release()).toEqual({ ok: false, reason: "not_redeemed" });
+    // One second after the failed poll: not slow_down, because the failed poll does not count.
+    expect(await poll(T + 201)).toMatchObject({ ok: true, approval: ALICE });
+    expect(await poll(T + 300)).toEqual({ ok: false, reason: "redeemed" });
+  });
+
+  it("never releases a push-mode request, which its delivery redeems", async () => {
+    const { stub, request } = await queued({ delivery: "push" });
+    await stub.approve({ id: request.id, approval: ALICE, now: T + 100 });
+    await runInDurableObject(stub, async (_, state) => {
+      const key = `req:${request.id}`;
+      state.storage.kv.put(key, { ...(state.storage.kv.get(key) as object), state: "redeemed" });
+    });
+    expect(await stub.release({ handle_hash: request.handle_hash, client_id: "client_a" })).toEqual({ ok: false, reason: "not_redeemed" });
+  });
+
   it("pending → denied answers every later poll with denied", async () => {
     const { stub, request } = await queued();
     expect(await stub.deny({ id: request.id, sub: ALICE.sub, now: T + 100 })).toMatchObject({ ok: true });

@@ -138,6 +138,20 @@ describe("authorization_code grant (OAuth 2.1 §4.1.3)", () => {
     expect((await redeem(app, { code: c.code, code_verifier: c.verifier })).status).toBe(200);
   });
 
+  it("refuses a resource the code was not for with invalid_target and leaves the code redeemable (RFC 8707 §2.2)", async () => {
+    const c = await code(app, { resource: MCP_RESOURCE });
+    await expectError(
+      await redeem(app, { code: c.code, code_verifier: c.verifier, resource: "https://other.example/" }),
+      400,
+      "invalid_target",
+      "resource https://other.example/ was not granted",
+    );
+    const res = await redeem(app, { code: c.code, code_verifier: c.verifier, resource: MCP_RESOURCE });
+    const body = (await res.json()) as Record<string, string>;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(decodeJwt(body.access_token as string).aud).toBe(MCP_RESOURCE);
+  });
+
   it("checks redirect_uri when a client sends it", async () => {
     const c = await code(app);
     await expectError(

@@ -1,5 +1,8 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { createLocalJWKSet, decodeJwt, jwtVerify } from "jose";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { registry } from "../../workers/clients/cache";
 import { setClock } from "../../workers/clock";
 import { atHash } from "../../workers/tokens/access-token";
 import { asClient, decideNewest, pollCiba, signedInBrowser } from "./approvals";
@@ -167,6 +170,11 @@ describe("backchannel authentication endpoint (CIBA §7)", () => {
   });
 });
 
+/** The grants the Registry indexes under a client (what deleting the client would revoke). */
+function grantsOf(clientId: string): Promise<string[]> {
+  return runInDurableObject(registry(env), async (_, state) => [...(await state.storage.list({ prefix: `grant-of:client:${clientId}\n` })).keys()]);
+}
+
 /** A request alice approves at once; returns the token response. */
 async function approvedTokens(fields: Record<string, string> = {}): Promise<Record<string, string>> {
   const binding = `B${crypto.randomUUID().slice(0, 8)}`;
@@ -218,6 +226,26 @@ describe("CIBA token requests (CIBA §10.1, §11)", () => {
     expect(await (await postForm("/introspect", { token: body.access_token as string }, auth)).json()).toMatchObject({ active: true, sub: "usr_dev_alice" });
     expect((await postForm("/revoke", { token: rt }, auth)).status).toBe(200);
     expect(await (await postForm("/introspect", { token: body.access_token as string }, auth)).json()).toEqual({ active: false });
+  });
+
+  it("refuses a resource the request was not for with invalid_target and keeps the approval: no grant, the next poll issues", async () => {
+    const binding = `R${crypto.randomUUID().slice(0, 8)}`;
+    const id = await authReqId(await aliceAsks({ binding_message: binding }));
+    await decideNewest(alice, "approve", binding);
+    const grantsBefore = await grantsOf(poller.client_id);
+    await expectError(
+      await pollCiba(poller, id, { resource: "https://other.example/" }),
+      400,
+      "invalid_target",
+      "resource https://other.example/ was not granted",
+    );
+    expect(await grantsOf(poller.client_id)).toEqual(grantsBefore);
+    const res = await pollCiba(poller, id);
+    const body = (await res.json()) as Record<string, string>;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(decodeJwt(body.access_token as string)).toMatchObject({ aud: MCP_RESOURCE, sub: "usr_dev_alice" });
+    expect(await grantsOf(poller.client_id)).toHaveLength(grantsBefore.length + 1);
+    await expectError(await pollCiba(poller, id), 400, "invalid_grant", "the auth_req_id is invalid, expired or already used");
   });
 
   it("answers access_denied when the user denies, and expired_token after expiry", async () => {

@@ -113,6 +113,21 @@ describe("the /device page and the device_code grant (RFC 8628 §3.3–§3.5)", 
     expect(await (await enter(alice, d.user_code)).text()).toContain("That code is not valid");
   });
 
+  it("keeps the approval when a poll names a resource the request was not for (invalid_target)", async () => {
+    const d = await start();
+    const alice = await signedInBrowser("alice@example.com", "alice-dev-password", `/device?user_code=${d.user_code}`);
+    expect(await (await decide(alice, await enter(alice, d.user_code), "approve")).text()).toContain("Device connected");
+    await expectError(
+      await postForm("/token", { grant_type: DEVICE, device_code: d.device_code, client_id: tv.client_id, resource: "https://other.example/" }),
+      400,
+      "invalid_target",
+      "resource https://other.example/ was not granted",
+    );
+    const res = await poll(d.device_code);
+    expect(res.status, await res.clone().text()).toBe(200);
+    await expectError(await poll(d.device_code), 400, "invalid_grant", "the device_code is invalid, expired or already used");
+  });
+
   it("answers access_denied after a denial, expired_token after expiry, invalid_grant for another client", async () => {
     const denied = await start();
     const bob = await signedInBrowser("bob@example.com", "bob-dev-password", "/device");

@@ -69,7 +69,15 @@ async function pending(opts: { refresh?: boolean; lifetimes?: Partial<GrantLifet
 
 /** The redeemCode input a legitimate client sends for `f`, at `now`. */
 async function redemption(f: Fixture, now = T + 1, refresh_hash?: string) {
-  return { code_hash: f.code.hash, client_id: CLIENT, code_verifier_s256: await sha256(f.verifier), redirect_uri: REDIRECT_URI, refresh_hash, now };
+  return {
+    code_hash: f.code.hash,
+    client_id: CLIENT,
+    code_verifier_s256: await sha256(f.verifier),
+    redirect_uri: REDIRECT_URI,
+    refresh_hash,
+    resource: [] as string[],
+    now,
+  };
 }
 
 /** An active grant whose first refresh token was issued at T + 1. */
@@ -81,10 +89,18 @@ async function active(opts: { lifetimes?: Partial<GrantLifetimes> } = {}): Promi
 }
 
 /** What the token endpoint does on refresh: mint a successor, seal it under the presented token. */
-async function rotate(f: Fixture, presented: Handle, now: number, client_id = CLIENT, dpop_jkt?: string) {
+async function rotate(f: Fixture, presented: Handle, now: number, client_id = CLIENT, dpop_jkt?: string, resource: string[] = []) {
   const successor = await mintHandle("refresh", f.objectId);
   const sealed = await sealSuccessor(presented.token, successor.token);
-  const result = await f.stub.refresh({ token_hash: presented.hash, client_id, successor_hash: successor.hash, sealed_successor: sealed, dpop_jkt, now });
+  const result = await f.stub.refresh({
+    token_hash: presented.hash,
+    client_id,
+    successor_hash: successor.hash,
+    sealed_successor: sealed,
+    dpop_jkt,
+    resource,
+    now,
+  });
   return { result, successor, sealed };
 }
 
@@ -221,6 +237,33 @@ describe("redeemCode: pending → active (OAuth 2.1 §4.1.3)", () => {
   });
 });
 
+describe("a refused resource (RFC 8707 §2.2) changes nothing", () => {
+  const refusals: Array<[string, string[], string]> = [
+    ["one the grant does not cover", ["https://other.example/"], "resource https://other.example/ was not granted"],
+    ["two at once", ["http://localhost:8788/mcp", "https://other.example/"], "request a token for one resource at a time"],
+  ];
+
+  it.each(refusals)("redeemCode with %s leaves the code unspent", async (_, resource, description) => {
+    const f = await pending();
+    const refresh = await mintHandle("refresh", f.objectId);
+    const before = await snapshot(f.stub);
+    expect(await f.stub.redeemCode({ ...(await redemption(f, T + 1, refresh.hash)), resource })).toEqual({ ok: false, reason: "target_refused", description });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect(await f.stub.redeemCode(await redemption(f, T + 2, refresh.hash))).toEqual({ ok: true, data: f.data, refresh_issued: true });
+  });
+
+  it.each(refusals)("refresh with %s keeps the presented token the live one, also on a retry", async (_, resource, description) => {
+    const f = await active();
+    const before = await snapshot(f.stub);
+    expect((await rotate(f, f.refresh, T + 10, CLIENT, undefined, resource)).result).toEqual({ ok: false, reason: "target_refused", description });
+    expect(await snapshot(f.stub)).toEqual(before);
+    const { successor } = await rotate(f, f.refresh, T + 11);
+    // A retry within the reuse window is refused the same way, and does not count as reuse.
+    expect((await rotate(f, f.refresh, T + 12, CLIENT, undefined, resource)).result).toEqual({ ok: false, reason: "target_refused", description });
+    expect(await f.stub.status({ refresh_hash: successor.hash, now: T + 13 })).toMatchObject({ active: true });
+  });
+});
+
 describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", () => {
   it("rotates: the successor becomes current and the presented token stops being active", async () => {
     const f = await active();
@@ -344,7 +387,7 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
     expect((await rotate(f, stranger, T + 10)).result).toEqual({ ok: false, reason: "unknown" });
     expect(await snapshot(f.stub)).toEqual(before);
     const empty = env.GRANTS.get(env.GRANTS.newUniqueId());
-    expect(await empty.refresh({ token_hash: f.refresh.hash, client_id: CLIENT, successor_hash: "s", sealed_successor: "x.y", now: T })).toEqual({
+    expect(await empty.refresh({ token_hash: f.refresh.hash, client_id: CLIENT, successor_hash: "s", sealed_successor: "x.y", resource: [], now: T })).toEqual({
       ok: false,
       reason: "unknown",
     });
@@ -537,7 +580,14 @@ describe("concurrency: input gates make each transition atomic", () => {
     const sealed = await Promise.all(successors.map((s) => sealSuccessor(f.refresh.token, s.token)));
     const results = await Promise.all(
       successors.map((s, i) =>
-        f.stub.refresh({ token_hash: f.refresh.hash, client_id: CLIENT, successor_hash: s.hash, sealed_successor: sealed[i] as string, now: T + 50 }),
+        f.stub.refresh({
+          token_hash: f.refresh.hash,
+          client_id: CLIENT,
+          successor_hash: s.hash,
+          sealed_successor: sealed[i] as string,
+          resource: [],
+          now: T + 50,
+        }),
       ),
     );
     const winners = results.flatMap((r, i) => (r.ok && !r.retry ? [i] : []));

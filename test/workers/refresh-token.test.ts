@@ -150,7 +150,7 @@ describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
     expect(claims.nonce).toBeUndefined();
   });
 
-  it("keeps the token bound to its resources", async () => {
+  it("keeps the token bound to its resources, and a refused resource leaves the refresh token live", async () => {
     const t = await tokens();
     await expectError(
       await refresh(t.refresh_token, { resource: "https://other.example/" }),
@@ -158,6 +158,10 @@ describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
       "invalid_target",
       "resource https://other.example/ was not granted",
     );
+    // Past the reuse window, so a token that had been rotated would now count as reuse.
+    const later = Date.now() + 120_000;
+    setClock(() => later);
+    expect((await refresh(t.refresh_token)).status).toBe(200);
   });
 
   it("refuses another client's refresh token without revoking it", async () => {

@@ -1,14 +1,18 @@
+import type { Context } from "hono";
 import type { PollResult } from "../../durable-objects/approval-queue";
 import type { Approval, ApprovalRequest } from "../../schemas/approval";
 import type { Client } from "../../schemas/client";
 import type { GrantData } from "../../schemas/grant";
 import { registry } from "../clients/cache";
+import { now } from "../clock";
 import type { Config } from "../config";
 import { AccessDenied, AuthorizationPending, ExpiredToken, InvalidGrant, ServerError, SlowDown, unreachable } from "../errors";
+import { log } from "../observe/log";
 import { pickAudience, scopesForAudience } from "../policy/scope";
 import { atHash, mintAccessToken } from "../tokens/access-token";
 import { mintHandle, parseHandle } from "../tokens/handles";
 import { mintIdToken } from "../tokens/id-token";
+import type { AppEnv } from "../types";
 import { grantStub } from "./issue";
 import type { Issued, TokenResponse } from "./types";
 
@@ -53,10 +57,35 @@ export function approvedOrThrow(result: PollResult, what: string): { request: Ap
 }
 
 /**
+ * The token endpoint's poll (CIBA §10.1, RFC 8628 §3.4) and, once the request is approved, its tokens.
+ * The poll redeems the approval, exactly once; if issuing then fails (a refused `resource`, a failed
+ * write), the approval is released back to `approved`, so nothing the user decided is lost and the
+ * client can correct its request and poll again.
+ */
+export async function pollAndIssue(c: Context<AppEnv>, kind: "auth_req" | "device", handle: string): Promise<Issued> {
+  const what = kind === "auth_req" ? "auth_req_id" : "device_code";
+  const queue = await queueFor(c.env, kind, handle);
+  if (!queue) throw new InvalidGrant(`the ${what} is invalid, expired or already used`);
+  const client = c.get("client");
+  const t = now();
+  const { request, approval } = approvedOrThrow(await queue.stub.poll({ handle_hash: queue.hash, client_id: client.client_id, now: t }), what);
+  try {
+    return await issueApproved(c.env, c.get("cfg"), { client, request, approval, resource: c.get("params").all("resource"), now: t });
+  } catch (err) {
+    const released = await queue.stub
+      .release({ handle_hash: queue.hash, client_id: client.client_id })
+      .catch((e: unknown) => ({ ok: false, reason: String(e) }));
+    if (!released.ok) log("error", "approval_not_released", { request_id: c.get("request_id"), client_id: client.client_id, reason: released.reason });
+    throw err;
+  }
+}
+
+/**
  * Tokens for an approved request, like the code flow's: the grant is a real GrantObject (refresh,
  * revocation and introspection work as for any grant). A step-up request extends the grant it names
- * instead, and its holder keeps refreshing with the refresh token it has. `push` adds the CIBA §10.3.1
- * ID token claims.
+ * instead (idempotently), and its holder keeps refreshing with the refresh token it has. `push` adds the
+ * CIBA §10.3.1 ID token claims. A new grant is created last, after every check and signature, so a
+ * failure leaves no grant behind.
  */
 export async function issueApproved(
   env: Env,
@@ -66,7 +95,8 @@ export async function issueApproved(
   const { client, request, approval, now } = input;
   let grant_id: string;
   let data: GrantData;
-  let refresh_token: string | undefined;
+  let refresh: { token: string; hash: string } | undefined;
+  let create: (() => Promise<void>) | undefined;
   if (request.extends_grant) {
     const stub = grantStub(env, request.extends_grant);
     const extended = stub && (await stub.extend({ client_id: client.client_id, sub: approval.sub, scope: request.scope, resources: request.resources, now }));
@@ -77,7 +107,7 @@ export async function issueApproved(
     const id = env.GRANTS.newUniqueId();
     grant_id = id.toString();
     const wantsOidc = request.scope.includes("openid");
-    data = {
+    const newData: GrantData = {
       client_id: client.client_id,
       sub: approval.sub,
       scope: request.scope,
@@ -87,17 +117,20 @@ export async function issueApproved(
       // OIDC Core §11: with openid, refresh tokens need offline_access; as in the code flow.
       refresh: client.grant_types.includes("refresh_token") && (!wantsOidc || request.scope.includes("offline_access")),
     };
-    const refresh = data.refresh ? await mintHandle("refresh", grant_id) : undefined;
-    // Indexed before it exists, as in the code flow: deleting the user or client always finds it.
-    await registry(env).recordGrant({ grant_id, sub: approval.sub, client_id: client.client_id });
-    const created = await env.GRANTS.get(id).createActive({
-      data,
-      refresh_hash: refresh?.hash,
-      lifetimes: { expires_at: now + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
-      now,
-    });
-    if (!created.ok) throw new ServerError("could not create the grant", "unique grant id already existed");
-    refresh_token = refresh?.token;
+    data = newData;
+    refresh = newData.refresh ? await mintHandle("refresh", grant_id) : undefined;
+    const refresh_hash = refresh?.hash;
+    create = async () => {
+      // Indexed before it exists, as in the code flow: deleting the user or client always finds it.
+      await registry(env).recordGrant({ grant_id, sub: approval.sub, client_id: client.client_id });
+      const created = await env.GRANTS.get(id).createActive({
+        data: newData,
+        refresh_hash,
+        lifetimes: { expires_at: now + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
+        now,
+      });
+      if (!created.ok) throw new ServerError("could not create the grant", "unique grant id already existed");
+    };
   }
   // The token is for the resource the client names, else the one this request was about, else the grant's only one.
   const wanted = input.resource.length ? input.resource : request.resources.length === 1 ? request.resources : [];
@@ -106,12 +139,12 @@ export async function issueApproved(
   const at = await mintAccessToken(env, cfg, { sub: data.sub, aud, client_id: client.client_id, scope, auth_time: data.auth_time, gid: grant_id, now });
   const response: TokenResponse = { access_token: at.token, token_type: "Bearer", expires_in: at.expires_in };
   if (scope.length) response.scope = scope.join(" ");
-  if (refresh_token) response.refresh_token = refresh_token;
+  if (refresh) response.refresh_token = refresh.token;
   if (data.scope.includes("openid")) {
     const claims: Record<string, unknown> = {};
     if (input.push) {
       claims[AUTH_REQ_ID_CLAIM] = input.push.auth_req_id;
-      if (refresh_token) claims[RT_HASH_CLAIM] = await atHash(refresh_token);
+      if (refresh) claims[RT_HASH_CLAIM] = await atHash(refresh.token);
     }
     response.id_token = await mintIdToken(env, cfg, {
       sub: data.sub,
@@ -124,5 +157,6 @@ export async function issueApproved(
       claims,
     });
   }
+  await create?.();
   return { response, sub: data.sub, aud };
 }

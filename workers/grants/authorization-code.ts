@@ -1,6 +1,6 @@
 import { now } from "../clock";
 import { sha256 } from "../crypto";
-import { InvalidGrant, InvalidRequest, unreachable } from "../errors";
+import { InvalidGrant, InvalidRequest, InvalidTarget, unreachable } from "../errors";
 import { audit } from "../observe/audit";
 import { mintHandle, parseHandle } from "../tokens/handles";
 import { grantStub, issueFromGrant } from "./issue";
@@ -11,8 +11,9 @@ const VERIFIER = /^[A-Za-z0-9\-._~]{43,128}$/;
 
 /**
  * OAuth 2.1 §4.1.3 authorization code redemption: exactly one GrantObject call, which checks the
- * code, client, PKCE verifier, redirect URI and DPoP key (`dpop_jkt`, RFC 9449 §10) and rotates in the
- * refresh token in one transition. A public client's refresh tokens are bound to the key of the proof
+ * code, client, PKCE verifier, redirect URI, DPoP key (`dpop_jkt`, RFC 9449 §10) and the requested
+ * resource (RFC 8707, so a refused one leaves the code unspent) and rotates in the refresh token in one
+ * transition. A public client's refresh tokens are bound to the key of the proof
  * it redeemed with (RFC 9449 §5); a confidential client's are already bound to its credentials.
  */
 export const authorizationCode: GrantHandler = {
@@ -41,6 +42,7 @@ export const authorizationCode: GrantHandler = {
       dpop_jkt: dpop?.jkt,
       bind_refresh_to_key: auth_method === "none",
       instance_jkt: c.get("attestation")?.facts.jkt,
+      resource: params.all("resource"),
       now: now(),
     });
     if (!result.ok) {
@@ -59,13 +61,15 @@ export const authorizationCode: GrantHandler = {
           throw new InvalidGrant("code_verifier does not match the code_challenge");
         case "redirect_uri_mismatch":
           throw new InvalidGrant("redirect_uri does not match the one in the authorization request");
+        case "target_refused":
+          throw new InvalidTarget(result.description);
         case "dpop_jkt_mismatch":
           throw new InvalidGrant(
             "the authorization code is bound to a DPoP key (dpop_jkt) this request did not prove",
             dpop ? "proof key differs" : "no DPoP proof",
           );
         default:
-          unreachable(result.reason);
+          unreachable(result);
       }
     }
     return issueFromGrant(c, {

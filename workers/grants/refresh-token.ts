@@ -1,5 +1,5 @@
 import { now } from "../clock";
-import { InvalidGrant, InvalidRequest, InvalidScope, unreachable } from "../errors";
+import { InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget, unreachable } from "../errors";
 import { audit } from "../observe/audit";
 import { parseScope } from "../policy/scope";
 import { mintHandle, openSuccessor, parseHandle, sealSuccessor } from "../tokens/handles";
@@ -35,6 +35,7 @@ export const refreshToken: GrantHandler = {
       // draft-ietf-oauth-attestation-based-client-auth-11 §11: a family issued under attestation refreshes
       // only with an attestation for the same Client Instance Key.
       instance_jkt: c.get("attestation")?.facts.jkt,
+      resource: params.all("resource"),
       now: now(),
     });
     if (!result.ok) {
@@ -52,6 +53,8 @@ export const refreshToken: GrantHandler = {
           throw new InvalidGrant("the refresh token is bound to a DPoP key this request did not prove", dpop ? "proof key differs" : "no DPoP proof");
         case "instance_key_mismatch":
           throw new InvalidGrant("the refresh token is bound to the client instance key of the attestation it was issued under");
+        case "target_refused":
+          throw new InvalidTarget(result.description);
         case "scope_exceeded":
           throw new InvalidScope(`scope ${result.exceeding.join(" ")} exceeds what was granted`);
         default:

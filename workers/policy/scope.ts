@@ -68,18 +68,25 @@ export async function decide(env: Env, client: Client, requested: string[] | und
 }
 
 /**
+ * Why `requested` names no one audience among `granted` (RFC 8707 §2.2 `invalid_target`), or null when it
+ * does. The GrantObject asks before a transition, so a refused `resource` leaves the code unredeemed and
+ * the refresh token live; `pickAudience` asks again when it mints.
+ */
+export function audienceRefusal(granted: readonly string[], requested: readonly string[]): string | null {
+  if (requested.length > 1) return "request a token for one resource at a time";
+  const [wanted] = requested;
+  if (wanted !== undefined) return granted.includes(wanted) ? null : `resource ${wanted} was not granted`;
+  return granted.length > 1 ? "several resources were granted; name one with the resource parameter" : null;
+}
+
+/**
  * The one audience of a token minted from a grant (RFC 8707 §2.2): the resource the client names,
  * which must be one the grant covers; else the grant's only resource; else the issuer itself.
  */
-export function pickAudience(granted: readonly string[], requested: string[], issuer: string): string {
-  if (requested.length > 1) throw new InvalidTarget("request a token for one resource at a time");
-  const [wanted] = requested;
-  if (wanted !== undefined) {
-    if (!granted.includes(wanted)) throw new InvalidTarget(`resource ${wanted} was not granted`);
-    return wanted;
-  }
-  if (granted.length > 1) throw new InvalidTarget("several resources were granted; name one with the resource parameter");
-  return granted[0] ?? issuer;
+export function pickAudience(granted: readonly string[], requested: readonly string[], issuer: string): string {
+  const refusal = audienceRefusal(granted, requested);
+  if (refusal) throw new InvalidTarget(refusal);
+  return requested[0] ?? granted[0] ?? issuer;
 }
 
 /** The scopes a token for `audience` carries: OIDC scopes for the issuer, the resource's own otherwise. */
