@@ -5,6 +5,8 @@
 import { MCP_RESOURCE } from "./flows.mjs";
 
 const FORM = "application/x-www-form-urlencoded";
+/** A client_credentials request's body, as Latchkey and the client-credentials floor receive it. */
+const CC_BODY = new URLSearchParams({ grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:read" }).toString();
 
 /** A refresh-token chain request with `{token}` where the chain's current token goes. */
 const refreshTemplate = (path, authorization) => ({
@@ -42,6 +44,21 @@ export const SCENARIOS = [
     prepare: async () => ({ kind: "fixed", request: { path: "/token", headers: { "Content-Type": FORM }, body: "grant_type=client_credentials" } }),
   },
   {
+    id: "client_floor",
+    label: "control: client_credentials, only what it must do",
+    server: "sign-floor",
+    // bench/workers/client-floor.ts: its one client, and the body Latchkey's client_credentials sends.
+    prepare: async () => ({
+      kind: "fixed",
+      expect: '"access_token"',
+      request: {
+        path: "/client",
+        headers: { Authorization: `Basic ${btoa("floor_client:floor-client-secret-0123456789abcdef")}`, "Content-Type": FORM },
+        body: CC_BODY,
+      },
+    }),
+  },
+  {
     id: "grant_floor",
     label: "control: one Durable Object write",
     server: "grant-floor",
@@ -75,7 +92,7 @@ export const SCENARIOS = [
       request: {
         path: "/token",
         headers: { Authorization: s.latchkey.agentAuth, "Content-Type": FORM },
-        body: new URLSearchParams({ grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:read" }).toString(),
+        body: CC_BODY,
       },
     }),
   },
@@ -209,10 +226,14 @@ export const TARGETS = [
 ];
 
 /**
- * Not the issue's targets: grants that mint from stored state against the issuance floor (one Durable
- * Object write and one signature, the least such a grant can do), reported beside them for context.
+ * Not the issue's targets, reported beside them for context: client_credentials against the
+ * client-credentials floor (only what such a request must do), that floor against the signing floor, and
+ * the grants that mint from stored state against the issuance floor (one Durable Object write and one
+ * signature, the least such a grant can do).
  */
 export const CONTEXT = [
+  { id: "cc_vs_client_floor", what: "client_credentials × client-credentials floor", scenario: "client_credentials", versus: "client_floor" },
+  { id: "client_floor_vs_sign_floor", what: "client-credentials floor × signing floor", scenario: "client_floor", versus: "sign_floor" },
   { id: "code_vs_issue_floor", what: "code redemption × issuance floor", scenario: "authorization_code", versus: "issue_floor" },
   { id: "refresh_vs_issue_floor", what: "refresh × issuance floor", scenario: "refresh_token", versus: "issue_floor" },
   {
