@@ -1,12 +1,13 @@
 import type { AttestationPolicy, Attester } from "../schemas/attestation";
 import type { Client } from "../schemas/client";
 import type { Resource } from "../schemas/resource";
+import type { RegistryCache } from "./registry-cache";
 
 /**
  * The Registry's attestation transitions, as functions over its storage (the class in `registry.ts`
  * exposes them): trusted attesters, and attestation policy kept on client and resource records. Each
- * reads and writes storage until its last step, the write-through to the KV cache, so input gates
- * make each one atomic.
+ * reads and writes storage until its last step, the write-through to the KV cache (`registry-cache.ts`),
+ * so input gates make each one atomic.
  *
  * Storage keys:
  *   attester:{id}              → Attester      attester-iss:{issuer} → id
@@ -24,26 +25,26 @@ export async function listAttesterRecords(storage: DurableObjectStorage): Promis
   return [...(await storage.list<Attester>({ prefix: "attester:" })).values()].sort((a, b) => a.created_at - b.created_at);
 }
 
-async function publish(storage: DurableObjectStorage, env: Env): Promise<void> {
-  await env.CLIENT_CACHE.put("attesters", JSON.stringify(await listAttesterRecords(storage)));
-}
-
 /** Adds a trusted attester; its issuer must be new. */
-export async function createAttesterRecord(storage: DurableObjectStorage, env: Env, attester: Attester): Promise<CreateAttesterResult> {
+export async function createAttesterRecord(storage: DurableObjectStorage, cache: RegistryCache, attester: Attester): Promise<CreateAttesterResult> {
   const issKey = `attester-iss:${attester.issuer}`;
   if (await storage.get(issKey)) return { ok: false, reason: "exists" };
   if ((await storage.list({ prefix: "attester:" })).size >= MAX_ATTESTERS) return { ok: false, reason: "too_many" };
   await storage.put({ [`attester:${attester.id}`]: attester, [issKey]: attester.id });
-  await publish(storage, env);
+  await cache.publish("attesters");
   return { ok: true };
 }
 
 /** Removes a trusted attester: its attestations stop counting within the cache bound. */
-export async function deleteAttesterRecord(storage: DurableObjectStorage, env: Env, id: string): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
+export async function deleteAttesterRecord(
+  storage: DurableObjectStorage,
+  cache: RegistryCache,
+  id: string,
+): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
   const attester = await storage.get<Attester>(`attester:${id}`);
   if (!attester) return { ok: false, reason: "not_found" };
   await storage.delete([`attester:${id}`, `attester-iss:${attester.issuer}`]);
-  await publish(storage, env);
+  await cache.publish("attesters");
   return { ok: true };
 }
 
@@ -53,7 +54,7 @@ export type SetPolicyResult = { ok: true; cache_key: `client:${string}` | `resou
 /** Sets (or, with null, removes) the attestation policy on a client or resource record, writing through to KV. */
 export async function setPolicyRecord(
   storage: DurableObjectStorage,
-  env: Env,
+  cache: RegistryCache,
   target: PolicyTarget,
   policy: AttestationPolicy | null,
 ): Promise<SetPolicyResult> {
@@ -64,7 +65,7 @@ export async function setPolicyRecord(
     const { attestation_policy: _old, ...rest } = client;
     const next: Client = policy ? { ...rest, attestation_policy: policy } : rest;
     await storage.put(key, next);
-    await env.CLIENT_CACHE.put(key, JSON.stringify(next));
+    await cache.publish(key);
     return { ok: true, cache_key: key };
   }
   const resource = await storage.get<Resource>(`resource:${target.id}`);
@@ -73,6 +74,6 @@ export async function setPolicyRecord(
   const next: Resource = policy ? { ...rest, attestation_policy: policy } : rest;
   await storage.put(`resource:${target.id}`, next);
   const cacheKey = `resource-uri:${resource.resource}` as const;
-  await env.CLIENT_CACHE.put(cacheKey, JSON.stringify(next));
+  await cache.publish(cacheKey);
   return { ok: true, cache_key: cacheKey };
 }

@@ -1,11 +1,12 @@
 import { type Client, type ClientMetadata, DYNAMIC_CLIENT_ID } from "../schemas/client";
 import type { CreateClientResult, InitialAccessToken, RegistrationGate } from "../schemas/registration";
 import { usesSecret } from "../workers/clients/metadata";
+import type { RegistryCache } from "./registry-cache";
 
 /**
  * The Registry's client transitions, as functions over its storage (the class in `registry.ts` exposes
- * them). Each reads and writes storage only until its last step, the write-through to the KV cache,
- * so input gates make each one atomic.
+ * them). Each reads and writes storage only until its last step, the write-through to the KV cache
+ * (`registry-cache.ts`), so input gates make each one atomic.
  *
  * Storage keys (besides `client:{client_id}`):
  *   idle:{client_id}            → { last_used }  dynamically registered clients, for the idle sweep
@@ -25,7 +26,12 @@ export interface IdleEntry {
  * the caller's network. draft-richer-oauth-pushed-client-registration §4: "An AS MUST NOT assign the
  * value urn:ietf:oauth:parameters:dynamic to any single client registration."
  */
-export async function createClientRecord(storage: DurableObjectStorage, env: Env, client: Client, gate?: RegistrationGate): Promise<CreateClientResult> {
+export async function createClientRecord(
+  storage: DurableObjectStorage,
+  cache: RegistryCache,
+  client: Client,
+  gate?: RegistrationGate,
+): Promise<CreateClientResult> {
   if (client.client_id === DYNAMIC_CLIENT_ID) return { ok: false, reason: "reserved" };
   const key = `client:${client.client_id}`;
   if (await storage.get(key)) return { ok: false, reason: "exists" };
@@ -48,7 +54,7 @@ export async function createClientRecord(storage: DurableObjectStorage, env: Env
   if (client.registered_by === "dynamic_registration") writes[`idle:${client.client_id}`] = { last_used: client.client_id_issued_at } satisfies IdleEntry;
   await storage.put(writes);
   if (deletes.length) await storage.delete(deletes);
-  await env.CLIENT_CACHE.put(key, JSON.stringify(client));
+  await cache.publish(`client:${client.client_id}`);
   return { ok: true };
 }
 
@@ -71,7 +77,7 @@ export type ManageResult = { ok: true; client: Client; secret_issued: boolean } 
  */
 export async function manageClientRecord(
   storage: DurableObjectStorage,
-  env: Env,
+  cache: RegistryCache,
   input: { client_id: string; token_hash: string; new_token_hash: string; update?: ClientUpdate },
 ): Promise<ManageResult> {
   const key = `client:${input.client_id}`;
@@ -99,14 +105,14 @@ export async function manageClientRecord(
     };
   }
   await storage.put(key, next);
-  await env.CLIENT_CACHE.put(key, JSON.stringify(next));
+  await cache.publish(`client:${input.client_id}`);
   return { ok: true, client: next, secret_issued };
 }
 
 /** Deletes a client, its idle entry and cached records; the caller revokes its grants. */
-export async function deleteClientRecord(storage: DurableObjectStorage, env: Env, clientId: string): Promise<void> {
+export async function deleteClientRecord(storage: DurableObjectStorage, env: Env, cache: RegistryCache, clientId: string): Promise<void> {
   await storage.delete([`client:${clientId}`, `idle:${clientId}`]);
-  await Promise.all([env.CLIENT_CACHE.delete(`client:${clientId}`), env.CLIENT_CACHE.delete(`last-used:${clientId}`)]);
+  await Promise.all([cache.publish(`client:${clientId}`), env.CLIENT_CACHE.delete(`last-used:${clientId}`)]);
 }
 
 /** Revokes every grant indexed under `owner` (`client:{id}` or `user:{id}`) and drops the index. */

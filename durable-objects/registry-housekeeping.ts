@@ -1,5 +1,6 @@
 import type { InitialAccessToken } from "../schemas/registration";
 import { LAST_USED_MARGIN } from "../workers/clients/last-used";
+import type { RegistryCache } from "./registry-cache";
 import { deleteClientRecord, type IdleEntry, revokeGrantsOf } from "./registry-clients";
 
 /**
@@ -20,7 +21,7 @@ export const SWEEP_INTERVAL = 3600;
 export const SWEEP_PAGE = 500;
 
 /** One round of housekeeping at `now`. Returns when the alarm should next run, or null when nothing is left to watch. */
-export async function housekeeping(storage: DurableObjectStorage, env: Env, now: number, idle_ttl: number): Promise<number | null> {
+export async function housekeeping(storage: DurableObjectStorage, env: Env, cache: RegistryCache, now: number, idle_ttl: number): Promise<number | null> {
   const hour = Math.floor(now / 3600);
   const rates = await storage.list<number>({ prefix: "rate:" });
   const pastRates = [...rates.keys()].filter((k) => Number(k.split(":")[1]) < hour);
@@ -30,14 +31,14 @@ export async function housekeeping(storage: DurableObjectStorage, env: Env, now:
     // storage.delete takes at most 128 keys at a time.
     await storage.delete([...pastRates, ...expiredIats].slice(i, i + 128));
   }
-  const more = idle_ttl > 0 ? await sweepIdleClients(storage, env, now, idle_ttl) : false;
+  const more = idle_ttl > 0 ? await sweepIdleClients(storage, env, cache, now, idle_ttl) : false;
   if (more) return now + 1;
   const watching = rates.size > pastRates.length || expiring.length * 2 > expiredIats.length || (await storage.list({ prefix: "idle:", limit: 1 })).size > 0;
   return watching ? now + SWEEP_INTERVAL : null;
 }
 
 /** One page of the idle sweep; true when it stopped before the end. */
-async function sweepIdleClients(storage: DurableObjectStorage, env: Env, now: number, idle_ttl: number): Promise<boolean> {
+async function sweepIdleClients(storage: DurableObjectStorage, env: Env, cache: RegistryCache, now: number, idle_ttl: number): Promise<boolean> {
   const cursor = await storage.get<string>("sweep-cursor");
   const page = await storage.list<IdleEntry>({ prefix: "idle:", limit: SWEEP_PAGE, ...(cursor ? { startAfter: cursor } : {}) });
   const deadline = idle_ttl + LAST_USED_MARGIN;
@@ -49,7 +50,7 @@ async function sweepIdleClients(storage: DurableObjectStorage, env: Env, now: nu
       await storage.put(key, { last_used: observed } satisfies IdleEntry);
       if (now - observed <= deadline) continue;
     }
-    await deleteClientRecord(storage, env, clientId);
+    await deleteClientRecord(storage, env, cache, clientId);
     await revokeGrantsOf(storage, env, `client:${clientId}`);
   }
   const last = [...page.keys()].at(-1);

@@ -14,6 +14,7 @@ import {
   type SetPolicyResult,
   setPolicyRecord,
 } from "./registry-attestation";
+import { type CacheKey, RegistryCache } from "./registry-cache";
 import type { ClientUpdate } from "./registry-clients";
 import { createClientRecord, deleteClientRecord, type ManageResult, manageClientRecord, revokeGrantsOf } from "./registry-clients";
 import { housekeeping } from "./registry-housekeeping";
@@ -23,7 +24,8 @@ import { seedDevData } from "./seed";
  * Registry: the source of truth for clients, resources, local users, remembered consent and the
  * index of which grants belong to which client and user (so deleting either revokes them).
  * One instance per environment (`idFromName("registry")`). Writes go through to the KV cache that the
- * hot path reads (`workers/clients/cache.ts`); reads of the truth come here.
+ * hot path reads (`workers/clients/cache.ts`), and so does the fill after a miss, both ordered per key
+ * (`registry-cache.ts`); reads of the truth come here.
  *
  * Storage keys:
  *   client:{client_id}            → Client
@@ -39,15 +41,23 @@ import { seedDevData } from "./seed";
  * left unused for CLIENT_IDLE_TTL, expired initial access tokens and past registration counts.
  */
 export class Registry extends DurableObject<Env> {
+  private readonly cache: RegistryCache;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    if (env.ENVIRONMENT === "dev") ctx.blockConcurrencyWhile(() => seedDevData(ctx.storage, env));
+    this.cache = new RegistryCache(ctx.storage, env.CLIENT_CACHE);
+    if (env.ENVIRONMENT === "dev") ctx.blockConcurrencyWhile(() => seedDevData(ctx.storage, this.cache));
+  }
+
+  /** A miss in the hot path's cache (`workers/clients/cache.ts`): the record, which also fills KV. */
+  async cacheMiss(key: CacheKey): Promise<unknown> {
+    return this.cache.fill(key);
   }
 
   // ── clients ─────────────────────────────────────────────────────────────────────────────────
   /** Creates a client once past its gate (initial access token, registrations per network and hour). */
   async createClient(client: Client, gate?: RegistrationGate): Promise<CreateClientResult> {
-    const result = await createClientRecord(this.ctx.storage, this.env, client, gate);
+    const result = await createClientRecord(this.ctx.storage, this.cache, client, gate);
     if (result.ok && (gate || client.registered_by === "dynamic_registration")) await this.watch();
     return result;
   }
@@ -61,7 +71,7 @@ export class Registry extends DurableObject<Env> {
    * rotating it (`registry-clients.ts`).
    */
   async manageClient(input: { client_id: string; token_hash: string; new_token_hash: string; update?: ClientUpdate }): Promise<ManageResult> {
-    return manageClientRecord(this.ctx.storage, this.env, input);
+    return manageClientRecord(this.ctx.storage, this.cache, input);
   }
 
   /**
@@ -77,7 +87,7 @@ export class Registry extends DurableObject<Env> {
       return { ok: false, reason: "invalid_token" };
     }
     if (!client) return { ok: false, reason: "not_found" };
-    await deleteClientRecord(this.ctx.storage, this.env, clientId);
+    await deleteClientRecord(this.ctx.storage, this.env, this.cache, clientId);
     return { ok: true, revoked_grants: await revokeGrantsOf(this.ctx.storage, this.env, `client:${clientId}`) };
   }
 
@@ -103,10 +113,10 @@ export class Registry extends DurableObject<Env> {
 
   // ── resources ───────────────────────────────────────────────────────────────────────────────
   async createResource(resource: Resource): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
-    const uriKey = `resource-uri:${resource.resource}`;
+    const uriKey = `resource-uri:${resource.resource}` as const;
     if (await this.ctx.storage.get(uriKey)) return { ok: false, reason: "exists" };
     await this.ctx.storage.put({ [`resource:${resource.id}`]: resource, [uriKey]: resource.id });
-    await this.env.CLIENT_CACHE.put(uriKey, JSON.stringify(resource));
+    await this.cache.publish(uriKey);
     return { ok: true };
   }
 
@@ -123,13 +133,13 @@ export class Registry extends DurableObject<Env> {
     const resource = await this.getResource(id);
     if (!resource) return { ok: false, reason: "not_found" };
     await this.ctx.storage.delete([`resource:${id}`, `resource-uri:${resource.resource}`]);
-    await this.env.CLIENT_CACHE.delete(`resource-uri:${resource.resource}`);
+    await this.cache.publish(`resource-uri:${resource.resource}`);
     return { ok: true };
   }
 
   // ── attestation: trusted attesters, policies on clients and resources ────────────────────────
   async createAttester(attester: Attester): Promise<CreateAttesterResult> {
-    return createAttesterRecord(this.ctx.storage, this.env, attester);
+    return createAttesterRecord(this.ctx.storage, this.cache, attester);
   }
 
   async listAttesters(): Promise<Attester[]> {
@@ -137,11 +147,11 @@ export class Registry extends DurableObject<Env> {
   }
 
   async deleteAttester(id: string): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
-    return deleteAttesterRecord(this.ctx.storage, this.env, id);
+    return deleteAttesterRecord(this.ctx.storage, this.cache, id);
   }
 
   async setPolicy(target: PolicyTarget, policy: AttestationPolicy | null): Promise<SetPolicyResult> {
-    return setPolicyRecord(this.ctx.storage, this.env, target, policy);
+    return setPolicyRecord(this.ctx.storage, this.cache, target, policy);
   }
 
   // ── users ───────────────────────────────────────────────────────────────────────────────────
@@ -233,7 +243,7 @@ export class Registry extends DurableObject<Env> {
 
   // ── housekeeping ────────────────────────────────────────────────────────────────────────────
   override async alarm(): Promise<void> {
-    const next = await housekeeping(this.ctx.storage, this.env, clock(), config(this.env).CLIENT_IDLE_TTL);
+    const next = await housekeeping(this.ctx.storage, this.env, this.cache, clock(), config(this.env).CLIENT_IDLE_TTL);
     if (next !== null) await this.ctx.storage.setAlarm(next * 1000);
   }
 

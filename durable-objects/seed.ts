@@ -1,11 +1,12 @@
 import type { Resource, User } from "../schemas/resource";
 import { hashPassword } from "../workers/password";
+import type { RegistryCache } from "./registry-cache";
 
 /**
  * The development seed (README "Running locally"): two users and the example MCP server as a resource.
  * Runs once per storage, only when ENVIRONMENT is `dev` (the Registry checks before calling).
  */
-export async function seedDevData(storage: DurableObjectStorage, env: Env): Promise<void> {
+export async function seedDevData(storage: DurableObjectStorage, cache: RegistryCache): Promise<void> {
   if (await storage.get("seeded")) return;
   const now = Math.floor(Date.now() / 1000);
   const users: User[] = [
@@ -25,5 +26,5 @@ export async function seedDevData(storage: DurableObjectStorage, env: Env): Prom
     writes[`user-email:${u.email}`] = u.id;
   }
   await storage.put(writes);
-  await env.CLIENT_CACHE.put(`resource-uri:${mcp.resource}`, JSON.stringify(mcp));
+  await cache.publish(`resource-uri:${mcp.resource}`);
 }

@@ -1,3 +1,4 @@
+import type { CacheKey } from "../../durable-objects/registry-cache";
 import type { Attester } from "../../schemas/attestation";
 import type { Client } from "../../schemas/client";
 import type { Resource } from "../../schemas/resource";
@@ -8,8 +9,10 @@ import { resolveMetadataDocument } from "./metadata-document";
 /**
  * Read path for registry records on the hot path: isolate memory → KV → the Registry Durable Object.
  * Staleness bound: an isolate keeps a record for CLIENT_CACHE_TTL seconds (default 30) and KV edge
- * caches hold it up to 60 s more; the Registry writes KV through on every change, and deleting a client
- * revokes its grants in their Durable Objects at once, so nothing revocable is decided from the cache.
+ * caches hold it up to 60 s more; the Registry writes KV through on every change and fills it after a
+ * miss, both in order per key (`durable-objects/registry-cache.ts`), so a miss racing a change can never
+ * leave an old or deleted record in KV. Deleting a client revokes its grants in their Durable Objects at
+ * once, so nothing revocable is decided from the cache.
  */
 const memory = new Map<string, { value: unknown; until: number }>();
 const MEMORY_MAX = 5000;
@@ -18,16 +21,12 @@ export function registry(env: Env) {
   return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
 }
 
-async function cached<T>(env: Env, key: string, load: () => Promise<T | null>): Promise<T | null> {
+async function cached<T>(env: Env, key: CacheKey): Promise<T | null> {
   const nowMs = Date.now();
   const hit = memory.get(key);
   if (hit && hit.until > nowMs) return hit.value as T;
   const ttl = config(env).CLIENT_CACHE_TTL;
-  let value = await env.CLIENT_CACHE.get<T>(key, { type: "json", cacheTtl: 60 });
-  if (value === null) {
-    value = await load();
-    if (value !== null) await env.CLIENT_CACHE.put(key, JSON.stringify(value));
-  }
+  const value = (await env.CLIENT_CACHE.get<T>(key, { type: "json", cacheTtl: 60 })) ?? ((await registry(env).cacheMiss(key)) as T | null);
   if (value !== null && ttl > 0) {
     if (memory.size >= MEMORY_MAX) memory.delete(memory.keys().next().value as string);
     memory.set(key, { value, until: nowMs + ttl * 1000 });
@@ -42,12 +41,12 @@ async function cached<T>(env: Env, key: string, load: () => Promise<T | null>): 
  */
 export function findClient(env: Env, clientId: string): Promise<Client | null> {
   if (isClientIdUrl(clientId)) return resolveMetadataDocument(env, clientId);
-  return cached(env, `client:${clientId}`, () => registry(env).getClient(clientId));
+  return cached(env, `client:${clientId}`);
 }
 
 /** The registered resource whose indicator is exactly `uri`, or null. */
 export function findResource(env: Env, uri: string): Promise<Resource | null> {
-  return cached(env, `resource-uri:${uri}`, () => registry(env).getResourceByUri(uri));
+  return cached(env, `resource-uri:${uri}`);
 }
 
 /**
@@ -55,11 +54,11 @@ export function findResource(env: Env, uri: string): Promise<Resource | null> {
  * so an unknown issuer is answered from the cache too), within the same staleness bound as clients.
  */
 export async function findAttesters(env: Env): Promise<Attester[]> {
-  return (await cached(env, "attesters", () => registry(env).listAttesters())) ?? [];
+  return (await cached<Attester[]>(env, "attesters")) ?? [];
 }
 
 /** Drops this isolate's copy after a change made through it (other isolates follow within the bound). */
-export function evict(key: `client:${string}` | `resource-uri:${string}` | "attesters"): void {
+export function evict(key: CacheKey): void {
   memory.delete(key);
 }
 

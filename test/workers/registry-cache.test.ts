@@ -1,0 +1,130 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it } from "vitest";
+import { RegistryCache } from "../../durable-objects/registry-cache";
+import { clearMemoryCache, findClient, registry } from "../../workers/clients/cache";
+import { setClock } from "../../workers/clock";
+import { adminCall, basic, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+
+/**
+ * The Registry's write-through to the KV cache (`durable-objects/registry-cache.ts`): writes of one key
+ * happen one after another and write what storage holds when they run, so a fill after a cache miss
+ * that races a change (a deletion, an update) never leaves the old record in KV.
+ */
+
+/** A KV namespace whose first put waits until `open()` (a slow write); records each operation when it completes. */
+function gatedKv() {
+  const store = new Map<string, string>();
+  const done: string[] = [];
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let waiting = 0;
+  let deletes = 0;
+  const kv = {
+    async put(key: string, value: string) {
+      if (++waiting === 1) await gate;
+      store.set(key, value);
+      done.push(`put ${key} ${value}`);
+    },
+    async delete(key: string) {
+      deletes++;
+      store.delete(key);
+      done.push(`delete ${key}`);
+    },
+  };
+  return { kv: kv as unknown as KVNamespace, store, done, open: () => release(), waiting: () => waiting, deletes: () => deletes };
+}
+
+/** Runs `fn` with the storage of a fresh Durable Object (a GrantObject's: only its storage is used). */
+function withStorage(fn: (storage: DurableObjectStorage) => Promise<void>): Promise<void> {
+  return runInDurableObject(env.GRANTS.get(env.GRANTS.newUniqueId()), (_, state) => fn(state.storage));
+}
+
+/** Gives other work up to `ms` to make `check` true; says whether it did. */
+async function settle(check: () => boolean, ms = 100): Promise<boolean> {
+  for (let i = 0; i < ms && !check(); i++) await new Promise((r) => setTimeout(r, 1));
+  return check();
+}
+
+afterEach(() => setClock());
+
+describe("RegistryCache", () => {
+  it("a deletion's write waits for a fill in flight, so KV ends empty", async () => {
+    await withStorage(async (storage) => {
+      const { kv, store, done, open, waiting, deletes } = gatedKv();
+      const cache = new RegistryCache(storage, kv);
+      await storage.put("client:c1", { client_id: "c1" });
+      const fill = cache.fill("client:c1");
+      expect(await settle(() => waiting() === 1)).toBe(true);
+      await storage.delete("client:c1");
+      const deletion = cache.publish("client:c1");
+      // The deletion's write must not start while the fill's put is still on its way.
+      expect(await settle(() => deletes() > 0, 50)).toBe(false);
+      open();
+      expect(await fill).toEqual({ client_id: "c1" });
+      await deletion;
+      expect(done).toEqual(['put client:c1 {"client_id":"c1"}', "delete client:c1"]);
+      expect(store.has("client:c1")).toBe(false);
+    });
+  });
+
+  it("an update's write waits for a slow fill in flight, so KV ends with the update", async () => {
+    await withStorage(async (storage) => {
+      const { kv, store, open, waiting } = gatedKv();
+      const cache = new RegistryCache(storage, kv);
+      await storage.put("client:c2", { client_id: "c2", v: 1 });
+      const fill = cache.fill("client:c2");
+      expect(await settle(() => waiting() === 1)).toBe(true);
+      await storage.put("client:c2", { client_id: "c2", v: 2 });
+      const update = cache.publish("client:c2");
+      await settle(() => waiting() === 2, 50);
+      open();
+      await Promise.all([fill, update]);
+      expect(JSON.parse(store.get("client:c2") as string)).toEqual({ client_id: "c2", v: 2 });
+    });
+  });
+
+  it("a fill writes nothing for an unknown key, nor while a write is under way or just made", async () => {
+    await withStorage(async (storage) => {
+      const { kv, done, open } = gatedKv();
+      const cache = new RegistryCache(storage, kv);
+      open();
+      expect(await cache.fill("client:nobody")).toBeNull();
+      expect(await cache.fill("resource-uri:https://nowhere.example/")).toBeNull();
+      await storage.put("client:c3", { client_id: "c3" });
+      await cache.fill("client:c3");
+      await cache.fill("client:c3");
+      expect(done).toEqual(['put client:c3 {"client_id":"c3"}']);
+    });
+  });
+});
+
+describe("the hot path's cache after a miss", () => {
+  it("is filled by the Registry, and a deleted client is neither found nor left in KV", async () => {
+    const client = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic", scope: "mcp:read" });
+    const key = `client:${client.client_id}`;
+    // KV lost the record (the Registry wrote it a while ago): the next miss fills it again.
+    await env.CLIENT_CACHE.delete(key);
+    clearMemoryCache();
+    const later = Date.now() + 61_000;
+    setClock(() => later);
+    expect(await findClient(env, client.client_id)).toMatchObject({ client_id: client.client_id });
+    expect(await env.CLIENT_CACHE.get(key, "json")).toMatchObject({ client_id: client.client_id });
+    expect((await adminCall("DELETE", `/clients/${client.client_id}`)).status).toBe(204);
+    expect(await env.CLIENT_CACHE.get(key)).toBeNull();
+    clearMemoryCache();
+    expect(await registry(env).cacheMiss(key as `client:${string}`)).toBeNull();
+    expect(await env.CLIENT_CACHE.get(key)).toBeNull();
+    await expectError(
+      await postForm(
+        "/token",
+        { grant_type: "client_credentials", resource: MCP_RESOURCE },
+        { Authorization: basic(client.client_id, client.client_secret as string) },
+      ),
+      401,
+      "invalid_client",
+    );
+  });
+});
