@@ -1,3 +1,5 @@
+import type { AttestedFacts } from "./attestation";
+
 /**
  * An asynchronous approval request: a CIBA backchannel authentication request (OpenID CIBA Core 1.0)
  * or a device authorization request (RFC 8628), waiting in an ApprovalQueue for a user's decision.
@@ -23,6 +25,11 @@ export interface ApprovalRequest {
   user_code?: string;
   /** Step-up: the GrantObject (hex id) this request extends instead of creating a grant. */
   extends_grant?: string;
+  /**
+   * Push mode: what attestation policy allowed when the client asked (its facts, a shorter lifetime),
+   * since the tokens are minted at delivery, with no request of the client's to evaluate.
+   */
+  attestation?: { max_lifetime?: number; attested?: AttestedFacts };
   /** CIBA §5 token delivery mode; device requests are always polled. */
   delivery: "poll" | "ping" | "push";
   /** Ping and push: where and with which bearer token to call back, and the id to name. */

@@ -278,6 +278,23 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     expect(await stub.poll({ handle_hash: request.handle_hash, client_id: pushClient.client_id, now: T + 200 })).toEqual({ ok: false, reason: "redeemed" });
   });
 
+  it("mints a push with what attestation policy allowed when the client asked (lifetime, attested facts)", async () => {
+    const attested = { iss: "https://verifier.example", jkt: "jkt-1", pop: "attestation_pop_jwt" as const, model_provider: "anthropic" };
+    const { stub, request } = await queued({
+      client_id: pushClient.client_id,
+      scope: ["openid", "mcp:read"],
+      delivery: "push",
+      notification: { ...ping, auth_req_id: "lka_push_attested" },
+      attestation: { max_lifetime: 90, attested },
+    });
+    const calls = mockFetch(204);
+    await stub.approve({ id: request.id, approval: ALICE, now: T + 100 });
+    await runAlarmAt(stub, T + 100);
+    const pushed = JSON.parse(calls[0]?.body as string) as Record<string, string>;
+    expect(pushed.expires_in).toBe(90);
+    expect(decodeJwt(pushed.access_token as string).attested).toEqual(attested);
+  });
+
   it("pushes transaction_failed when the tokens cannot be issued (the client is gone)", async () => {
     const { stub, request } = await queued({ client_id: "lk_deleted", delivery: "push", notification: { ...ping, auth_req_id: "lka_gone" } });
     const calls = mockFetch(204);

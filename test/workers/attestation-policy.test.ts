@@ -2,7 +2,9 @@ import { env, exports } from "cloudflare:workers";
 import { decodeJwt } from "jose";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createTokenVerifier } from "../../workers/resource-server";
+import { decideNewest, signedInBrowser } from "./approvals";
 import { attestationHeaders, Instance, serverChallenge, TestAttester } from "./attestation";
+import type { Browser } from "./browser";
 import { adminCall, basic, type CreatedClient, createClient, expectError, ISSUER, postForm } from "./helpers";
 
 /**
@@ -165,6 +167,62 @@ describe("policy on a client, and changes taking effect", () => {
     );
     await expectError(await adminCall("PUT", "/policies/clients/nobody", {}), 404, "not_found", "no such client");
     await expectError(await adminCall("PUT", "/policies/widgets/x", {}), 404, "not_found", "no such endpoint");
+  });
+});
+
+describe("policy on asynchronous grants (CIBA, device authorization)", () => {
+  const CIBA = "urn:openid:params:grant-type:ciba";
+  const cibaClient = (extra: Record<string, unknown> = {}) =>
+    createClient({ grant_types: [CIBA], token_endpoint_auth_method: "client_secret_basic", backchannel_token_delivery_mode: "poll", ...extra });
+  const basicOf = (client: CreatedClient): Record<string, string> => ({ Authorization: basic(client.client_id, client.client_secret as string) });
+  const ask = (client: CreatedClient, scope: string, headers = basicOf(client)) =>
+    postForm("/bc-authorize", { scope: `openid ${scope}`, resource: RESOURCE, login_hint: "alice@example.com", binding_message: `P${scope.length}` }, headers);
+  const poll = (client: CreatedClient, id: string, headers = basicOf(client)) => postForm("/token", { grant_type: CIBA, auth_req_id: id }, headers);
+  let alice: Browser;
+  beforeAll(async () => {
+    alice = await signedInBrowser();
+  });
+
+  async function approved(res: Response): Promise<string> {
+    const body = (await res.json()) as { auth_req_id: string };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    await decideNewest(alice, "approve");
+    return body.auth_req_id;
+  }
+
+  it("refuses before anyone is asked when the client may not have the scope unattested", async () => {
+    const client = await cibaClient();
+    await expectError(await ask(client, "data:write"), 403, "access_denied", "client attestation is required for scope data:write");
+    const tv = await createClient({ grant_types: ["urn:ietf:params:oauth:grant-type:device_code"], token_endpoint_auth_method: "none" });
+    await expectError(
+      await postForm("/device_authorization", { client_id: tv.client_id, scope: "data:write", resource: RESOURCE }),
+      403,
+      "access_denied",
+      "client attestation is required for scope data:write",
+    );
+  });
+
+  it("applies the policy when the tokens are issued: an unattested client's lifetime, a policy added meanwhile, the approval kept", async () => {
+    const client = await cibaClient();
+    const id = await approved(await ask(client, "data:read"));
+    expect((await adminCall("PUT", `/policies/clients/${client.client_id}`, { require_attestation: true })).status).toBe(200);
+    await expectError(await poll(client, id), 403, "access_denied", "client attestation is required for this request");
+    expect((await adminCall("DELETE", `/policies/clients/${client.client_id}`)).status).toBe(204);
+    const res = await poll(client, id);
+    const body = (await res.json()) as { access_token: string; expires_in: number };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.expires_in).toBe(120);
+  });
+
+  it("issues to an attested client what it may not have unattested, with the poll's facts in `attested`", async () => {
+    const client = await cibaClient({ token_endpoint_auth_method: "attest_jwt_client_auth" });
+    const headers = async () => attestationHeaders(await attester.attest(client.client_id, instance, { claims: GOOD }), await instance.pop());
+    const id = await approved(await ask(client, "data:write", await headers()));
+    const res = await poll(client, id, await headers());
+    const body = (await res.json()) as { access_token: string; expires_in: number };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.expires_in).toBe(600);
+    expect(decodeJwt(body.access_token)).toMatchObject({ scope: "data:write", attested: { jkt: instance.jkt, model_provider: "anthropic" } });
   });
 });
 

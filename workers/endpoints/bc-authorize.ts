@@ -9,6 +9,7 @@ import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
 import { clientIp, rateLimit } from "../middleware/rate-limit";
+import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
@@ -20,8 +21,8 @@ const BINDING_MESSAGE = /^[\p{L}\p{N}\p{P}\p{S} ]+$/u;
 
 /**
  * OpenID CIBA Core 1.0 §7 backchannel authentication endpoint: no-store → form body → client
- * authentication → validate (§7.1) → queue the request with the user it names → `{auth_req_id,
- * expires_in, interval}` (§7.3). The user decides in their inbox; the client polls, or is pinged or
+ * authentication → validate (§7.1) and attestation policy → queue the request with the user it names →
+ * `{auth_req_id, expires_in, interval}` (§7.3). The user decides in their inbox; the client polls, or is pinged or
  * pushed to, by `backchannel_token_delivery_mode`.
  */
 export const bcAuthorize = new Hono<AppEnv>();
@@ -65,6 +66,8 @@ bcAuthorize.post("/bc-authorize", noStore, formBody, backchannelLimit, clientAut
   // A push carries one token response, so its access token can have only one audience.
   if (mode === "push" && resources.length > 1) throw new InvalidTarget("a push-mode request may name one resource");
   const decision = await decide(c.env, client, requested, resources);
+  // Refused before anyone is asked; the token request checks again with the attestation it carries.
+  const attestation = enforceAttestationPolicy(c, { scope: decision.scope, resources: decision.resources });
 
   const t = now();
   const user = await resolveUser(c.env, cfg, client, params, t);
@@ -85,6 +88,7 @@ bcAuthorize.post("/bc-authorize", noStore, formBody, backchannelLimit, clientAut
     ...(binding_message !== undefined ? { binding_message } : {}),
     ...(extends_grant ? { extends_grant } : {}),
     delivery: mode,
+    ...(mode === "push" ? { attestation } : {}),
     ...(mode !== "poll"
       ? { notification: { endpoint: client.backchannel_client_notification_endpoint as string, token: notificationToken as string, auth_req_id: handle.token } }
       : {}),

@@ -8,6 +8,7 @@ import { clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
+import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
@@ -27,6 +28,8 @@ deviceAuthorization.post("/device_authorization", noStore, formBody, clientAuth,
     throw new UnauthorizedClient("this client is not registered for the device_code grant");
   }
   const decision = await decide(c.env, client, parseScope(params.get("scope")), parseResources(params.all("resource")));
+  // Refused before anyone is asked; the token request checks again with the attestation it carries.
+  enforceAttestationPolicy(c, { scope: decision.scope, resources: decision.resources });
   const t = now();
   // A user code names its queue; a collision with a live code is retried with a fresh one.
   for (let attempt = 0; attempt < 5; attempt++) {

@@ -3,11 +3,13 @@ import type { PollResult } from "../../durable-objects/approval-queue";
 import type { Approval, ApprovalRequest } from "../../schemas/approval";
 import type { Client } from "../../schemas/client";
 import type { GrantData } from "../../schemas/grant";
-import { registry } from "../clients/cache";
+import type { Resource } from "../../schemas/resource";
+import { findResource, registry } from "../clients/cache";
 import { now } from "../clock";
 import type { Config } from "../config";
 import { AccessDenied, AuthorizationPending, ExpiredToken, InvalidGrant, ServerError, SlowDown, unreachable } from "../errors";
 import { log } from "../observe/log";
+import { type AttestationOutcome, enforceAttestationPolicy } from "../policy/attestation";
 import { pickAudience, scopesForAudience } from "../policy/scope";
 import { atHash, mintAccessToken } from "../tokens/access-token";
 import { mintHandle, parseHandle } from "../tokens/handles";
@@ -70,7 +72,8 @@ export async function pollAndIssue(c: Context<AppEnv>, kind: "auth_req" | "devic
   const t = now();
   const { request, approval } = approvedOrThrow(await queue.stub.poll({ handle_hash: queue.hash, client_id: client.client_id, now: t }), what);
   try {
-    return await issueApproved(c.env, c.get("cfg"), { client, request, approval, resource: c.get("params").all("resource"), now: t });
+    const enforce: EnforcePolicy = (target) => enforceAttestationPolicy(c, target);
+    return await issueApproved(c.env, c.get("cfg"), { client, request, approval, resource: c.get("params").all("resource"), now: t, enforce });
   } catch (err) {
     const released = await queue.stub
       .release({ handle_hash: queue.hash, client_id: client.client_id })
@@ -80,19 +83,32 @@ export async function pollAndIssue(c: Context<AppEnv>, kind: "auth_req" | "devic
   }
 }
 
+/** Attestation policy for what a token is about: what it allows, or a thrown refusal (`policy/attestation.ts`). */
+export type EnforcePolicy = (target: { scope: readonly string[]; resources: readonly (Resource | null)[] }) => AttestationOutcome;
+
 /**
  * Tokens for an approved request, like the code flow's: the grant is a real GrantObject (refresh,
  * revocation and introspection work as for any grant). A step-up request extends the grant it names
  * instead (idempotently), and its holder keeps refreshing with the refresh token it has. `push` adds the
- * CIBA §10.3.1 ID token claims. A new grant is created last, after every check and signature, so a
- * failure leaves no grant behind.
+ * CIBA §10.3.1 ID token claims. Attestation policy (`enforce`) is checked for what the user approved
+ * before anything changes, and again for the token's own scope and audience. A new grant is created
+ * last, after every check and signature, so a failure leaves no grant behind.
  */
 export async function issueApproved(
   env: Env,
   cfg: Config,
-  input: { client: Client; request: ApprovalRequest; approval: Approval; resource: string[]; now: number; push?: { auth_req_id: string } },
+  input: {
+    client: Client;
+    request: ApprovalRequest;
+    approval: Approval;
+    resource: string[];
+    now: number;
+    enforce: EnforcePolicy;
+    push?: { auth_req_id: string };
+  },
 ): Promise<Issued> {
-  const { client, request, approval, now } = input;
+  const { client, request, approval, now, enforce } = input;
+  enforce({ scope: request.scope, resources: await Promise.all(request.resources.map((r) => findResource(env, r))) });
   let grant_id: string;
   let data: GrantData;
   let refresh: { token: string; hash: string } | undefined;
@@ -136,7 +152,17 @@ export async function issueApproved(
   const wanted = input.resource.length ? input.resource : request.resources.length === 1 ? request.resources : [];
   const aud = pickAudience(data.resources, wanted, cfg.ISSUER);
   const scope = await scopesForAudience(env, data.scope, aud, cfg.ISSUER);
-  const at = await mintAccessToken(env, cfg, { sub: data.sub, aud, client_id: client.client_id, scope, auth_time: data.auth_time, gid: grant_id, now });
+  const outcome = enforce({ scope, resources: aud === cfg.ISSUER ? [] : [await findResource(env, aud)] });
+  const at = await mintAccessToken(env, cfg, {
+    ...outcome,
+    sub: data.sub,
+    aud,
+    client_id: client.client_id,
+    scope,
+    auth_time: data.auth_time,
+    gid: grant_id,
+    now,
+  });
   const response: TokenResponse = { access_token: at.token, token_type: "Bearer", expires_in: at.expires_in };
   if (scope.length) response.scope = scope.join(" ");
   if (refresh) response.refresh_token = refresh.token;

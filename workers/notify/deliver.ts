@@ -55,6 +55,8 @@ export async function composeBody(env: Env, input: { channel: string; request: A
       approval: input.approval as Approval,
       resource: [],
       now: now(),
+      // Push tokens are minted here, with no request of the client's: policy as evaluated when it asked.
+      enforce: () => request.attestation ?? {},
       push: { auth_req_id },
     });
     return JSON.stringify({ ...tokens, auth_req_id });
