@@ -39,7 +39,8 @@ export type UserInput = v.InferOutput<typeof UserInputSchema>;
 
 /** PBKDF2 parameters and output, stored with the user so the count can be raised later. */
 export interface PasswordHash {
-  alg: "PBKDF2-SHA256";
+  /** `PBKDF2-SHA256-CHAIN` (`workers/password.ts`); `PBKDF2-SHA256` is one call, as hashes were first written. */
+  alg: "PBKDF2-SHA256-CHAIN" | "PBKDF2-SHA256";
   iterations: number;
   salt: string;
   hash: string;
