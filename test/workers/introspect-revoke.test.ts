@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { obtainCode, pkce } from "./browser";
-import { basic, type CreatedClient, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
@@ -97,6 +97,19 @@ describe("introspection (RFC 7662)", () => {
       sub: agent.client_id,
       client_id: agent.client_id,
     });
+  });
+
+  it("says active:false for a client_credentials token once its client is deleted", async () => {
+    const doomed = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic", scope: "mcp:read" });
+    const cc = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE },
+      { Authorization: basic(doomed.client_id, doomed.client_secret as string) },
+    );
+    const { access_token } = (await cc.json()) as { access_token: string };
+    expect(await (await postForm("/introspect", { token: access_token }, asRs())).json()).toMatchObject({ active: true, client_id: doomed.client_id });
+    expect((await adminCall("DELETE", `/clients/${doomed.client_id}`)).status).toBe(204);
+    expect(await (await postForm("/introspect", { token: access_token }, asRs())).json()).toEqual({ active: false });
   });
 
   it("requires client authentication and a token", async () => {

@@ -1,5 +1,6 @@
 import { decodeJwt } from "jose";
 import type { GrantData } from "../../schemas/grant";
+import { findClient } from "../clients/cache";
 import type { Config } from "../config";
 import { grantStub } from "../grants/issue";
 import { type AccessTokenClaims, verifyAccessToken } from "./access-token";
@@ -14,14 +15,20 @@ export type Inspected =
 /**
  * Identifies a token Latchkey issued. An access token is verified (signature, typ, issuer, expiry)
  * and, when it derives from a grant, the grant is asked whether it is still active and the token not
- * revoked — one GrantObject call. A refresh token is only parsed; its grant decides the rest.
+ * revoked — one GrantObject call. A client's own token (client_credentials, no grant) is active only
+ * while its client exists (the cached record: a deletion counts within the cache bound). A refresh
+ * token is only parsed; its grant decides the rest.
  */
 export async function inspectToken(env: Env, cfg: Config, token: string, now: number): Promise<Inspected> {
   const refresh = await parseHandle("refresh", token);
   if (refresh) return { kind: "refresh_token", grant_id: refresh.object_id, hash: refresh.hash };
   const claims = await verifyAccessToken(env, cfg, token, now);
   if (!claims) return { kind: "unknown" };
-  if (!claims.gid) return { kind: "access_token", claims, grant: null };
+  if (!claims.gid) {
+    // A client ID metadata document that cannot be resolved now counts as a client that is gone.
+    const client = await findClient(env, claims.client_id).catch(() => null);
+    return client ? { kind: "access_token", claims, grant: null } : { kind: "unknown" };
+  }
   const stub = grantStub(env, claims.gid);
   const status = stub ? await stub.status({ jti: claims.jti, now }) : { active: false as const };
   return status.active ? { kind: "access_token", claims, grant: status.data } : { kind: "unknown" };
