@@ -16,6 +16,7 @@ import {
   type RegisteredClient,
   signIn,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
 import { type LoopbackServer, pushReceiver, type Received, startLoopbackServer } from "./notify-server";
@@ -50,12 +51,7 @@ beforeAll(async () => {
   await inbox.locator("body[data-live=connected]").waitFor();
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await notify?.stop();
-  await server?.stop();
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, notify));
 
 function asClient(client: RegisteredClient, path: string, fields: Record<string, string>): Promise<Response> {
   return server.fetch(path, {

@@ -20,6 +20,7 @@ import {
   signIn,
   startCallbackServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
 import { codeRequest, discover, insecure } from "./oauth4webapi-setup";
@@ -43,13 +44,7 @@ beforeAll(async () => {
   as = await discover(server, "oauth2");
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await docs?.stop();
-  await server?.stop();
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback, docs));
 
 /** A valid public client's document for the client_id URL at `path`. */
 function document(path: string, extra: Record<string, unknown> = {}) {

@@ -22,6 +22,7 @@ import {
   signIn,
   startCallbackServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
 import { discover, insecure } from "./oauth4webapi-setup";
@@ -38,12 +39,7 @@ beforeAll(async () => {
   as = await discover(server);
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await server?.stop();
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback));
 
 /** The error a process*Response function threw. */
 async function thrown(promise: Promise<unknown>): Promise<unknown> {

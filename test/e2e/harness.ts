@@ -31,6 +31,16 @@ export interface AuthorizationServer {
   stop(): Promise<void>;
 }
 
+/**
+ * A test file's `afterAll`: stops what it started, the server last, and checks that nothing inside the
+ * Worker failed unexpectedly (`app.ts` logs such an error, then answers `server_error`).
+ */
+export async function stopAll(server: AuthorizationServer | undefined, ...others: Array<{ stop(): Promise<void> } | undefined>): Promise<void> {
+  for (const other of others) await other?.stop();
+  await server?.stop();
+  expect(server?.errors ?? []).toEqual([]);
+}
+
 /** A port that was free a moment ago; wrangler needs it up front because the issuer names it. */
 async function freePort(): Promise<number> {
   const server = createServer();

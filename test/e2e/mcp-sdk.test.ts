@@ -23,6 +23,7 @@ import {
   startCallbackServer,
   startMcpServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
 
@@ -38,13 +39,7 @@ beforeAll(async () => {
   browser = await launchBrowser();
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await mcp?.stop();
-  await server?.stop();
-  expect(server?.errors ?? []).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback, mcp));
 
 /**
  * An in-memory OAuth client provider, as an MCP host keeps one per server; it records what the SDK

@@ -1,6 +1,6 @@
 /** What every oauth4webapi test needs against the loopback server: the insecure switch and discovery. */
 import * as oauth from "oauth4webapi";
-import type { AuthorizationServer } from "./harness";
+import { type AuthorizationServer, createClient, type RegisteredClient } from "./harness";
 
 /** Loopback http issuer: oauth4webapi refuses http unless told (the issuer check allows loopback). */
 export const insecure = { [oauth.allowInsecureRequests]: true } as const;
@@ -30,4 +30,16 @@ export async function codeRequest(
     ...params,
   }).toString();
   return { url: url.href, verifier, state };
+}
+
+/** A confidential client (`client_secret_basic`) registered with `metadata`, as oauth4webapi addresses it. */
+export interface ConfidentialClient {
+  registered: RegisteredClient;
+  client: oauth.Client;
+  auth: oauth.ClientAuth;
+}
+
+export async function registerConfidential(server: AuthorizationServer, metadata: Record<string, unknown>): Promise<ConfidentialClient> {
+  const registered = await createClient(server, { token_endpoint_auth_method: "client_secret_basic", ...metadata });
+  return { registered, client: { client_id: registered.client_id }, auth: oauth.ClientSecretBasic(registered.client_secret as string) };
 }

@@ -20,35 +20,28 @@ import {
   signIn,
   startCallbackServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
-import { codeRequest, discover, insecure } from "./oauth4webapi-setup";
+import { type ConfidentialClient, codeRequest, discover, insecure, registerConfidential } from "./oauth4webapi-setup";
 
 let server: AuthorizationServer;
 let callback: CallbackServer;
 let browser: TestBrowser;
 let as: oauth.AuthorizationServer;
-let confidential: { registered: RegisteredClient; client: oauth.Client; auth: oauth.ClientAuth };
+let confidential: ConfidentialClient;
 
 beforeAll(async () => {
   [server, callback, browser] = await Promise.all([startServer(), startCallbackServer(), launchBrowser()]);
   as = await discover(server);
-  const registered = await createClient(server, {
+  confidential = await registerConfidential(server, {
     client_name: "oauth4webapi confidential",
     redirect_uris: [callback.redirectUri],
     grant_types: ["authorization_code", "refresh_token"],
-    token_endpoint_auth_method: "client_secret_basic",
   });
-  confidential = { registered, client: { client_id: registered.client_id }, auth: oauth.ClientSecretBasic(registered.client_secret as string) };
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await server?.stop();
-  // Nothing above may have hit an unexpected error inside the Worker (logged, then answered as server_error).
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback));
 
 interface Authorization {
   page: Page;

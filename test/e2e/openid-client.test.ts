@@ -22,6 +22,7 @@ import {
   signIn,
   startCallbackServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
 
@@ -52,13 +53,7 @@ beforeAll(async () => {
   };
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await server?.stop();
-  // Nothing above may have hit an unexpected error inside the Worker (logged, then answered as server_error).
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback));
 
 /** The last response openid-client received from `endpoint`. */
 function lastResponseFrom(endpoint: string | undefined) {

@@ -16,39 +16,32 @@ import {
   landedAt,
   launchBrowser,
   MCP_RESOURCE,
-  type RegisteredClient,
   signIn,
   startCallbackServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
-import { discover, insecure } from "./oauth4webapi-setup";
+import { type ConfidentialClient, discover, insecure, registerConfidential } from "./oauth4webapi-setup";
 
 let server: AuthorizationServer;
 let callback: CallbackServer;
 let browser: TestBrowser;
 let as: oauth.AuthorizationServer;
-let confidential: { registered: RegisteredClient; client: oauth.Client; auth: oauth.ClientAuth };
+let confidential: ConfidentialClient;
 
 beforeAll(async () => {
   [server, callback, browser] = await Promise.all([startServer(), startCallbackServer(), launchBrowser()]);
   as = await discover(server);
-  const registered = await createClient(server, {
+  confidential = await registerConfidential(server, {
     client_name: "PAR confidential",
     redirect_uris: [callback.redirectUri],
     grant_types: ["authorization_code", "refresh_token"],
-    token_endpoint_auth_method: "client_secret_basic",
     require_pushed_authorization_requests: true,
   });
-  confidential = { registered, client: { client_id: registered.client_id }, auth: oauth.ClientSecretBasic(registered.client_secret as string) };
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await server?.stop();
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback));
 
 /** Pushes an authorization request (code + PKCE S256, fresh state) and returns what the client keeps. */
 async function push(client: oauth.Client, auth: oauth.ClientAuth, params: Record<string, string>) {

@@ -19,6 +19,7 @@ import {
   signIn,
   startCallbackServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
 import { codeRequest, discover, insecure } from "./oauth4webapi-setup";
@@ -61,13 +62,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await docs?.stop();
-  await server?.stop();
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback, docs));
 
 type Modify = (header: Record<string, unknown>, payload: Record<string, unknown>) => void;
 

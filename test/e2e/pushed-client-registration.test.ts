@@ -18,6 +18,7 @@ import {
   signIn,
   startCallbackServer,
   startServer,
+  stopAll,
   type TestBrowser,
 } from "./harness";
 import { discover, insecure } from "./oauth4webapi-setup";
@@ -35,12 +36,7 @@ beforeAll(async () => {
   as = await discover(server, "oauth2");
 });
 
-afterAll(async () => {
-  await browser?.stop();
-  await callback?.stop();
-  await server?.stop();
-  expect(server?.errors).toEqual([]);
-});
+afterAll(() => stopAll(server, browser, callback));
 
 async function push(registration: Record<string, unknown>) {
   const verifier = oauth.generateRandomCodeVerifier();
