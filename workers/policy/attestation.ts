@@ -22,8 +22,11 @@ export interface AttestationOutcome {
  * is recorded as a `policy.denied` audit event.
  */
 export function enforceAttestationPolicy(c: Context<AppEnv>, input: { scope: readonly string[]; resources: readonly (Resource | null)[] }): AttestationOutcome {
-  const policies = [c.get("client").attestation_policy, ...input.resources.map((r) => r?.attestation_policy)].filter((p): p is AttestationPolicy => !!p);
   const facts = c.get("attestation")?.facts;
+  const clientPolicy = c.get("client").attestation_policy;
+  // The common case, no policy and no attestation: nothing to evaluate or carry.
+  if (!facts && !clientPolicy && input.resources.every((r) => !r?.attestation_policy)) return {};
+  const policies = [clientPolicy, ...input.resources.map((r) => r?.attestation_policy)].filter((p): p is AttestationPolicy => !!p);
   const deny = (description: string, detail: string): never => {
     audit(c, { event: "policy.denied", outcome: "failure", client_id: c.get("client").client_id, detail });
     throw new Forbidden(description, detail);

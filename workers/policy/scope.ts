@@ -32,6 +32,18 @@ export interface Decision {
   scope: string[];
 }
 
+const registeredScopes = new WeakMap<Client, ReadonlySet<string>>();
+
+/** The client's registered `scope` as a set, made once per client record. */
+function registeredScope(client: Client): ReadonlySet<string> | null {
+  if (!client.scope) return null;
+  const known = registeredScopes.get(client);
+  if (known) return known;
+  const set = new Set(client.scope.split(" "));
+  registeredScopes.set(client, set);
+  return set;
+}
+
 /**
  * What a client may be granted for the requested scope and resources. Resources must be registered
  * (RFC 8707 §2: otherwise `invalid_target`). Each scope must be an OIDC scope or supported by one of
@@ -45,8 +57,8 @@ export async function decide(env: Env, client: Client, requested: string[] | und
     if (!resource) throw new InvalidTarget(`resource ${uri} is not known to this authorization server`);
     resources.push(resource);
   }
-  const offered = new Set([...OIDC, ...resources.flatMap((r) => r.scopes_supported)]);
-  const clientScope = client.scope ? new Set(client.scope.split(" ")) : null;
+  const offered = (s: string) => OIDC.has(s) || resources.some((r) => r.scopes_supported.includes(s));
+  const clientScope = registeredScope(client);
   // A registered scope limits a client only when an administrator set it. A client that registered
   // itself chose its own `scope`: as a limit it protects nothing, and MCP clients register with their
   // first scope and later step up. For them the user's consent is the gate.
@@ -54,10 +66,10 @@ export async function decide(env: Env, client: Client, requested: string[] | und
   const allowedForClient = (s: string) => !limit || s === "openid" || limit.has(s);
   if (requested === undefined) {
     const base = clientScope ? [...clientScope] : resources.flatMap((r) => r.scopes_supported);
-    return { resources, scope: [...new Set(base.filter((s) => offered.has(s) && !OIDC.has(s)))] };
+    return { resources, scope: [...new Set(base.filter((s) => offered(s) && !OIDC.has(s)))] };
   }
   for (const s of requested) {
-    if (!offered.has(s)) {
+    if (!offered(s)) {
       throw new InvalidScope(
         resources.length ? `scope ${s} is not supported by the requested resource` : `scope ${s} needs a resource parameter naming the resource it is for`,
       );
