@@ -36,16 +36,18 @@ import { seedDevData } from "./seed";
  *   login-failures:{email}        → { count, locked_until } (sign-in lockout)
  *   idle:…, iat:…, iat-id:…, rate:…  (registration; see `registry-clients.ts`)
  *   attester:…, attester-iss:…     (trusted attesters; see `registry-attestation.ts`)
+ *   cache-dirty:{KV key}          → when its last KV write failed (`registry-cache.ts`)
  *
- * The alarm does housekeeping (`registry-housekeeping.ts`): it deletes dynamically registered clients
- * left unused for CLIENT_IDLE_TTL, expired initial access tokens and past registration counts.
+ * The alarm writes KV again where a write-through failed (`registry-cache.ts`) and does housekeeping
+ * (`registry-housekeeping.ts`): it deletes dynamically registered clients left unused for
+ * CLIENT_IDLE_TTL, expired initial access tokens and past registration counts.
  */
 export class Registry extends DurableObject<Env> {
   private readonly cache: RegistryCache;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.cache = new RegistryCache(ctx.storage, env.CLIENT_CACHE);
+    this.cache = new RegistryCache(ctx.storage, env.CLIENT_CACHE, (at) => this.alarmBy(at));
     if (env.ENVIRONMENT === "dev") ctx.blockConcurrencyWhile(() => seedDevData(ctx.storage, this.cache));
   }
 
@@ -243,8 +245,15 @@ export class Registry extends DurableObject<Env> {
 
   // ── housekeeping ────────────────────────────────────────────────────────────────────────────
   override async alarm(): Promise<void> {
+    await this.cache.retry();
     const next = await housekeeping(this.ctx.storage, this.env, this.cache, clock(), config(this.env).CLIENT_IDLE_TTL);
-    if (next !== null) await this.ctx.storage.setAlarm(next * 1000);
+    if (next !== null) await this.alarmBy(next);
+  }
+
+  /** Makes sure the alarm runs by `at` (seconds), keeping an earlier one. */
+  private async alarmBy(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at * 1000) await this.ctx.storage.setAlarm(at * 1000);
   }
 
   /** Makes sure housekeeping will run: something now needs watching. */

@@ -1,7 +1,7 @@
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, describe, expect, it } from "vitest";
-import { RegistryCache } from "../../durable-objects/registry-cache";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { RETRY_AFTER, RegistryCache } from "../../durable-objects/registry-cache";
 import { clearMemoryCache, findClient, registry } from "../../workers/clients/cache";
 import { setClock } from "../../workers/clock";
 import { adminCall, basic, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
@@ -42,19 +42,24 @@ function withStorage(fn: (storage: DurableObjectStorage) => Promise<void>): Prom
   return runInDurableObject(env.GRANTS.get(env.GRANTS.newUniqueId()), (_, state) => fn(state.storage));
 }
 
+const noAlarm = async () => undefined;
+
 /** Gives other work up to `ms` to make `check` true; says whether it did. */
 async function settle(check: () => boolean, ms = 100): Promise<boolean> {
   for (let i = 0; i < ms && !check(); i++) await new Promise((r) => setTimeout(r, 1));
   return check();
 }
 
-afterEach(() => setClock());
+afterEach(() => {
+  setClock();
+  vi.restoreAllMocks();
+});
 
 describe("RegistryCache", () => {
   it("a deletion's write waits for a fill in flight, so KV ends empty", async () => {
     await withStorage(async (storage) => {
       const { kv, store, done, open, waiting, deletes } = gatedKv();
-      const cache = new RegistryCache(storage, kv);
+      const cache = new RegistryCache(storage, kv, noAlarm);
       await storage.put("client:c1", { client_id: "c1" });
       const fill = cache.fill("client:c1");
       expect(await settle(() => waiting() === 1)).toBe(true);
@@ -73,7 +78,7 @@ describe("RegistryCache", () => {
   it("an update's write waits for a slow fill in flight, so KV ends with the update", async () => {
     await withStorage(async (storage) => {
       const { kv, store, open, waiting } = gatedKv();
-      const cache = new RegistryCache(storage, kv);
+      const cache = new RegistryCache(storage, kv, noAlarm);
       await storage.put("client:c2", { client_id: "c2", v: 1 });
       const fill = cache.fill("client:c2");
       expect(await settle(() => waiting() === 1)).toBe(true);
@@ -89,7 +94,7 @@ describe("RegistryCache", () => {
   it("a fill writes nothing for an unknown key, nor while a write is under way or just made", async () => {
     await withStorage(async (storage) => {
       const { kv, done, open } = gatedKv();
-      const cache = new RegistryCache(storage, kv);
+      const cache = new RegistryCache(storage, kv, noAlarm);
       open();
       expect(await cache.fill("client:nobody")).toBeNull();
       expect(await cache.fill("resource-uri:https://nowhere.example/")).toBeNull();
@@ -99,9 +104,53 @@ describe("RegistryCache", () => {
       expect(done).toEqual(['put client:c3 {"client_id":"c3"}']);
     });
   });
+
+  it("a failed write does not fail the change: the key is marked, the alarm asked for, and the retry writes it", async () => {
+    await withStorage(async (storage) => {
+      const store = new Map<string, string>();
+      let failing = true;
+      const kv = {
+        async put(key: string, value: string) {
+          if (failing) throw new Error("KV PUT failed: 429 Too Many Requests");
+          store.set(key, value);
+        },
+        async delete(key: string) {
+          store.delete(key);
+        },
+      } as unknown as KVNamespace;
+      const asked: number[] = [];
+      const cache = new RegistryCache(storage, kv, async (at) => void asked.push(at));
+      vi.spyOn(console, "warn").mockImplementation(() => undefined);
+      const t = Math.floor(Date.now() / 1000);
+      setClock(() => t * 1000);
+      await storage.put("client:c4", { client_id: "c4" });
+      await cache.publish("client:c4");
+      expect(await storage.get("cache-dirty:client:c4")).toBe(t);
+      expect(asked).toEqual([t + RETRY_AFTER]);
+      expect(store.has("client:c4")).toBe(false);
+      failing = false;
+      await cache.retry();
+      expect(JSON.parse(store.get("client:c4") as string)).toEqual({ client_id: "c4" });
+      expect(await storage.get("cache-dirty:client:c4")).toBeUndefined();
+    });
+  });
 });
 
 describe("the hot path's cache after a miss", () => {
+  it("the Registry's alarm writes again a key whose write failed", async () => {
+    const client = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic", scope: "mcp:read" });
+    const key = `client:${client.client_id}`;
+    await env.CLIENT_CACHE.delete(key);
+    // What a failed write leaves: the marker, and an alarm (run here at once).
+    await runInDurableObject(registry(env), async (_, state) => {
+      await state.storage.put(`cache-dirty:${key}`, 1);
+      await state.storage.setAlarm(Date.now() + 3_600_000);
+    });
+    expect(await runDurableObjectAlarm(registry(env))).toBe(true);
+    expect(await env.CLIENT_CACHE.get(key, "json")).toMatchObject({ client_id: client.client_id });
+    expect(await runInDurableObject(registry(env), (_, state) => state.storage.get(`cache-dirty:${key}`))).toBeUndefined();
+  });
+
   it("is filled by the Registry, and a deleted client is neither found nor left in KV", async () => {
     const client = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic", scope: "mcp:read" });
     const key = `client:${client.client_id}`;
