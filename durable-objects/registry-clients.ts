@@ -109,20 +109,8 @@ export async function manageClientRecord(
   return { ok: true, client: next, secret_issued };
 }
 
-/** Deletes a client, its idle entry and cached records; the caller revokes its grants. */
+/** Deletes a client, its idle entry and cached records; the caller revokes its grants (`registry-revocation.ts`). */
 export async function deleteClientRecord(storage: DurableObjectStorage, env: Env, cache: RegistryCache, clientId: string): Promise<void> {
   await storage.delete([`client:${clientId}`, `idle:${clientId}`]);
   await Promise.all([cache.publish(`client:${clientId}`), env.CLIENT_CACHE.delete(`last-used:${clientId}`)]);
-}
-
-/** Revokes every grant indexed under `owner` (`client:{id}` or `user:{id}`) and drops the index. */
-export async function revokeGrantsOf(storage: DurableObjectStorage, env: Env, owner: string): Promise<number> {
-  const prefix = `grant-of:${owner}\n`;
-  const entries = await storage.list({ prefix });
-  const keys = [...entries.keys()];
-  const ids = keys.map((k) => k.slice(prefix.length));
-  await Promise.all(ids.map((id) => env.GRANTS.get(env.GRANTS.idFromString(id)).revoke("owner_deleted")));
-  // storage.delete takes at most 128 keys at a time.
-  for (let i = 0; i < keys.length; i += 128) await storage.delete(keys.slice(i, i + 128));
-  return ids.length;
 }

@@ -1,7 +1,8 @@
 import type { InitialAccessToken } from "../schemas/registration";
 import { LAST_USED_MARGIN } from "../workers/clients/last-used";
 import type { RegistryCache } from "./registry-cache";
-import { deleteClientRecord, type IdleEntry, revokeGrantsOf } from "./registry-clients";
+import { deleteClientRecord, type IdleEntry } from "./registry-clients";
+import { beginRevocation } from "./registry-revocation";
 
 /**
  * The Registry's alarm work: forget registration counts of past hours and expired initial access
@@ -50,8 +51,9 @@ async function sweepIdleClients(storage: DurableObjectStorage, env: Env, cache: 
       await storage.put(key, { last_used: observed } satisfies IdleEntry);
       if (now - observed <= deadline) continue;
     }
+    // Its grants are revoked by the same alarm, after the sweep (`registry-revocation.ts`).
+    await beginRevocation(storage, `client:${clientId}`);
     await deleteClientRecord(storage, env, cache, clientId);
-    await revokeGrantsOf(storage, env, `client:${clientId}`);
   }
   const last = [...page.keys()].at(-1);
   if (page.size === SWEEP_PAGE && last) {

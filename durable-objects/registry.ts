@@ -5,6 +5,7 @@ import type { CreateClientResult, InitialAccessToken, RegistrationGate } from ".
 import type { Resource, User } from "../schemas/resource";
 import { now as clock } from "../workers/clock";
 import { config } from "../workers/config";
+import { log } from "../workers/observe/log";
 import {
   type CreateAttesterResult,
   createAttesterRecord,
@@ -14,10 +15,11 @@ import {
   type SetPolicyResult,
   setPolicyRecord,
 } from "./registry-attestation";
-import { type CacheKey, RegistryCache } from "./registry-cache";
+import { type CacheKey, RETRY_AFTER, RegistryCache } from "./registry-cache";
 import type { ClientUpdate } from "./registry-clients";
-import { createClientRecord, deleteClientRecord, type ManageResult, manageClientRecord, revokeGrantsOf } from "./registry-clients";
+import { createClientRecord, deleteClientRecord, type ManageResult, manageClientRecord } from "./registry-clients";
 import { housekeeping } from "./registry-housekeeping";
+import { beginRevocation, continueRevocations, revokeGrantsOf } from "./registry-revocation";
 import { seedDevData } from "./seed";
 
 /**
@@ -37,8 +39,10 @@ import { seedDevData } from "./seed";
  *   idle:…, iat:…, iat-id:…, rate:…  (registration; see `registry-clients.ts`)
  *   attester:…, attester-iss:…     (trusted attesters; see `registry-attestation.ts`)
  *   cache-dirty:{KV key}          → when its last KV write failed (`registry-cache.ts`)
+ *   revoking:{client|user}:{id}   → a deleted owner with grants left to revoke (`registry-revocation.ts`)
  *
- * The alarm writes KV again where a write-through failed (`registry-cache.ts`) and does housekeeping
+ * The alarm writes KV again where a write-through failed (`registry-cache.ts`), goes on revoking the
+ * grants of deleted owners (`registry-revocation.ts`) and does housekeeping
  * (`registry-housekeeping.ts`): it deletes dynamically registered clients left unused for
  * CLIENT_IDLE_TTL, expired initial access tokens and past registration counts.
  */
@@ -89,8 +93,10 @@ export class Registry extends DurableObject<Env> {
       return { ok: false, reason: "invalid_token" };
     }
     if (!client) return { ok: false, reason: "not_found" };
+    // The mark and the deletion are one write (no other I/O between them): a client is never gone with its grants unmarked.
+    await beginRevocation(this.ctx.storage, `client:${clientId}`);
     await deleteClientRecord(this.ctx.storage, this.env, this.cache, clientId);
-    return { ok: true, revoked_grants: await revokeGrantsOf(this.ctx.storage, this.env, `client:${clientId}`) };
+    return { ok: true, revoked_grants: await this.revokeFirstPage(`client:${clientId}`) };
   }
 
   // ── initial access tokens (RFC 7591 §3) ─────────────────────────────────────────────────────
@@ -178,8 +184,9 @@ export class Registry extends DurableObject<Env> {
     const user = await this.getUser(id);
     if (!user) return { ok: false, reason: "not_found" };
     const consents = await this.ctx.storage.list({ prefix: `consent:${id}\n` });
+    await beginRevocation(this.ctx.storage, `user:${id}`);
     await this.ctx.storage.delete([`user:${id}`, `user-email:${user.email}`, ...consents.keys()]);
-    return { ok: true, revoked_grants: await revokeGrantsOf(this.ctx.storage, this.env, `user:${id}`) };
+    return { ok: true, revoked_grants: await this.revokeFirstPage(`user:${id}`) };
   }
 
   // ── sign-in attempts ────────────────────────────────────────────────────────────────────────
@@ -247,7 +254,21 @@ export class Registry extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     await this.cache.retry();
     const next = await housekeeping(this.ctx.storage, this.env, this.cache, clock(), config(this.env).CLIENT_IDLE_TTL);
+    if (await continueRevocations(this.ctx.storage, this.env)) await this.alarmBy(clock() + 1);
     if (next !== null) await this.alarmBy(next);
+  }
+
+  /** The first page of a deleted owner's grants, revoked at once; the alarm does the rest (`registry-revocation.ts`). */
+  private async revokeFirstPage(owner: string): Promise<number> {
+    try {
+      const { revoked, more } = await revokeGrantsOf(this.ctx.storage, this.env, owner);
+      if (more) await this.alarmBy(clock() + 1);
+      return revoked;
+    } catch (error) {
+      log("warn", "revocation_deferred", { owner, error: String(error) });
+      await this.alarmBy(clock() + RETRY_AFTER);
+      return 0;
+    }
   }
 
   /** Makes sure the alarm runs by `at` (seconds), keeping an earlier one. */

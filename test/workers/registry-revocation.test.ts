@@ -1,0 +1,66 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { REVOKE_PAGE } from "../../durable-objects/registry-revocation";
+import type { GrantData } from "../../schemas/grant";
+import { registry } from "../../workers/clients/cache";
+
+/**
+ * Deleting an owner (client or user) revokes all its grants (`durable-objects/registry-revocation.ts`): a
+ * page at once, the rest by the Registry's alarm, so no invocation makes more Durable Object calls than
+ * a plan allows, and no deleted owner is left with live grants.
+ */
+const T = Math.floor(Date.now() / 1000);
+
+async function userWithGrants(n: number): Promise<{ sub: string; grants: string[] }> {
+  const sub = `usr_bulk_${crypto.randomUUID().slice(0, 8)}`;
+  const created = await registry(env).createUser({
+    id: sub,
+    email: `${sub}@example.com`,
+    name: "Bulk",
+    password: { alg: "PBKDF2-SHA256-CHAIN", iterations: 1, salt: "AA", hash: "AA" },
+    created_at: T,
+  });
+  expect(created).toEqual({ ok: true });
+  const grants = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const id = env.GRANTS.newUniqueId();
+      const data: GrantData = { client_id: "lk_bulk", sub, scope: ["mcp:read"], resources: [], auth_time: T, amr: ["pwd"], refresh: false };
+      await env.GRANTS.get(id).createActive({ data, lifetimes: { expires_at: T + 86_400, idle_ttl: 86_400, reuse_window: 30 }, now: T });
+      await registry(env).recordGrant({ grant_id: id.toString(), sub, client_id: "lk_bulk" });
+      return id.toString();
+    }),
+  );
+  return { sub, grants };
+}
+
+const active = (grantId: string) =>
+  env.GRANTS.get(env.GRANTS.idFromString(grantId))
+    .status({ now: T + 1 })
+    .then((s) => s.active);
+const marked = (owner: string) => runInDurableObject(registry(env), (_, state) => state.storage.get(`revoking:${owner}`));
+const indexed = (owner: string) => runInDurableObject(registry(env), async (_, state) => (await state.storage.list({ prefix: `grant-of:${owner}\n` })).size);
+
+describe("revoking a deleted owner's grants", () => {
+  it("revokes a page at once and the rest by alarm, then forgets the owner", async () => {
+    const { sub, grants } = await userWithGrants(REVOKE_PAGE + 5);
+    expect(await registry(env).deleteUser(sub)).toEqual({ ok: true, revoked_grants: REVOKE_PAGE });
+    expect(await marked(`user:${sub}`)).toBe(true);
+    expect(await indexed(`user:${sub}`)).toBe(5);
+    expect((await Promise.all(grants.map(active))).filter(Boolean)).toHaveLength(5);
+    // The alarm is due in a second; run it now (if it already ran by itself, it found the same work).
+    await runDurableObjectAlarm(registry(env));
+    expect((await Promise.all(grants.map(active))).filter(Boolean)).toHaveLength(0);
+    expect(await indexed(`user:${sub}`)).toBe(0);
+    expect(await marked(`user:${sub}`)).toBeUndefined();
+  });
+
+  it("drops an index entry that names no grant object, and finishes", async () => {
+    const { sub, grants } = await userWithGrants(1);
+    await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: "lk_bulk" });
+    expect(await registry(env).deleteUser(sub)).toEqual({ ok: true, revoked_grants: 2 });
+    expect(await active(grants[0] as string)).toBe(false);
+    expect(await indexed(`user:${sub}`)).toBe(0);
+    expect(await marked(`user:${sub}`)).toBeUndefined();
+  });
+});
