@@ -18,8 +18,12 @@ import { beginRevocation } from "./registry-revocation";
 
 /** Seconds between housekeeping rounds while anything needs watching. */
 export const SWEEP_INTERVAL = 3600;
-/** Idle entries examined per alarm; a sweep over more continues in the next alarm, a second later. */
-export const SWEEP_PAGE = 500;
+/**
+ * Idle entries examined per alarm; a sweep over more continues in the next alarm, a second later. Each
+ * costs at most three KV operations (the last-use read, and for a deleted client its two cached keys), so a
+ * page stays under the 1,000 KV operations one invocation may make.
+ */
+export const SWEEP_PAGE = 250;
 
 /** One round of housekeeping at `now`. Returns when the alarm should next run, or null when nothing is left to watch. */
 export async function housekeeping(storage: DurableObjectStorage, env: Env, cache: RegistryCache, now: number, idle_ttl: number): Promise<number | null> {
