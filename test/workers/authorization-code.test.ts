@@ -2,7 +2,7 @@ import { createLocalJWKSet, decodeJwt, jwtVerify } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { atHash } from "../../workers/tokens/access-token";
 import { obtainCode, pkce } from "./browser";
-import { basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
@@ -150,6 +150,22 @@ describe("authorization_code grant (OAuth 2.1 §4.1.3)", () => {
     const body = (await res.json()) as Record<string, string>;
     expect(res.status, JSON.stringify(body)).toBe(200);
     expect(decodeJwt(body.access_token as string).aud).toBe(MCP_RESOURCE);
+  });
+
+  it("refuses a client its attestation policy refuses every token before spending the code", async () => {
+    const c = await code(app, { resource: MCP_RESOURCE });
+    expect((await adminCall("PUT", `/policies/clients/${app.client_id}`, { require_attestation: true })).status).toBe(200);
+    try {
+      await expectError(
+        await redeem(app, { code: c.code, code_verifier: c.verifier }),
+        403,
+        "access_denied",
+        "client attestation is required for this request",
+      );
+    } finally {
+      expect((await adminCall("DELETE", `/policies/clients/${app.client_id}`)).status).toBe(204);
+    }
+    expect((await redeem(app, { code: c.code, code_verifier: c.verifier })).status).toBe(200);
   });
 
   it("checks redirect_uri when a client sends it", async () => {

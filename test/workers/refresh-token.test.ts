@@ -2,7 +2,7 @@ import { decodeJwt } from "jose";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { setClock } from "../../workers/clock";
 import { obtainCode, pkce } from "./browser";
-import { type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
@@ -159,6 +159,19 @@ describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
       "resource https://other.example/ was not granted",
     );
     // Past the reuse window, so a token that had been rotated would now count as reuse.
+    const later = Date.now() + 120_000;
+    setClock(() => later);
+    expect((await refresh(t.refresh_token)).status).toBe(200);
+  });
+
+  it("refuses a client its attestation policy refuses every token before rotating: the refresh token stays live", async () => {
+    const t = await tokens();
+    expect((await adminCall("PUT", `/policies/clients/${app.client_id}`, { require_attestation: true })).status).toBe(200);
+    try {
+      await expectError(await refresh(t.refresh_token), 403, "access_denied", "client attestation is required for this request");
+    } finally {
+      expect((await adminCall("DELETE", `/policies/clients/${app.client_id}`)).status).toBe(204);
+    }
     const later = Date.now() + 120_000;
     setClock(() => later);
     expect((await refresh(t.refresh_token)).status).toBe(200);

@@ -46,6 +46,19 @@ export function enforceAttestationPolicy(c: Context<AppEnv>, input: { scope: rea
   return { ...(max !== undefined ? { max_lifetime: max } : {}), ...(facts ? { attested: facts } : {}) };
 }
 
+/**
+ * The part of attestation policy that no grant's scope or audience can change: the client's own policy,
+ * when it requires attestation for every token or the presented attestation does not satisfy it. A token
+ * request that spends something (a code, a refresh token) checks this before it does, so such a refusal
+ * spends nothing; the full check follows when the token is minted.
+ */
+export function enforceClientAttestationPolicy(c: Context<AppEnv>): void {
+  const policy = c.get("client").attestation_policy;
+  if (!policy) return;
+  const facts = c.get("attestation")?.facts;
+  if (facts ? unmet(policy, facts) !== null : policy.require_attestation === true) enforceAttestationPolicy(c, { scope: [], resources: [] });
+}
+
 /** `true` when every token needs attestation, the first requested scope that does, or null. */
 function requiredFor(policy: AttestationPolicy, scope: readonly string[]): true | string | null {
   const required = policy.require_attestation;
