@@ -168,6 +168,26 @@ describe("authorization_code grant (OAuth 2.1 §4.1.3)", () => {
     expect((await redeem(app, { code: c.code, code_verifier: c.verifier })).status).toBe(200);
   });
 
+  it("refuses a code for a resource whose policy requires attestation before spending it, when the request names the resource", async () => {
+    const strict = "https://strict.example/api";
+    const created = await adminCall("POST", "/resources", { resource: strict, name: "Strict API", scopes_supported: ["strict:read"] });
+    const { id } = (await created.json()) as { id: string };
+    const c = await code(app, { resource: strict, scope: "strict:read" });
+    expect((await adminCall("PUT", `/policies/resources/${id}`, { require_attestation: true })).status).toBe(200);
+    try {
+      await expectError(
+        await redeem(app, { code: c.code, code_verifier: c.verifier, resource: strict }),
+        403,
+        "access_denied",
+        "client attestation is required for this request",
+      );
+    } finally {
+      expect((await adminCall("DELETE", `/policies/resources/${id}`)).status).toBe(204);
+    }
+    const res = await redeem(app, { code: c.code, code_verifier: c.verifier, resource: strict });
+    expect(res.status, await res.clone().text()).toBe(200);
+  });
+
   it("checks redirect_uri when a client sends it", async () => {
     const c = await code(app);
     await expectError(

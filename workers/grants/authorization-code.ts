@@ -2,9 +2,9 @@ import { now } from "../clock";
 import { sha256 } from "../crypto";
 import { InvalidGrant, InvalidRequest, InvalidTarget, unreachable } from "../errors";
 import { audit } from "../observe/audit";
-import { enforceClientAttestationPolicy } from "../policy/attestation";
+import { enforceGrantIndependentPolicy } from "../policy/attestation";
 import { mintHandle, parseHandle } from "../tokens/handles";
-import { grantStub, issueFromGrant } from "./issue";
+import { grantStub, issueFromGrant, namedResource } from "./issue";
 import type { GrantHandler } from "./types";
 
 /** RFC 7636 §4.1: 43–128 unreserved characters. */
@@ -33,8 +33,8 @@ export const authorizationCode: GrantHandler = {
     const handle = await parseHandle("code", code);
     const stub = handle && grantStub(c.env, handle.object_id);
     if (!handle || !stub) throw new InvalidGrant("the authorization code is invalid, expired or already used");
-    // A client that may have no token at all is refused before its code or refresh token is spent.
-    enforceClientAttestationPolicy(c);
+    // A client that may have no token (for the resource it names) is refused before anything is spent.
+    enforceGrantIndependentPolicy(c, await namedResource(c));
     const refresh = client.grant_types.includes("refresh_token") ? await mintHandle("refresh", handle.object_id) : undefined;
     const result = await stub.redeemCode({
       code_hash: handle.hash,

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { JWK } from "jose";
 import type { GrantData } from "../../schemas/grant";
+import type { Resource } from "../../schemas/resource";
 import { findResource } from "../clients/cache";
 import { now } from "../clock";
 import { InvalidRequest } from "../errors";
@@ -73,6 +74,13 @@ export function binding(c: Context<AppEnv>): { jkt?: string; jwk?: JWK; token_ty
   if (dpop) return { jkt: dpop.jkt, token_type: "DPoP" };
   if (httpsig) return { jwk: httpsig.jwk, token_type: "httpsig" };
   return { token_type: "Bearer" };
+}
+
+/** The registered resource a token request names, when it names exactly one (else none: the grant decides). */
+export async function namedResource(c: Context<AppEnv>): Promise<Resource[]> {
+  const named = c.get("params").all("resource");
+  const resource = named.length === 1 ? await findResource(c.env, named[0] as string) : null;
+  return resource ? [resource] : [];
 }
 
 /** The GrantObject stub named by a handle's object id, or null when the id is not one of ours. */

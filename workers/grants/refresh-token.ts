@@ -1,10 +1,10 @@
 import { now } from "../clock";
 import { InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget, unreachable } from "../errors";
 import { audit } from "../observe/audit";
-import { enforceClientAttestationPolicy } from "../policy/attestation";
+import { enforceGrantIndependentPolicy } from "../policy/attestation";
 import { parseScope } from "../policy/scope";
 import { mintHandle, openSuccessor, parseHandle, sealSuccessor } from "../tokens/handles";
-import { grantStub, issueFromGrant } from "./issue";
+import { grantStub, issueFromGrant, namedResource } from "./issue";
 import type { GrantHandler } from "./types";
 
 /**
@@ -24,8 +24,8 @@ export const refreshToken: GrantHandler = {
     const handle = await parseHandle("refresh", presented);
     const stub = handle && grantStub(c.env, handle.object_id);
     if (!handle || !stub) throw new InvalidGrant("the refresh token is invalid, expired or revoked");
-    // A client that may have no token at all is refused before its code or refresh token is spent.
-    enforceClientAttestationPolicy(c);
+    // A client that may have no token (for the resource it names) is refused before anything is spent.
+    enforceGrantIndependentPolicy(c, await namedResource(c));
     const requested = parseScope(params.get("scope"));
     const successor = await mintHandle("refresh", handle.object_id);
     const result = await stub.refresh({

@@ -47,16 +47,17 @@ export function enforceAttestationPolicy(c: Context<AppEnv>, input: { scope: rea
 }
 
 /**
- * The part of attestation policy that no grant's scope or audience can change: the client's own policy,
- * when it requires attestation for every token or the presented attestation does not satisfy it. A token
- * request that spends something (a code, a refresh token) checks this before it does, so such a refusal
- * spends nothing; the full check follows when the token is minted.
+ * The part of attestation policy that no grant's scope or audience can change: a policy of the client or
+ * of a resource the request names that requires attestation for every token, or that the presented
+ * attestation does not satisfy. A token request that spends something (a code, a refresh token) checks
+ * this before it does, so such a refusal spends nothing; the full check follows when the token is minted.
  */
-export function enforceClientAttestationPolicy(c: Context<AppEnv>): void {
-  const policy = c.get("client").attestation_policy;
-  if (!policy) return;
+export function enforceGrantIndependentPolicy(c: Context<AppEnv>, named: readonly (Resource | null)[]): void {
   const facts = c.get("attestation")?.facts;
-  if (facts ? unmet(policy, facts) !== null : policy.require_attestation === true) enforceAttestationPolicy(c, { scope: [], resources: [] });
+  const refuses = (p?: AttestationPolicy) => !!p && (facts ? unmet(p, facts) !== null : p.require_attestation === true);
+  if (refuses(c.get("client").attestation_policy) || named.some((r) => refuses(r?.attestation_policy))) {
+    enforceAttestationPolicy(c, { scope: [], resources: named });
+  }
 }
 
 /** `true` when every token needs attestation, the first requested scope that does, or null. */
