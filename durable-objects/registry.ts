@@ -183,9 +183,12 @@ export class Registry extends DurableObject<Env> {
   async deleteUser(id: string): Promise<{ ok: true; revoked_grants: number } | { ok: false; reason: "not_found" }> {
     const user = await this.getUser(id);
     if (!user) return { ok: false, reason: "not_found" };
-    const consents = await this.ctx.storage.list({ prefix: `consent:${id}\n` });
+    // The mark and the deletion are one write: a user is never gone with their grants unmarked.
     await beginRevocation(this.ctx.storage, `user:${id}`);
-    await this.ctx.storage.delete([`user:${id}`, `user-email:${user.email}`, ...consents.keys()]);
+    await this.ctx.storage.delete([`user:${id}`, `user-email:${user.email}`]);
+    const consents = [...(await this.ctx.storage.list({ prefix: `consent:${id}\n` })).keys()];
+    // storage.delete takes at most 128 keys at a time.
+    for (let i = 0; i < consents.length; i += 128) await this.ctx.storage.delete(consents.slice(i, i + 128));
     return { ok: true, revoked_grants: await this.revokeFirstPage(`user:${id}`) };
   }
 

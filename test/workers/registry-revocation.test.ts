@@ -55,6 +55,19 @@ describe("revoking a deleted owner's grants", () => {
     expect(await marked(`user:${sub}`)).toBeUndefined();
   });
 
+  it("deletes a user and every consent they remembered, more than one storage call takes (128 keys)", async () => {
+    const { sub } = await userWithGrants(0);
+    for (let batch = 0; batch < 3; batch++) {
+      const audiences = Array.from({ length: 50 }, (_, i) => `https://api-${batch}-${i}.example/`);
+      await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: "lk_bulk", consent: { audiences, scopes: ["read"] } });
+    }
+    const consents = () => runInDurableObject(registry(env), async (_, state) => (await state.storage.list({ prefix: `consent:${sub}\n` })).size);
+    expect(await consents()).toBe(150);
+    expect(await registry(env).deleteUser(sub)).toEqual({ ok: true, revoked_grants: 1 });
+    expect(await consents()).toBe(0);
+    expect(await registry(env).getUser(sub)).toBeNull();
+  });
+
   it("drops an index entry that names no grant object, and finishes", async () => {
     const { sub, grants } = await userWithGrants(1);
     await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: "lk_bulk" });
