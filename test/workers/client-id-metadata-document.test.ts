@@ -220,6 +220,19 @@ describe("a public client identified by its metadata document", () => {
     expect(clientRedirect(await browser.get(authorizeUrl(authorizeParams(id, challenge))), REDIRECT).get("code")).toBeTruthy();
   });
 
+  it("works with a client_id URL longer than a KV key may be (512 bytes)", async () => {
+    const id = `https://agent.example/clients/${"x".repeat(700)}/${++nextId}.json`;
+    publish(id, publicDocument(id), { "Cache-Control": "max-age=300" });
+    // An unknown code: the client was resolved and authenticated first, so the answer is about the code.
+    await expectError(
+      await postForm("/token", { grant_type: "authorization_code", code: "x", code_verifier: "v".repeat(43), redirect_uri: REDIRECT, client_id: id }),
+      400,
+      "invalid_grant",
+      "the authorization code is invalid, expired or already used",
+    );
+    expect(fetches.get(id)).toBe(1);
+  });
+
   it("names a client without client_name by its host alone", async () => {
     const id = newClientId();
     publish(id, { ...publicDocument(id), client_name: undefined });

@@ -1,7 +1,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { decodeJwt } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { RETRY_AFTER, RegistryCache } from "../../durable-objects/registry-cache";
+import { kvKeyOf, RETRY_AFTER, RegistryCache } from "../../durable-objects/registry-cache";
 import { clearMemoryCache, findClient, registry } from "../../workers/clients/cache";
 import { setClock } from "../../workers/clock";
 import { adminCall, basic, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
@@ -137,6 +138,27 @@ describe("RegistryCache", () => {
 });
 
 describe("the hot path's cache after a miss", () => {
+  it("serves a resource whose URI is longer than a KV key may be, and refuses an unknown long one as invalid_target", async () => {
+    const long = `https://api.example/${"x".repeat(700)}`;
+    const created = await adminCall("POST", "/resources", { resource: long, name: "Long", scopes_supported: ["long:read"] });
+    expect(created.status).toBe(201);
+    expect(await env.CLIENT_CACHE.get(await kvKeyOf(`resource-uri:${long}`), "json")).toMatchObject({ resource: long });
+    clearMemoryCache();
+    const agent = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" });
+    const auth = { Authorization: basic(agent.client_id, agent.client_secret as string) };
+    const res = await postForm("/token", { grant_type: "client_credentials", resource: long, scope: "long:read" }, auth);
+    const body = (await res.json()) as { access_token: string };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(decodeJwt(body.access_token).aud).toBe(long);
+    const unknown = `${long}/other`;
+    await expectError(
+      await postForm("/token", { grant_type: "client_credentials", resource: unknown }, auth),
+      400,
+      "invalid_target",
+      `resource ${unknown} is not known to this authorization server`,
+    );
+  });
+
   it("the Registry's alarm writes again a key whose write failed", async () => {
     const client = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic", scope: "mcp:read" });
     const key = `client:${client.client_id}`;
