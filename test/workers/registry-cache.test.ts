@@ -138,6 +138,15 @@ describe("RegistryCache", () => {
 });
 
 describe("the hot path's cache after a miss", () => {
+  it("answers an unknown client_id longer than a KV key may be with invalid_client", async () => {
+    await expectError(
+      await postForm("/token", { grant_type: "client_credentials" }, { Authorization: basic(`lk_${"z".repeat(700)}`, "secret") }),
+      401,
+      "invalid_client",
+      "client authentication failed",
+    );
+  });
+
   it("serves a resource whose URI is longer than a KV key may be, and refuses an unknown long one as invalid_target", async () => {
     const long = `https://api.example/${"x".repeat(700)}`;
     const created = await adminCall("POST", "/resources", { resource: long, name: "Long", scopes_supported: ["long:read"] });
