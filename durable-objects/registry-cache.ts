@@ -1,24 +1,12 @@
 import type { Client } from "../schemas/client";
 import type { Resource } from "../schemas/resource";
+import { kvKey } from "../workers/clients/kv-key";
 import { now } from "../workers/clock";
-import { sha256 } from "../workers/crypto";
 import { log } from "../workers/observe/log";
 import { listAttesterRecords } from "./registry-attestation";
 
 /** The KV keys the hot path reads (`workers/clients/cache.ts`), each a record the Registry owns. */
 export type CacheKey = `client:${string}` | `resource-uri:${string}` | "attesters";
-
-const KV_KEY_BYTES = 512;
-const encoder = new TextEncoder();
-
-/**
- * Where `key` lives in KV: itself, or, past KV's 512-byte key limit (a long resource URI), its kind and
- * SHA-256. The Worker reads and the Registry writes through this one function.
- */
-export async function kvKeyOf(key: CacheKey): Promise<string> {
-  if (key.length * 3 <= KV_KEY_BYTES || encoder.encode(key).byteLength <= KV_KEY_BYTES) return key;
-  return `${key.slice(0, key.indexOf(":") + 1)}sha256:${await sha256(key)}`;
-}
 
 /**
  * A fill for a miss is skipped when the key was written this recently (seconds): the write is still
@@ -86,9 +74,9 @@ export class RegistryCache {
 
   private async write(key: CacheKey): Promise<void> {
     const value = await truth(this.storage, key);
-    const kvKey = await kvKeyOf(key);
-    if (value === null) await this.kv.delete(kvKey);
-    else await this.kv.put(kvKey, JSON.stringify(value));
+    const stored = await kvKey(key);
+    if (value === null) await this.kv.delete(stored);
+    else await this.kv.put(stored, JSON.stringify(value));
     await this.storage.delete(`${DIRTY}${key}`);
     if (this.#written.size >= 10_000) this.#written.clear();
     this.#written.set(key, now());

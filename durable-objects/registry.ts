@@ -132,11 +132,6 @@ export class Registry extends DurableObject<Env> {
     return (await this.ctx.storage.get<Resource>(`resource:${id}`)) ?? null;
   }
 
-  async getResourceByUri(uri: string): Promise<Resource | null> {
-    const id = await this.ctx.storage.get<string>(`resource-uri:${uri}`);
-    return id ? this.getResource(id) : null;
-  }
-
   async deleteResource(id: string): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
     const resource = await this.getResource(id);
     if (!resource) return { ok: false, reason: "not_found" };

@@ -2,8 +2,9 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { decodeJwt } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { kvKeyOf, RETRY_AFTER, RegistryCache } from "../../durable-objects/registry-cache";
+import { RETRY_AFTER, RegistryCache } from "../../durable-objects/registry-cache";
 import { clearMemoryCache, findClient, registry } from "../../workers/clients/cache";
+import { kvKey } from "../../workers/clients/kv-key";
 import { setClock } from "../../workers/clock";
 import { adminCall, basic, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
 
@@ -151,7 +152,7 @@ describe("the hot path's cache after a miss", () => {
     const long = `https://api.example/${"x".repeat(700)}`;
     const created = await adminCall("POST", "/resources", { resource: long, name: "Long", scopes_supported: ["long:read"] });
     expect(created.status).toBe(201);
-    expect(await env.CLIENT_CACHE.get(await kvKeyOf(`resource-uri:${long}`), "json")).toMatchObject({ resource: long });
+    expect(await env.CLIENT_CACHE.get(await kvKey(`resource-uri:${long}`), "json")).toMatchObject({ resource: long });
     clearMemoryCache();
     const agent = await createClient({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" });
     const auth = { Authorization: basic(agent.client_id, agent.client_secret as string) };

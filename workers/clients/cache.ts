@@ -1,9 +1,10 @@
-import { type CacheKey, kvKeyOf } from "../../durable-objects/registry-cache";
+import type { CacheKey } from "../../durable-objects/registry-cache";
 import type { Attester } from "../../schemas/attestation";
 import type { Client } from "../../schemas/client";
 import type { Resource } from "../../schemas/resource";
 import { config } from "../config";
 import { isClientIdUrl } from "./client-id-url";
+import { kvKey } from "./kv-key";
 import { resolveMetadataDocument } from "./metadata-document";
 
 /**
@@ -26,7 +27,7 @@ async function cached<T>(env: Env, key: CacheKey): Promise<T | null> {
   const hit = memory.get(key);
   if (hit && hit.until > nowMs) return hit.value as T;
   const ttl = config(env).CLIENT_CACHE_TTL;
-  const value = (await env.CLIENT_CACHE.get<T>(await kvKeyOf(key), { type: "json", cacheTtl: 60 })) ?? ((await registry(env).cacheMiss(key)) as T | null);
+  const value = (await env.CLIENT_CACHE.get<T>(await kvKey(key), { type: "json", cacheTtl: 60 })) ?? ((await registry(env).cacheMiss(key)) as T | null);
   if (value !== null && ttl > 0) {
     if (memory.size >= MEMORY_MAX) memory.delete(memory.keys().next().value as string);
     memory.set(key, { value, until: nowMs + ttl * 1000 });

@@ -1,10 +1,10 @@
 import type { Client } from "../../schemas/client";
 import { now } from "../clock";
 import { type Config, config } from "../config";
-import { sha256 } from "../crypto";
 import { InvalidClient, OAuthError } from "../errors";
 import { underLimit } from "../middleware/rate-limit";
 import { clientIdUrlProblem } from "./client-id-url";
+import { kvKey } from "./kv-key";
 import { validateClientMetadata } from "./metadata";
 import { type OutboundPolicy, outboundPolicy, safeFetch } from "./safe-fetch";
 
@@ -42,7 +42,7 @@ export async function resolveMetadataDocument(env: Env, clientId: string): Promi
   const t = now();
   const hit = memory.get(clientId);
   if (hit && hit.expires_at > t) return hit.client;
-  const stored = await env.CLIENT_CACHE.get<Cached>(await kvKey(clientId), { type: "json", cacheTtl: 60 });
+  const stored = await env.CLIENT_CACHE.get<Cached>(await documentKey(clientId), { type: "json", cacheTtl: 60 });
   if (stored && stored.expires_at > t) {
     remember(clientId, stored);
     return stored.client;
@@ -70,7 +70,7 @@ async function fetchDocument(env: Env, cfg: Config, clientId: string): Promise<C
     const entry: Cached = { client, expires_at: t + ttl };
     remember(clientId, entry);
     // Best effort: KV allows one write per key per second, and isolates that refetch together may collide.
-    await env.CLIENT_CACHE.put(await kvKey(clientId), JSON.stringify(entry), { expirationTtl: Math.max(KV_MIN_TTL, ttl) }).catch((error: unknown) => {
+    await env.CLIENT_CACHE.put(await documentKey(clientId), JSON.stringify(entry), { expirationTtl: Math.max(KV_MIN_TTL, ttl) }).catch((error: unknown) => {
       console.warn(JSON.stringify({ level: "warn", message: "could not cache a client metadata document in KV", client_id: clientId, error: String(error) }));
     });
   }
@@ -131,9 +131,9 @@ export function freshness(headers: Headers): number {
   return Math.max(0, Number(lifetime) - (Number.isFinite(age) ? age : 0));
 }
 
-/** The KV key of a client_id URL's cached document: its SHA-256, since KV keys stop at 512 bytes and the URL may not. */
-async function kvKey(clientId: string): Promise<string> {
-  return `cimd:${await sha256(clientId)}`;
+/** The KV key of a client_id URL's cached document (`kv-key.ts`: hashed when the URL is long). */
+function documentKey(clientId: string): Promise<string> {
+  return kvKey(`cimd:${clientId}`);
 }
 
 function remember(clientId: string, entry: Cached): void {
