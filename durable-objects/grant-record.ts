@@ -15,9 +15,14 @@ export interface RefreshSlot {
 export interface Rotated {
   /** Hash of the refresh token that was just replaced. */
   hash: string;
+  /** Its slot's times, for `undoRotation` (absent from records written before it existed). */
+  issued_at?: number;
+  last_used_at?: number;
   rotated_at: number;
   /** The successor token, encrypted under a key derived from the replaced token (only its holder can open it). */
   sealed_successor: string;
+  /** A retry got the successor: the rotation stands. */
+  retried?: true;
 }
 
 export interface Stored extends GrantLifetimes {

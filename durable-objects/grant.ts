@@ -28,6 +28,11 @@ import { audienceRefusal } from "../workers/policy/scope";
  *                                                           ▼
  *   revoke | code replayed | old refresh token reused ──► revoked
  *   (none) ──createActive (CIBA, device: approved out of band)──► active
+ *   active ──undoRedemption──► pending;  active ──undoRotation──► active (the presented token current again)
+ *
+ * The two undos take back a redemption or a rotation whose tokens were never handed out, because the
+ * request failed after the transition (a policy refusal that depends on the grant, a signing key that
+ * could not be had). Each applies only while nothing has happened since, so a failed request spends nothing.
  *
  * Every transition is one method; each reads and writes only storage (no other awaits), so input
  * gates make it atomic. Methods return results; the caller maps every `reason` to an OAuth error.
@@ -203,6 +208,11 @@ export class GrantObject extends DurableObject<Env> {
     const refused = exceeding.length ? ({ ok: false, reason: "scope_exceeded", exceeding } as const) : refusedTarget(g, input.resource);
     if (isRotated && g.rotated && input.now - g.rotated.rotated_at < g.reuse_window) {
       if (refused) return refused;
+      // The successor goes out with this answer, so the rotation can no longer be undone.
+      if (!g.rotated.retried) {
+        g.rotated.retried = true;
+        await this.save(g);
+      }
       return { ok: true, data: g.data, retry: true, sealed_successor: g.rotated.sealed_successor };
     }
     if (!isCurrent || !g.refresh) {
@@ -212,10 +222,51 @@ export class GrantObject extends DurableObject<Env> {
     if (input.now - g.refresh.last_used_at >= g.idle_ttl) return { ok: false, reason: "expired" };
     if (refused) return refused;
     const retiring = g.rotated?.hash;
-    g.rotated = { hash: g.refresh.hash, rotated_at: input.now, sealed_successor: input.sealed_successor };
+    g.rotated = { ...g.refresh, rotated_at: input.now, sealed_successor: input.sealed_successor };
     g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };
     await this.save(g, retiring);
     return { ok: true, data: g.data, retry: false };
+  }
+
+  /**
+   * active → pending: takes back a redemption whose tokens were never handed out, so the code can be
+   * redeemed again. Only while nothing has happened since: a replay that revoked the grant meanwhile stays.
+   */
+  async undoRedemption(input: { code_hash: string; redeemed_at: number }): Promise<{ ok: true } | { ok: false; reason: "changed" }> {
+    const g = this.grant;
+    const untouched =
+      g?.state === "active" &&
+      g.code.hash === input.code_hash &&
+      g.code.redeemed_at === input.redeemed_at &&
+      g.rotated === null &&
+      (g.refresh === null || g.refresh.last_used_at === input.redeemed_at);
+    if (!g || !untouched) return { ok: false, reason: "changed" };
+    const { redeemed_at: _, ...code } = g.code;
+    const { dpop_jkt: _d, instance_jkt: _i, ...rest } = g;
+    await this.save({ ...rest, state: "pending", code, refresh: null });
+    return { ok: true };
+  }
+
+  /**
+   * active → active: takes back a rotation whose successor was never handed out, so the presented token
+   * is the current one again, as used as it was. Only while the successor is unused and no retry got it.
+   * The token the rotation retired into the ring stays there: its successor had been presented.
+   */
+  async undoRotation(input: { token_hash: string; successor_hash: string }): Promise<{ ok: true } | { ok: false; reason: "changed" }> {
+    const g = this.grant;
+    const r = g?.rotated;
+    const untouched =
+      g?.state === "active" &&
+      r?.hash === input.token_hash &&
+      !r.retried &&
+      g.refresh?.hash === input.successor_hash &&
+      g.refresh.issued_at === r.rotated_at &&
+      g.refresh.last_used_at === r.rotated_at;
+    if (!g || !r || !untouched) return { ok: false, reason: "changed" };
+    g.refresh = { hash: r.hash, issued_at: r.issued_at ?? r.rotated_at, last_used_at: r.last_used_at ?? r.rotated_at };
+    g.rotated = null;
+    await this.save(g);
+    return { ok: true };
   }
 
   /**

@@ -105,3 +105,19 @@ export async function obtainCode(
   const query = clientRedirect(res, redirectUri);
   return { code: query.get("code") as string, query, browser };
 }
+
+/** A code for `clientId` with a fresh PKCE pair (S256), for `resource` and `scope`, and its verifier. */
+export async function codeWithVerifier(clientId: string, redirectUri: string, resource: string, scope: string): Promise<{ code: string; verifier: string }> {
+  const p = await pkce();
+  const params = {
+    response_type: "code",
+    client_id: clientId,
+    redirect_uri: redirectUri,
+    code_challenge: p.challenge,
+    code_challenge_method: "S256",
+    resource,
+    scope,
+  };
+  const { code } = await obtainCode(params, redirectUri);
+  return { code, verifier: p.verifier };
+}

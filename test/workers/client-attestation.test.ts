@@ -1,10 +1,10 @@
 import { decodeJwt } from "jose";
-import { beforeAll, describe, expect, it } from "vitest";
-import { now } from "../../workers/clock";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { now, setClock } from "../../workers/clock";
 import { attestationHeaders, Instance, serverChallenge, TestAttester } from "./attestation";
-import { obtainCode, pkce } from "./browser";
+import { codeWithVerifier, obtainCode, pkce } from "./browser";
 import { DpopKey, serverNonce } from "./dpop";
-import { basic, type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
 
 /**
  * Attestation-based client authentication (draft-ietf-oauth-attestation-based-client-auth-11): the
@@ -262,5 +262,39 @@ describe("refresh tokens bound to the Client Instance Key (§11)", () => {
     );
     const refreshed = await postForm("/token", { grant_type: "refresh_token", refresh_token: tokens.refresh_token }, await valid());
     expect(refreshed.status, await refreshed.clone().text()).toBe(200);
+  });
+});
+
+describe("a refusal by the policy of the grant's own resource spends nothing", () => {
+  // The grant's one resource requires an attested model provider; the requests below do not name it, so
+  // the policy is known only once the grant is read, after the code is redeemed or the token rotated.
+  const LEDGER = "https://ledger.example/api";
+  const REFUSED = "the client attestation does not satisfy the policy for this request: model_provider missing";
+  const good = () => valid(agent.client_id, { model_provider: "anthropic" });
+  afterEach(() => setClock());
+
+  beforeAll(async () => {
+    const created = await adminCall("POST", "/resources", { resource: LEDGER, name: "Ledger", scopes_supported: ["ledger:read"] });
+    const { id } = (await created.json()) as { id: string };
+    expect((await adminCall("PUT", `/policies/resources/${id}`, { require_attestation: true, model_providers: ["anthropic"] })).status).toBe(200);
+  });
+
+  it("leaves the code unredeemed and the refresh token current, so a request with a good attestation succeeds", async () => {
+    const { code, verifier } = await codeWithVerifier(agent.client_id, REDIRECT, LEDGER, "ledger:read");
+    const redeem = async (headers: Record<string, string>) => postForm("/token", { grant_type: "authorization_code", code, code_verifier: verifier }, headers);
+    await expectError(await redeem(await valid()), 403, "access_denied", REFUSED);
+    const redeemed = await redeem(await good());
+    const tokens = (await redeemed.json()) as { refresh_token: string };
+    expect(redeemed.status, JSON.stringify(tokens)).toBe(200);
+
+    const refresh = async (headers: Record<string, string>) =>
+      postForm("/token", { grant_type: "refresh_token", refresh_token: tokens.refresh_token }, headers);
+    await expectError(await refresh(await valid()), 403, "access_denied", REFUSED);
+    // Past the reuse window a rotated token would count as reused and revoke the grant: this one was never rotated.
+    const later = (now() + 120) * 1000;
+    setClock(() => later);
+    const refreshed = await refresh(await good());
+    expect(refreshed.status, await refreshed.clone().text()).toBe(200);
+    expect(((await refreshed.json()) as { refresh_token: string }).refresh_token).not.toBe(tokens.refresh_token);
   });
 });

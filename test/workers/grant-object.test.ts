@@ -264,6 +264,63 @@ describe("a refused resource (RFC 8707 §2.2) changes nothing", () => {
   });
 });
 
+describe("undo: a transition whose tokens were never handed out is taken back", () => {
+  it("undoRedemption makes the grant pending with its code unspent, exactly as before", async () => {
+    const f = await pending({ dpop_jkt: "jkt-code" });
+    const before = await snapshot(f.stub);
+    const refresh = await mintHandle("refresh", f.objectId);
+    const redeemed = await f.stub.redeemCode({
+      ...(await redemption(f, T + 1, refresh.hash)),
+      dpop_jkt: "jkt-code",
+      bind_refresh_to_key: true,
+      instance_jkt: "jkt-instance",
+    });
+    expect(redeemed).toMatchObject({ ok: true, refresh_issued: true });
+    expect(await f.stub.undoRedemption({ code_hash: f.code.hash, redeemed_at: T + 1 })).toEqual({ ok: true });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect(await f.stub.status({ refresh_hash: refresh.hash, now: T + 2 })).toEqual({ active: false });
+    // The code redeems again, and that redemption is not a replay.
+    expect(await f.stub.redeemCode({ ...(await redemption(f, T + 2, refresh.hash)), dpop_jkt: "jkt-code" })).toMatchObject({ ok: true });
+  });
+
+  it("undoRedemption changes nothing once anything happened since: a replay's revocation, a rotation, another redemption time", async () => {
+    const replayed = await active();
+    expect(await replayed.stub.redeemCode(await redemption(replayed, T + 2))).toEqual({ ok: false, reason: "replayed" });
+    expect(await replayed.stub.undoRedemption({ code_hash: replayed.code.hash, redeemed_at: T + 1 })).toEqual({ ok: false, reason: "changed" });
+    expect(await replayed.stub.status({ now: T + 3 })).toEqual({ active: false });
+
+    const rotated = await active();
+    await rotate(rotated, rotated.refresh, T + 2);
+    const before = await snapshot(rotated.stub);
+    expect(await rotated.stub.undoRedemption({ code_hash: rotated.code.hash, redeemed_at: T + 1 })).toEqual({ ok: false, reason: "changed" });
+    expect(await rotated.stub.undoRedemption({ code_hash: rotated.code.hash, redeemed_at: T + 2 })).toEqual({ ok: false, reason: "changed" });
+    expect(await snapshot(rotated.stub)).toEqual(before);
+  });
+
+  it("undoRotation makes the presented token current again, with its own times, and the successor unknown", async () => {
+    const f = await active();
+    const first = await rotate(f, f.refresh, T + 100);
+    const { successor } = await rotate(f, first.successor, T + 200);
+    const at = await f.stub.status({ refresh_hash: successor.hash, now: T + 201 });
+    const undone = await rotate(f, successor, T + 300);
+    expect(await f.stub.undoRotation({ token_hash: successor.hash, successor_hash: undone.successor.hash })).toEqual({ ok: true });
+    expect(await f.stub.status({ refresh_hash: successor.hash, now: T + 301 })).toEqual(at);
+    expect(await f.stub.status({ refresh_hash: undone.successor.hash, now: T + 301 })).toEqual({ active: false });
+    // Long after the reuse window, the presented token rotates as if the undone request had never come.
+    expect((await rotate(f, successor, T + 1000)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("undoRotation changes nothing once the successor was used, or for tokens that are not the last rotation's", async () => {
+    const f = await active();
+    const first = await rotate(f, f.refresh, T + 100);
+    expect(await f.stub.undoRotation({ token_hash: f.refresh.hash, successor_hash: "other" })).toEqual({ ok: false, reason: "changed" });
+    await rotate(f, first.successor, T + 200);
+    const before = await snapshot(f.stub);
+    expect(await f.stub.undoRotation({ token_hash: f.refresh.hash, successor_hash: first.successor.hash })).toEqual({ ok: false, reason: "changed" });
+    expect(await snapshot(f.stub)).toEqual(before);
+  });
+});
+
 describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", () => {
   it("rotates: the successor becomes current and the presented token stops being active", async () => {
     const f = await active();
@@ -288,13 +345,15 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
     expect((await snapshot(f.stub)).alarm).toBe((T + 2 + ALARM_SLACK + LIFETIMES.idle_ttl) * 1000);
   });
 
-  it("a retry of the just-rotated token within the reuse window gets the same sealed successor and changes nothing", async () => {
+  it("a retry of the just-rotated token within the reuse window gets the same sealed successor, and the rotation then stands", async () => {
     const f = await active();
     const first = await rotate(f, f.refresh, T + 100);
-    const before = await snapshot(f.stub);
+    const before = (await snapshot(f.stub)) as { grant: { rotated: object }; alarm: number | null };
     const retry = await rotate(f, f.refresh, T + 100 + LIFETIMES.reuse_window - 1);
     expect(retry.result).toEqual({ ok: true, data: f.data, retry: true, sealed_successor: first.sealed });
-    expect(await snapshot(f.stub)).toEqual(before);
+    // Nothing changes but the mark that the successor went out, after which the rotation cannot be undone.
+    expect(await snapshot(f.stub)).toEqual({ ...before, grant: { ...before.grant, rotated: { ...before.grant.rotated, retried: true } } });
+    expect(await f.stub.undoRotation({ token_hash: f.refresh.hash, successor_hash: first.successor.hash })).toEqual({ ok: false, reason: "changed" });
     // Only the holder of the old token can open it, and it opens to the successor that is current.
     expect(await openSuccessor(f.refresh.token, first.sealed)).toBe(first.successor.token);
     expect(await openSuccessor(first.successor.token, first.sealed)).toBeNull();

@@ -1,6 +1,7 @@
 import { decodeJwt } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { contentDigest, signRequest } from "../../workers/httpsig/sign";
+import { codeWithVerifier } from "./browser";
 import { DpopKey } from "./dpop";
 import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE } from "./helpers";
 import { type SigningKey, signedPost, signingKey } from "./httpsig-signer";
@@ -162,6 +163,33 @@ describe("rejections (401 invalid_client)", () => {
     const proof = await (await DpopKey.generate()).proof();
     const res = await signedPost("/token", form(), key, { headers: { dpop: proof } });
     await expectError(res, 400, "invalid_request", "an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both");
+  });
+});
+
+describe("the code and refresh grants, signed", () => {
+  const REDIRECT = "https://signer.example/callback";
+  const BOTH = "an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both";
+
+  it("refuses a DPoP proof beside the signature before anything is spent: the code and the refresh token stay good", async () => {
+    const client = await createClient({
+      grant_types: ["authorization_code", "refresh_token"],
+      redirect_uris: [REDIRECT],
+      token_endpoint_auth_method: "httpsig_client_auth",
+      jwks: { keys: [key.jwk] },
+    });
+    const { code, verifier } = await codeWithVerifier(client.client_id, REDIRECT, MCP_RESOURCE, "mcp:read");
+    const redemption = { grant_type: "authorization_code", code, code_verifier: verifier, client_id: client.client_id };
+    const dpop = async () => ({ headers: { dpop: await (await DpopKey.generate()).proof() } });
+    await expectError(await signedPost("/token", redemption, key, await dpop()), 400, "invalid_request", BOTH);
+    const redeemed = await signedPost("/token", redemption, key);
+    const tokens = (await redeemed.json()) as { refresh_token: string; token_type: string };
+    expect(redeemed.status, JSON.stringify(tokens)).toBe(200);
+    expect(tokens.token_type).toBe("httpsig");
+
+    const refresh = { grant_type: "refresh_token", refresh_token: tokens.refresh_token, client_id: client.client_id };
+    await expectError(await signedPost("/token", refresh, key, await dpop()), 400, "invalid_request", BOTH);
+    const introspected = await signedPost("/introspect", { token: tokens.refresh_token, client_id: client.client_id }, key);
+    expect(await introspected.json()).toMatchObject({ active: true, client_id: client.client_id });
   });
 });
 

@@ -4,7 +4,7 @@ import { InvalidGrant, InvalidRequest, InvalidTarget, unreachable } from "../err
 import { audit } from "../observe/audit";
 import { enforceGrantIndependentPolicy } from "../policy/attestation";
 import { mintHandle, parseHandle } from "../tokens/handles";
-import { grantStub, issueFromGrant, namedResource } from "./issue";
+import { binding, grantStub, issueOrUndo, namedResource } from "./issue";
 import type { GrantHandler } from "./types";
 
 /** RFC 7636 §4.1: 43–128 unreserved characters. */
@@ -33,9 +33,12 @@ export const authorizationCode: GrantHandler = {
     const handle = await parseHandle("code", code);
     const stub = handle && grantStub(c.env, handle.object_id);
     if (!handle || !stub) throw new InvalidGrant("the authorization code is invalid, expired or already used");
-    // A client that may have no token (for the resource it names) is refused before anything is spent.
+    // Refusals that do not depend on the grant come before anything is spent: two token bindings, and a
+    // client that may have no token (for the resource it names). The rest undo the redemption (`issueOrUndo`).
+    binding(c);
     enforceGrantIndependentPolicy(c, await namedResource(c));
     const refresh = client.grant_types.includes("refresh_token") ? await mintHandle("refresh", handle.object_id) : undefined;
+    const t = now();
     const result = await stub.redeemCode({
       code_hash: handle.hash,
       client_id: client.client_id,
@@ -46,7 +49,7 @@ export const authorizationCode: GrantHandler = {
       bind_refresh_to_key: auth_method === "none",
       instance_jkt: c.get("attestation")?.facts.jkt,
       resource: params.all("resource"),
-      now: now(),
+      now: t,
     });
     if (!result.ok) {
       switch (result.reason) {
@@ -75,11 +78,10 @@ export const authorizationCode: GrantHandler = {
           unreachable(result);
       }
     }
-    return issueFromGrant(c, {
-      grant_id: handle.object_id,
-      data: result.data,
-      refresh_token: result.refresh_issued ? refresh?.token : undefined,
-      id_token: true,
-    });
+    return issueOrUndo(
+      c,
+      { grant_id: handle.object_id, data: result.data, refresh_token: result.refresh_issued ? refresh?.token : undefined, id_token: true },
+      () => stub.undoRedemption({ code_hash: handle.hash, redeemed_at: t }),
+    );
   },
 };

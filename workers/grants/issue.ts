@@ -5,6 +5,7 @@ import type { Resource } from "../../schemas/resource";
 import { findResource } from "../clients/cache";
 import { now } from "../clock";
 import { InvalidRequest } from "../errors";
+import { log } from "../observe/log";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { pickAudience, scopesForAudience } from "../policy/scope";
 import { mintAccessToken } from "../tokens/access-token";
@@ -59,6 +60,21 @@ export async function issueFromGrant(
     });
   }
   return { response, sub: input.data.sub, aud };
+}
+
+/**
+ * `issueFromGrant` after a grant's transition; when it fails, `undo` takes the transition back before the
+ * failure is answered. So a request refused by policy that depends on the grant (its scope, an audience
+ * it did not name) or failing for want of a signing key spends neither its code nor its refresh token.
+ */
+export async function issueOrUndo(c: Context<AppEnv>, input: Parameters<typeof issueFromGrant>[1], undo: () => Promise<{ ok: boolean }>): Promise<Issued> {
+  try {
+    return await issueFromGrant(c, input);
+  } catch (error) {
+    const undone = await undo().catch((e: unknown) => ({ ok: false, error: String(e) }));
+    if (!undone.ok) log("warn", "grant_undo_failed", { request_id: c.get("request_id"), grant_id: input.grant_id, ...undone });
+    throw error;
+  }
 }
 
 /**

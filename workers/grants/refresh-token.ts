@@ -4,7 +4,7 @@ import { audit } from "../observe/audit";
 import { enforceGrantIndependentPolicy } from "../policy/attestation";
 import { parseScope } from "../policy/scope";
 import { mintHandle, openSuccessor, parseHandle, sealSuccessor } from "../tokens/handles";
-import { grantStub, issueFromGrant, namedResource } from "./issue";
+import { binding, grantStub, issueFromGrant, issueOrUndo, namedResource } from "./issue";
 import type { GrantHandler } from "./types";
 
 /**
@@ -24,7 +24,9 @@ export const refreshToken: GrantHandler = {
     const handle = await parseHandle("refresh", presented);
     const stub = handle && grantStub(c.env, handle.object_id);
     if (!handle || !stub) throw new InvalidGrant("the refresh token is invalid, expired or revoked");
-    // A client that may have no token (for the resource it names) is refused before anything is spent.
+    // Refusals that do not depend on the grant come before anything is spent: two token bindings, and a
+    // client that may have no token (for the resource it names). The rest undo the rotation (`issueOrUndo`).
+    binding(c);
     enforceGrantIndependentPolicy(c, await namedResource(c));
     const requested = parseScope(params.get("scope"));
     const successor = await mintHandle("refresh", handle.object_id);
@@ -69,6 +71,9 @@ export const refreshToken: GrantHandler = {
     // OAuth 2.1 §4.3.1: a refresh may narrow the scope (the grant checked it never widens); the grant keeps its own.
     // OIDC Core §12.2: an ID token from a refresh carries no nonce.
     const { nonce: _nonce, ...data } = requested ? { ...result.data, scope: requested } : result.data;
-    return issueFromGrant(c, { grant_id: handle.object_id, data, refresh_token, id_token: true });
+    const issue = { grant_id: handle.object_id, data, refresh_token, id_token: true };
+    // A retry hands out the successor of an earlier rotation, which now stands: nothing to undo.
+    if (result.retry) return issueFromGrant(c, issue);
+    return issueOrUndo(c, issue, () => stub.undoRotation({ token_hash: handle.hash, successor_hash: successor.hash }));
   },
 };
