@@ -18,6 +18,8 @@ export async function seedDevData(storage: DurableObjectStorage, cache: Registry
     resource: "http://localhost:8788/mcp",
     name: "Example MCP server",
     scopes_supported: ["mcp:read", "mcp:write"],
+    // Agents that identify themselves (a client ID metadata document, or registration) may read without paperwork.
+    self_registered_client_credentials_scopes: ["mcp:read"],
     created_at: now,
   };
   const writes: Record<string, unknown> = { seeded: now, [`resource:${mcp.id}`]: mcp, [`resource-uri:${mcp.resource}`]: mcp.id };

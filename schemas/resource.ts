@@ -4,19 +4,34 @@ import type { AttestationPolicy } from "./attestation";
 const scopeToken = v.pipe(v.string(), v.regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, "must be a scope token (RFC 6749 §3.3)"));
 
 /** `POST /admin/resources`: a protected resource (an MCP server or any API) that tokens can be bound to. */
-export const ResourceInputSchema = v.object({
-  /** RFC 8707 §2 resource indicator: absolute URI, no fragment. Tokens get it as `aud`. */
-  resource: v.pipe(
-    v.string(),
-    v.url("must be an absolute URI"),
-    v.maxLength(2000),
-    v.check((s) => !s.includes("#"), "must not contain a fragment (RFC 8707 §2)"),
+export const ResourceInputSchema = v.pipe(
+  v.object({
+    /** RFC 8707 §2 resource indicator: absolute URI, no fragment. Tokens get it as `aud`. */
+    resource: v.pipe(
+      v.string(),
+      v.url("must be an absolute URI"),
+      v.maxLength(2000),
+      v.check((s) => !s.includes("#"), "must not contain a fragment (RFC 8707 §2)"),
+    ),
+    /** Shown on the consent page. */
+    name: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
+    /** RFC 9728 §2 `scopes_supported`: the scopes a token for this resource may carry. */
+    scopes_supported: v.pipe(v.array(scopeToken), v.maxLength(100)),
+    /**
+     * The scopes this resource grants with `client_credentials` to clients that registered themselves (dynamic or
+     * pushed registration, client ID metadata documents), no user involved. None by default: client credentials
+     * is for access "previously arranged" (OAuth 2.1 §4.2), as an administrator's registration of a client is.
+     */
+    self_registered_client_credentials_scopes: v.optional(v.pipe(v.array(scopeToken), v.maxLength(100))),
+  }),
+  v.forward(
+    v.check(
+      (r) => (r.self_registered_client_credentials_scopes ?? []).every((s) => r.scopes_supported.includes(s)),
+      "must name only scopes in scopes_supported",
+    ),
+    ["self_registered_client_credentials_scopes"],
   ),
-  /** Shown on the consent page. */
-  name: v.pipe(v.string(), v.minLength(1), v.maxLength(200)),
-  /** RFC 9728 §2 `scopes_supported`: the scopes a token for this resource may carry. */
-  scopes_supported: v.pipe(v.array(scopeToken), v.maxLength(100)),
-});
+);
 
 export type ResourceInput = v.InferOutput<typeof ResourceInputSchema>;
 

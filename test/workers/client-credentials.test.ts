@@ -1,6 +1,6 @@
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { basic, type CreatedClient, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 let agent: CreatedClient;
 let postAgent: CreatedClient;
@@ -128,5 +128,81 @@ describe("client_credentials grant (OAuth 2.1 §4.2)", () => {
     const get = await call("/token");
     expect(get.headers.get("allow")).toBe("POST");
     await expectError(get, 405, "method_not_allowed", "use POST");
+  });
+});
+
+describe('clients that registered themselves: only what a resource opens to them (OAuth 2.1 §4.2 "previously arranged")', () => {
+  const CLOSED = "https://closed.example/api";
+  let self: { client_id: string; client_secret: string };
+
+  beforeAll(async () => {
+    const created = await adminCall("POST", "/resources", { resource: CLOSED, name: "Closed API", scopes_supported: ["api:read"] });
+    expect(created.status).toBe(201);
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" }),
+    });
+    self = (await registered.json()) as typeof self;
+  });
+
+  const token = (params: Record<string, string>) =>
+    postForm("/token", { grant_type: "client_credentials", ...params }, { Authorization: basic(self.client_id, self.client_secret) });
+
+  it("gets the scopes the resource opens (the dev example MCP server opens mcp:read), by default or when asked", async () => {
+    for (const params of [{ resource: MCP_RESOURCE }, { resource: MCP_RESOURCE, scope: "mcp:read" }] as Record<string, string>[]) {
+      const res = await token(params);
+      const body = (await res.json()) as { access_token: string; scope: string };
+      expect(res.status, JSON.stringify(body)).toBe(200);
+      expect(body.scope).toBe("mcp:read");
+      expect(decodeJwt(body.access_token)).toMatchObject({ aud: MCP_RESOURCE, sub: self.client_id, scope: "mcp:read" });
+    }
+  });
+
+  it("is refused a scope the resource does not open, and anything from a resource that opens none", async () => {
+    await expectError(
+      await token({ resource: MCP_RESOURCE, scope: "mcp:read mcp:write" }),
+      400,
+      "invalid_scope",
+      `scope mcp:write of ${MCP_RESOURCE} is not open to clients that registered themselves`,
+    );
+    const closedDescription = `${CLOSED} grants client_credentials only to clients an administrator registered, and opens no scope to clients that registered themselves`;
+    await expectError(await token({ resource: CLOSED }), 400, "unauthorized_client", closedDescription);
+    await expectError(await token({ resource: CLOSED, scope: "" }), 400, "unauthorized_client", closedDescription);
+  });
+
+  it("is refused when none of the scopes it registered is open and it names none", async () => {
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ grant_types: ["client_credentials"], scope: "mcp:write" }),
+    });
+    const writer = (await registered.json()) as typeof self;
+    const res = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE },
+      { Authorization: basic(writer.client_id, writer.client_secret) },
+    );
+    await expectError(res, 400, "invalid_scope", `no scope this client registered is open to it at ${MCP_RESOURCE}; ask for one of: mcp:read`);
+  });
+
+  it("an administrator-registered client is not limited by it", async () => {
+    const res = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: CLOSED },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { scope: string }).scope).toBe("api:read");
+  });
+
+  it("validates the opening when the resource is created", async () => {
+    const res = await adminCall("POST", "/resources", {
+      resource: "https://bad.example/api",
+      name: "Bad",
+      scopes_supported: ["a"],
+      self_registered_client_credentials_scopes: ["b"],
+    });
+    await expectError(res, 400, "invalid_request", "self_registered_client_credentials_scopes: must name only scopes in scopes_supported");
   });
 });

@@ -65,15 +65,17 @@ describe("dynamic client registration (RFC 7591)", () => {
 });
 
 describe("the scope a client registered itself", () => {
-  it("does not limit what it may ask for (consent is the gate); an admin-registered scope does", async () => {
-    const { basic, MCP_RESOURCE, postForm } = await import("./helpers");
-    const self = (await (await register({ grant_types: ["client_credentials"], scope: "mcp:read" })).json()) as { client_id: string; client_secret: string };
+  it("does not widen what client_credentials may have: the resource decides (see client-credentials.test.ts)", async () => {
+    const { basic, expectError, MCP_RESOURCE, postForm } = await import("./helpers");
+    const self = (await (await register({ grant_types: ["client_credentials"], scope: "mcp:read mcp:write" })).json()) as {
+      client_id: string;
+      client_secret: string;
+    };
     const res = await postForm(
       "/token",
       { grant_type: "client_credentials", resource: MCP_RESOURCE, scope: "mcp:write" },
       { Authorization: basic(self.client_id, self.client_secret) },
     );
-    expect(res.status).toBe(200);
-    expect(((await res.json()) as { scope: string }).scope).toBe("mcp:write");
+    await expectError(res, 400, "invalid_scope", `scope mcp:write of ${MCP_RESOURCE} is not open to clients that registered themselves`);
   });
 });

@@ -1,7 +1,7 @@
 import { now } from "../clock";
-import { InvalidScope } from "../errors";
+import { InvalidScope, UnauthorizedClient } from "../errors";
 import { enforceAttestationPolicy } from "../policy/attestation";
-import { decide, parseResources, parseScope, pickAudience, scopesForAudience } from "../policy/scope";
+import { type Decision, decide, parseResources, parseScope, pickAudience, scopesForAudience } from "../policy/scope";
 import { mintAccessToken } from "../tokens/access-token";
 import { binding } from "./issue";
 import type { GrantHandler } from "./types";
@@ -13,6 +13,11 @@ import type { GrantHandler } from "./types";
  * With a DPoP proof the token is bound to its key (RFC 9449 §5); the proof's `jti` is the only
  * Durable Object call (the ReplayGuard), as is a Client Attestation PoP's, and an HTTP message
  * signature's nonce, whose key then binds it. Attestation policy reads the cached client and resource records.
+ *
+ * Client credentials is for access "previously arranged with the authorization server" (OAuth 2.1 §4.2). A
+ * client an administrator registered was arranged; a client that registered itself gets, for a resource, only
+ * the scopes the resource opens to such clients (`self_registered_client_credentials_scopes`), and nothing
+ * from a resource that opens none.
  */
 export const clientCredentials: GrantHandler = {
   grant_type: "client_credentials",
@@ -28,7 +33,8 @@ export const clientCredentials: GrantHandler = {
       throw new InvalidScope("openid and offline_access concern a user and cannot be granted to a client acting for itself");
     }
     const aud = pickAudience(resources, resources, cfg.ISSUER);
-    const scope = await scopesForAudience(c.env, decision.scope, aud, cfg.ISSUER);
+    let scope = await scopesForAudience(c.env, decision.scope, aud, cfg.ISSUER);
+    if (client.registered_by !== "admin") scope = arranged(decision, aud, scope, requested !== undefined);
     const outcome = enforceAttestationPolicy(c, { scope, resources: decision.resources.filter((r) => r.resource === aud) });
     const at = await mintAccessToken(c.env, cfg, {
       sub: client.client_id,
@@ -44,3 +50,21 @@ export const clientCredentials: GrantHandler = {
     return { response, sub: client.client_id, aud };
   },
 };
+
+/** What a client that registered itself may have of `scope` for `aud` (see above); throws when that is nothing it asked for. */
+function arranged(decision: Decision, aud: string, scope: string[], explicit: boolean): string[] {
+  const resource = decision.resources.find((r) => r.resource === aud);
+  if (!resource) return scope;
+  const open = resource.self_registered_client_credentials_scopes ?? [];
+  if (!open.length) {
+    throw new UnauthorizedClient(
+      `${aud} grants client_credentials only to clients an administrator registered, and opens no scope to clients that registered themselves`,
+    );
+  }
+  const closed = scope.filter((s) => !open.includes(s));
+  if (explicit && closed.length) throw new InvalidScope(`scope ${closed.join(" ")} of ${aud} is not open to clients that registered themselves`);
+  const granted = scope.filter((s) => open.includes(s));
+  // With no scope asked for, the default (the client's registered scope) may hold none of the open ones.
+  if (!explicit && !granted.length) throw new InvalidScope(`no scope this client registered is open to it at ${aud}; ask for one of: ${open.join(" ")}`);
+  return granted;
+}
