@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { obtainCode, pkce } from "./browser";
-import { adminCall, basic, type CreatedClient, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
@@ -77,6 +77,24 @@ describe("introspection (RFC 7662)", () => {
     });
     await postForm("/token", { grant_type: "refresh_token", refresh_token: t.refresh_token }, asApp());
     expect(await (await postForm("/introspect", { token: t.refresh_token }, asApp())).json()).toEqual({ active: false });
+  });
+
+  it("describes a token only to those allowed to see it (§2.2): its own client, and administrator-registered ones for access tokens", async () => {
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" }),
+    });
+    const self = (await registered.json()) as { client_id: string; client_secret: string };
+    const asSelf = { Authorization: basic(self.client_id, self.client_secret) };
+    const t = await tokens();
+    expect(await (await postForm("/introspect", { token: t.access_token }, asSelf)).json()).toEqual({ active: false });
+    expect(await (await postForm("/introspect", { token: t.refresh_token }, asSelf)).json()).toEqual({ active: false });
+    // A refresh token is only ever sent by its own client: not even a resource server sees it described.
+    expect(await (await postForm("/introspect", { token: t.refresh_token }, asRs())).json()).toEqual({ active: false });
+    expect(await (await postForm("/introspect", { token: t.refresh_token }, asApp())).json()).toMatchObject({ active: true, client_id: app.client_id });
+    const own = (await (await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE }, asSelf)).json()) as { access_token: string };
+    expect(await (await postForm("/introspect", { token: own.access_token }, asSelf)).json()).toMatchObject({ active: true, client_id: self.client_id });
   });
 
   it("says only active:false for garbage, foreign JWTs and unknown handles", async () => {

@@ -12,7 +12,9 @@ import type { AppEnv } from "../types";
 /**
  * RFC 7662 token introspection for authenticated (confidential) callers, typically resource servers.
  * Any token that is not active — unknown, expired, revoked, of a revoked grant — is `{"active":false}`
- * and nothing more (§2.2).
+ * and nothing more (§2.2), as is a token the caller "is not allowed to introspect" (§2.2, §4): an access
+ * token is described to its own client and to clients an administrator registered (resource servers are);
+ * a refresh token, which only its client ever sends, to its own client only.
  */
 export const introspect = new Hono<AppEnv>();
 
@@ -25,8 +27,9 @@ introspect.post("/introspect", noStore, formBody, clientAuth, async (c) => {
   const token = params.get("token");
   if (!token) throw new InvalidRequest("token is required");
   const t = now();
+  const client = c.get("client");
   const inspected = await inspectToken(c.env, cfg, token, t);
-  if (inspected.kind === "access_token") {
+  if (inspected.kind === "access_token" && (client.registered_by === "admin" || inspected.claims.client_id === client.client_id)) {
     const { claims } = inspected;
     return c.json({
       active: true,
@@ -47,7 +50,7 @@ introspect.post("/introspect", noStore, formBody, clientAuth, async (c) => {
   }
   if (inspected.kind === "refresh_token") {
     const status = await grantStub(c.env, inspected.grant_id)?.status({ refresh_hash: inspected.hash, now: t });
-    if (status?.active && status.refresh) {
+    if (status?.active && status.refresh && status.data.client_id === client.client_id) {
       return c.json({
         active: true,
         iss: cfg.ISSUER,
