@@ -206,3 +206,18 @@ describe('clients that registered themselves: only what a resource opens to them
     await expectError(res, 400, "invalid_request", "self_registered_client_credentials_scopes: must name only scopes in scopes_supported");
   });
 });
+
+describe("the token rate limit (TOKEN_LIMIT, 200 a minute in tests)", () => {
+  it("counts per client and IP: wrong secrets sent from one IP do not lock the client out from another", { timeout: 60_000 }, async () => {
+    const attempt = (secret: string, ip: string) =>
+      postForm(
+        "/token",
+        { grant_type: "client_credentials", resource: MCP_RESOURCE },
+        { Authorization: basic(agent.client_id, secret), "cf-connecting-ip": ip },
+      );
+    let last = await attempt("wrong", "198.51.100.7");
+    for (let i = 0; i < 400 && last.status !== 429; i++) last = await attempt("wrong", "198.51.100.7");
+    await expectError(last, 429, "temporarily_unavailable", "too many requests; try again later");
+    expect((await attempt(agent.client_secret as string, "203.0.113.9")).status).toBe(200);
+  });
+});

@@ -390,4 +390,23 @@ describe("abuse limits on metadata document fetches", () => {
     // Other hosts are not affected.
     expect(await call(`/authorize?client_id=${encodeURIComponent(newClientId())}&response_type=code`).then((r) => r.text())).not.toContain("fetched too often");
   });
+
+  it("refetches a document that was valid before under its own budget, so made-up URLs on its host cannot lock it out", { timeout: 60_000 }, async () => {
+    const known = "https://crowded.example/agent.json";
+    publish(known, publicDocument(known), { "Cache-Control": "max-age=60" });
+    const page = () => call(`/authorize?client_id=${encodeURIComponent(known)}&response_type=code`).then((r) => r.text());
+    expect(await page()).not.toContain("fetched too often");
+    expect(fetches.get(known)).toBe(1);
+    // Its copy expires; meanwhile someone spends the host's budget on URLs that never had a document.
+    const later = Date.now() + 120_000;
+    setClock(() => later);
+    forgetMetadataDocuments();
+    let flooded = "";
+    for (let i = 0; i < 301 && !flooded.includes("fetched too often"); i++) {
+      flooded = await call(`/authorize?client_id=${encodeURIComponent(`https://crowded.example/junk/${i}.json`)}&response_type=code`).then((r) => r.text());
+    }
+    expect(flooded).toContain("fetched too often");
+    expect(await page()).not.toContain("fetched too often");
+    expect(fetches.get(known)).toBe(2);
+  });
 });

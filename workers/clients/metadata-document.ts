@@ -28,8 +28,12 @@ const MEMORY_MAX = 5000;
 /** One fetch per URL at a time per isolate: concurrent requests for a new client share it. */
 const inflight = new Map<string, Promise<Client>>();
 
-/** KV entries outlive their expiry a little (KV's minimum is 60 s); `expires_at` is what counts. */
-const KV_MIN_TTL = 60;
+/**
+ * KV entries outlive their expiry by a day; `expires_at` is what counts. An expired copy still says the URL had a
+ * valid document, so its refetch is counted against the URL's own budget, not its host's: requests naming
+ * made-up URLs on the host cannot lock a known client out.
+ */
+const KNOWN_FOR = 86_400;
 
 /**
  * The client whose client_id is the URL `clientId`. Throws `invalid_client` saying why the URL or its
@@ -49,16 +53,19 @@ export async function resolveMetadataDocument(env: Env, clientId: string): Promi
   }
   let pending = inflight.get(clientId);
   if (!pending) {
-    pending = fetchDocument(env, cfg, clientId).finally(() => inflight.delete(clientId));
+    const known = stored !== null || hit !== undefined;
+    pending = fetchDocument(env, cfg, clientId, known).finally(() => inflight.delete(clientId));
     inflight.set(clientId, pending);
   }
   return pending;
 }
 
-async function fetchDocument(env: Env, cfg: Config, clientId: string): Promise<Client> {
+async function fetchDocument(env: Env, cfg: Config, clientId: string, known: boolean): Promise<Client> {
   const policy = outboundPolicy(cfg);
-  // CIMD_FETCH_LIMIT per host: unknown URLs as client_id cannot turn the server into a request cannon.
-  if (!(await underLimit(env.CIMD_FETCH_LIMIT, `cimd:${new URL(clientId).host}`))) {
+  // CIMD_FETCH_LIMIT per host: unknown URLs as client_id cannot turn the server into a request cannon. A URL
+  // known to have had a valid document has a budget of its own (KNOWN_FOR).
+  const budget = known ? `cimd-url:${await documentKey(clientId)}` : `cimd:${new URL(clientId).host}`;
+  if (!(await underLimit(env.CIMD_FETCH_LIMIT, budget))) {
     throw new InvalidClient("the client's metadata document was fetched too often; try again in a minute", `${clientId}: rate limited`);
   }
   const fetched = await safeFetch(clientId, policy, { accept: "application/json" });
@@ -70,7 +77,7 @@ async function fetchDocument(env: Env, cfg: Config, clientId: string): Promise<C
     const entry: Cached = { client, expires_at: t + ttl };
     remember(clientId, entry);
     // Best effort: KV allows one write per key per second, and isolates that refetch together may collide.
-    await env.CLIENT_CACHE.put(await documentKey(clientId), JSON.stringify(entry), { expirationTtl: Math.max(KV_MIN_TTL, ttl) }).catch((error: unknown) => {
+    await env.CLIENT_CACHE.put(await documentKey(clientId), JSON.stringify(entry), { expirationTtl: ttl + KNOWN_FOR }).catch((error: unknown) => {
       console.warn(JSON.stringify({ level: "warn", message: "could not cache a client metadata document in KV", client_id: clientId, error: String(error) }));
     });
   }

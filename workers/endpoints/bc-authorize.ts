@@ -4,11 +4,11 @@ import { grantToExtend, resolveUser } from "../approvals/hints";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { Forbidden, InvalidBindingMessage, InvalidClient, InvalidRequest, InvalidScope, InvalidTarget, ServerError, UnauthorizedClient } from "../errors";
-import { claimedClientId, clientAuth } from "../middleware/client-auth";
+import { claimedClientAndIp, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
-import { clientIp, rateLimit } from "../middleware/rate-limit";
+import { rateLimit } from "../middleware/rate-limit";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
@@ -27,12 +27,8 @@ const BINDING_MESSAGE = /^[\p{L}\p{N}\p{P}\p{S} ]+$/u;
  */
 export const bcAuthorize = new Hono<AppEnv>();
 
-/** Backchannel requests per client per minute (BACKCHANNEL_LIMIT): each one may notify a person. */
-const backchannelLimit = rateLimit(
-  "backchannel",
-  (env) => env.BACKCHANNEL_LIMIT,
-  (c) => claimedClientId(c) ?? `ip:${clientIp(c)}`,
-);
+/** Backchannel requests per client and IP per minute (BACKCHANNEL_LIMIT): each one may notify a person. */
+const backchannelLimit = rateLimit("backchannel", (env) => env.BACKCHANNEL_LIMIT, claimedClientAndIp);
 
 bcAuthorize.post("/bc-authorize", noStore, formBody, backchannelLimit, clientAuth, async (c) => {
   const params = c.get("params");

@@ -1,12 +1,12 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { InvalidRequest, OAuthError, UnauthorizedClient, UnsupportedGrantType } from "../errors";
 import { grants } from "../grants";
-import { claimedClientId, clientAuth } from "../middleware/client-auth";
+import { claimedClientAndIp, claimedClientId, clientAuth } from "../middleware/client-auth";
 import { dpop } from "../middleware/dpop";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
-import { clientIp, rateLimit } from "../middleware/rate-limit";
+import { rateLimit } from "../middleware/rate-limit";
 import { audit } from "../observe/audit";
 import type { AppEnv } from "../types";
 
@@ -16,12 +16,8 @@ import type { AppEnv } from "../types";
  */
 export const token = new Hono<AppEnv>();
 
-/** Token requests per client per minute (TOKEN_LIMIT); guesses at a client's secret count too. */
-const tokenLimit = rateLimit(
-  "token",
-  (env) => env.TOKEN_LIMIT,
-  (c) => claimedClientId(c) ?? `ip:${clientIp(c)}`,
-);
+/** Token requests per client and IP per minute (TOKEN_LIMIT); guesses at a client's secret count too. */
+const tokenLimit = rateLimit("token", (env) => env.TOKEN_LIMIT, claimedClientAndIp);
 
 /** Every outcome is an audit event: what was issued to whom, or what was refused and why. */
 const auditOutcome: MiddlewareHandler<AppEnv> = async (c, next) => {

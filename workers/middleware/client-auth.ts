@@ -11,6 +11,7 @@ import { sha256, timingSafeEqualStrings } from "../crypto";
 import { nonceToProvide } from "../dpop/accept";
 import { InvalidClient, InvalidRequest, OAuthError } from "../errors";
 import type { AppEnv } from "../types";
+import { clientIp } from "./rate-limit";
 
 type Presented =
   | { method: "none" | "client_secret_basic" | "client_secret_post"; client_id: string; secret?: string }
@@ -97,6 +98,15 @@ export function claimedClientId(c: Context<AppEnv>): string | undefined {
   const header = c.req.header("authorization");
   if (header?.match(/^basic /i)) return parseBasic(header)?.client_id;
   return c.get("params").get("client_id");
+}
+
+/**
+ * The rate-limit key of a request before it is authenticated: the client it names, from the IP it comes from.
+ * Keyed by the name alone, anyone could use up a client's budget by naming it from elsewhere and lock it out
+ * (RFC 6749 §10.10: guessing must be made hard, not the client's service denied).
+ */
+export function claimedClientAndIp(c: Context<AppEnv>): string {
+  return `${claimedClientId(c) ?? "-"}@${clientIp(c)}`;
 }
 
 function present(authorization: string | undefined, params: AppEnv["Variables"]["params"], headers: Headers): Presented {
