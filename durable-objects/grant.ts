@@ -38,7 +38,7 @@ import { audienceRefusal } from "../workers/policy/scope";
  * gates make it atomic. Methods return results; the caller maps every `reason` to an OAuth error.
  *
  * DPoP (RFC 9449) adds guards, not states: a code issued with `dpop_jkt` redeems only with a proof by
- * that key (§10), and a family bound to a key at redemption (public clients, §5) refreshes only with a
+ * that key (§10), and a family bound to a key at redemption or createActive (public clients, §5) refreshes only with a
  * proof by that key. Like a wrong client or verifier, a wrong key changes nothing and revokes nothing.
  * Storage: `grant` holds the record; `previous:<slot>` holds the hash of one retired refresh token,
  * in a ring of PREVIOUS_KEPT slots. A rotation writes the small record and one slot, so its cost does
@@ -76,10 +76,15 @@ export class GrantObject extends DurableObject<Env> {
   /**
    * (none) → active: a grant the user approved out of band (CIBA, device authorization), so there is
    * no code; the first refresh token, if any, is issued at once. An empty code hash matches no code.
+   * The family is bound to the keys given, as a redemption binds it, so `refresh` enforces them alike.
    */
   async createActive(input: {
     data: GrantData;
     refresh_hash?: string;
+    /** RFC 9449 §5: the DPoP key every refresh of this family must prove (the caller decides: public clients only). */
+    dpop_jkt?: string;
+    /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one: binds the refresh tokens. */
+    instance_jkt?: string;
     lifetimes: GrantLifetimes;
     now: number;
   }): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
@@ -91,6 +96,9 @@ export class GrantObject extends DurableObject<Env> {
       created_at: input.now,
       code: { hash: "", expires_at: input.now, code_challenge: "", redirect_uri: "", redeemed_at: input.now },
       refresh,
+      // Without a refresh token there is nothing to bind, as in redeemCode.
+      ...(refresh && input.dpop_jkt !== undefined ? { dpop_jkt: input.dpop_jkt } : {}),
+      ...(refresh && input.instance_jkt !== undefined ? { instance_jkt: input.instance_jkt } : {}),
       rotated: null,
       retired: 0,
       revoked_jtis: {},

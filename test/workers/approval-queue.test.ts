@@ -8,7 +8,7 @@ import type { Approval, ApprovalRequest } from "../../schemas/approval";
 import { setClock } from "../../workers/clock";
 import { atHash } from "../../workers/tokens/access-token";
 import { mintHandle } from "../../workers/tokens/handles";
-import { type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+import { basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 /**
  * ApprovalQueue as the state machine in its header: every transition and refusal, exactly once under
@@ -278,11 +278,11 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     expect(await stub.poll({ handle_hash: request.handle_hash, client_id: pushClient.client_id, now: T + 200 })).toEqual({ ok: false, reason: "redeemed" });
   });
 
-  it("mints a push with what attestation policy allowed when the client asked (lifetime, attested facts)", async () => {
+  it("mints a push with what attestation policy allowed when the client asked (lifetime, attested facts, refresh tokens bound to the instance key)", async () => {
     const attested = { iss: "https://verifier.example", jkt: "jkt-1", pop: "attestation_pop_jwt" as const, model_provider: "anthropic" };
     const { stub, request } = await queued({
       client_id: pushClient.client_id,
-      scope: ["openid", "mcp:read"],
+      scope: ["openid", "offline_access", "mcp:read"],
       delivery: "push",
       notification: { ...ping, auth_req_id: "lka_push_attested" },
       attestation: { max_lifetime: 90, attested },
@@ -293,6 +293,17 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     const pushed = JSON.parse(calls[0]?.body as string) as Record<string, string>;
     expect(pushed.expires_in).toBe(90);
     expect(decodeJwt(pushed.access_token as string).attested).toEqual(attested);
+    // Refreshing takes an attestation of the same Client Instance Key; the client's secret alone is not enough.
+    await expectError(
+      await postForm(
+        "/token",
+        { grant_type: "refresh_token", refresh_token: pushed.refresh_token as string },
+        { Authorization: basic(pushClient.client_id, pushClient.client_secret as string) },
+      ),
+      400,
+      "invalid_grant",
+      "the refresh token is bound to the client instance key of the attestation it was issued under",
+    );
   });
 
   it("pushes transaction_failed when the tokens cannot be issued (the client is gone)", async () => {

@@ -3,7 +3,7 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT }
 import { expect } from "vitest";
 import { currentChallenge } from "../../workers/attestation/challenge";
 import { now } from "../../workers/clock";
-import { adminCall, ISSUER } from "./helpers";
+import { adminCall, expectError, ISSUER, postForm } from "./helpers";
 
 /** A Client Attester for tests: signs Client Attestations (draft-ietf-oauth-attestation-based-client-auth-11 §5.1). */
 export class TestAttester {
@@ -65,4 +65,24 @@ export function serverChallenge(): Promise<string> {
 /** The two request headers of attestation-based client authentication. */
 export function attestationHeaders(attestation: string, pop?: string): Record<string, string> {
   return { "OAuth-Client-Attestation": attestation, ...(pop !== undefined ? { "OAuth-Client-Attestation-PoP": pop } : {}) };
+}
+
+/**
+ * Asserts that `refreshToken` is bound to `instance` (§11): a refresh with an attestation of `other` is refused
+ * and changes nothing. Returns the refresh with `instance`'s attestation, which should then succeed.
+ */
+export async function refreshBoundTo(
+  refreshToken: string,
+  as: (i: Instance) => Promise<Record<string, string>>,
+  instance: Instance,
+  other: Instance,
+): Promise<Response> {
+  const refresh = { grant_type: "refresh_token", refresh_token: refreshToken };
+  await expectError(
+    await postForm("/token", refresh, await as(other)),
+    400,
+    "invalid_grant",
+    "the refresh token is bound to the client instance key of the attestation it was issued under",
+  );
+  return postForm("/token", refresh, await as(instance));
 }

@@ -6,8 +6,11 @@ import { registry } from "../../workers/clients/cache";
 import { setClock } from "../../workers/clock";
 import { atHash } from "../../workers/tokens/access-token";
 import { asClient, decideNewest, pollCiba, signedInBrowser } from "./approvals";
+import { attestationHeaders, Instance, refreshBoundTo, TestAttester } from "./attestation";
 import type { Browser } from "./browser";
+import { DpopKey } from "./dpop";
 import { basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+import { signedPost, signingKey } from "./httpsig-signer";
 
 /**
  * OpenID CIBA Core 1.0, poll mode: the backchannel authentication endpoint's every error (§13), the
@@ -279,6 +282,72 @@ describe("CIBA token requests (CIBA §10.1, §11)", () => {
   });
 });
 
+describe("token binding at the CIBA grant, as at the code grant (RFC 9449 §5)", () => {
+  const BOTH = "an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both";
+  const request = (binding: string) => ({
+    scope: "openid offline_access mcp:read",
+    resource: MCP_RESOURCE,
+    login_hint: "alice@example.com",
+    binding_message: binding,
+  });
+  const newBinding = () => `K${crypto.randomUUID().slice(0, 8)}`;
+
+  async function ok(res: Response): Promise<Record<string, string>> {
+    const body = (await res.json()) as Record<string, string>;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    return body;
+  }
+
+  it("binds the access token to the poll's DPoP key; a confidential client's refresh tokens stay bound to the client, not a key", async () => {
+    const [key, otherKey] = await Promise.all([DpopKey.generate(), DpopKey.generate()]);
+    const binding = newBinding();
+    const id = await authReqId(await aliceAsks({ binding_message: binding }));
+    await decideNewest(alice, "approve", binding);
+    const auth = { Authorization: basic(poller.client_id, poller.client_secret as string) };
+    const tokens = await ok(await postForm("/token", { grant_type: CIBA, auth_req_id: id }, { ...auth, DPoP: await key.proof() }));
+    expect(tokens.token_type).toBe("DPoP");
+    expect(decodeJwt(tokens.access_token as string).cnf).toEqual({ jkt: key.jkt });
+    expect(tokens.id_token).toEqual(expect.any(String));
+    const refresh = { grant_type: "refresh_token", refresh_token: tokens.refresh_token as string };
+    const refreshed = await ok(await postForm("/token", refresh, { ...auth, DPoP: await otherKey.proof() }));
+    expect(refreshed.token_type).toBe("DPoP");
+    expect(decodeJwt(refreshed.access_token as string).cnf).toEqual({ jkt: otherKey.jkt });
+  });
+
+  it("refuses a poll with both a DPoP proof and an HTTP message signature before polling, so nothing is spent; a signed poll then gets an httpsig token", async () => {
+    const key = await signingKey("ES256", "ciba-1");
+    const signer = await cibaClient({ client_name: "Signing agent", token_endpoint_auth_method: "httpsig_client_auth", jwks: { keys: [key.jwk] } });
+    const binding = newBinding();
+    const id = await authReqId(await signedPost("/bc-authorize", { client_id: signer.client_id, ...request(binding) }, key));
+    const poll = { grant_type: CIBA, auth_req_id: id, client_id: signer.client_id };
+    const both = async () => signedPost("/token", poll, key, { headers: { dpop: await (await DpopKey.generate()).proof() } });
+    // Refused before the queue is asked: not authorization_pending, and the next poll is not too fast.
+    await expectError(await both(), 400, "invalid_request", BOTH);
+    await expectError(await signedPost("/token", poll, key), 400, "authorization_pending", "the user has not decided yet");
+    const t = Date.now();
+    setClock(() => t + 11_000);
+    await decideNewest(alice, "approve", binding);
+    await expectError(await both(), 400, "invalid_request", BOTH);
+    const tokens = await ok(await signedPost("/token", poll, key));
+    expect(tokens.token_type).toBe("httpsig");
+    const { kty, crv, x, y } = key.jwk;
+    expect(decodeJwt(tokens.access_token as string).cnf).toEqual({ jwk: { kty, crv, x, y, kid: "ciba-1", alg: "ES256" } });
+  });
+
+  it("binds an attested client's refresh tokens to its Client Instance Key (draft-ietf-oauth-attestation-based-client-auth-11 §11)", async () => {
+    const attested = await cibaClient({ client_name: "Attested agent", token_endpoint_auth_method: "attest_jwt_client_auth" });
+    const attester = await TestAttester.generate("https://ciba-attester.example");
+    await attester.register([attested.client_id]);
+    const [instance, other] = await Promise.all([Instance.generate(), Instance.generate()]);
+    const as = async (i: Instance) => attestationHeaders(await attester.attest(attested.client_id, i), await i.pop());
+    const binding = newBinding();
+    const id = await authReqId(await postForm("/bc-authorize", request(binding), await as(instance)));
+    await decideNewest(alice, "approve", binding);
+    const tokens = await ok(await postForm("/token", { grant_type: CIBA, auth_req_id: id }, await as(instance)));
+    await ok(await refreshBoundTo(tokens.refresh_token as string, as, instance, other));
+  });
+});
+
 describe("CIBA client metadata (CIBA §4)", () => {
   const refused: Array<[string, Record<string, unknown>, string | RegExp]> = [
     ["no delivery mode", {}, "backchannel_token_delivery_mode is required with the CIBA grant"],
@@ -336,5 +405,24 @@ describe("abuse limits on the backchannel endpoint", () => {
     expect(statuses.slice(0, first).every((s) => s === 400)).toBe(true);
     expect((last as Response).headers.get("retry-after")).toBe("60");
     await expectError(last as Response, 429, "temporarily_unavailable", "too many requests; try again later");
+  });
+
+  it("counts per client and IP: requests naming a client from one IP do not lock it out from another", { timeout: 60_000 }, async () => {
+    const victim = await cibaClient({ client_name: "Named agent" });
+    const fromElsewhere = () =>
+      postForm(
+        "/bc-authorize",
+        { scope: "openid", login_hint: "alice@example.com" },
+        { Authorization: basic(victim.client_id, "wrong"), "cf-connecting-ip": "198.51.100.7" },
+      );
+    let last = await fromElsewhere();
+    for (let i = 0; i < 200 && last.status !== 429; i++) last = await fromElsewhere();
+    await expectError(last, 429, "temporarily_unavailable", "too many requests; try again later");
+    const own = await postForm(
+      "/bc-authorize",
+      { scope: "openid", login_hint: "alice@example.com" },
+      { Authorization: basic(victim.client_id, victim.client_secret as string), "cf-connecting-ip": "203.0.113.9" },
+    );
+    expect(own.status, await own.clone().text()).toBe(200);
   });
 });

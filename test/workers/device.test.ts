@@ -3,8 +3,11 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { USER_CODE_ALPHABET } from "../../workers/approvals/user-code";
 import { setClock } from "../../workers/clock";
 import { signedInBrowser } from "./approvals";
+import { attestationHeaders, Instance, refreshBoundTo, TestAttester } from "./attestation";
 import { Browser, hidden } from "./browser";
+import { DpopKey } from "./dpop";
 import { type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+import { signedPost, signingKey } from "./httpsig-signer";
 
 /**
  * RFC 8628 device authorization grant: the endpoint, polling semantics (§3.5), the `/device` page with
@@ -157,5 +160,76 @@ describe("the /device page and the device_code grant (RFC 8628 §3.3–§3.5)", 
     setClock(() => t + 901_000);
     const later = await start();
     expect((await enter(browser, later.user_code)).status).toBe(200);
+  });
+});
+
+describe("token binding at the device_code grant, as at the code grant (RFC 9449 §5)", () => {
+  const REFRESH_BOUND = "the refresh token is bound to a DPoP key this request did not prove";
+  const BOTH = "an access token is bound to one key: send a DPoP proof or an HTTP message signature, not both";
+  type Tokens = { access_token: string; refresh_token: string; token_type: string };
+
+  /** Has alice approve the device request `d` at /device. */
+  async function approve(d: DeviceAuthorization): Promise<void> {
+    const alice = await signedInBrowser("alice@example.com", "alice-dev-password", "/device");
+    expect(await (await decide(alice, await enter(alice, d.user_code), "approve")).text()).toContain("Device connected");
+  }
+
+  async function ok(res: Response): Promise<Tokens> {
+    const body = (await res.json()) as Tokens;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    return body;
+  }
+
+  const withProof = async (key?: DpopKey): Promise<Record<string, string>> => (key ? { DPoP: await key.proof() } : {});
+  const refresh = async (token: string, key?: DpopKey) =>
+    postForm("/token", { grant_type: "refresh_token", refresh_token: token, client_id: tv.client_id }, await withProof(key));
+
+  it("binds the access token to the poll's DPoP key, and a public client's refresh tokens to that key", async () => {
+    const [key, otherKey] = await Promise.all([DpopKey.generate(), DpopKey.generate()]);
+    const d = await start();
+    await approve(d);
+    const tokens = await ok(await postForm("/token", { grant_type: DEVICE, device_code: d.device_code, client_id: tv.client_id }, await withProof(key)));
+    expect(tokens.token_type).toBe("DPoP");
+    expect(decodeJwt(tokens.access_token).cnf).toEqual({ jkt: key.jkt });
+    await expectError(await refresh(tokens.refresh_token, otherKey), 400, "invalid_grant", REFRESH_BOUND);
+    await expectError(await refresh(tokens.refresh_token), 400, "invalid_grant", REFRESH_BOUND);
+    const refreshed = await ok(await refresh(tokens.refresh_token, key));
+    expect(refreshed.token_type).toBe("DPoP");
+    expect(decodeJwt(refreshed.access_token).cnf).toEqual({ jkt: key.jkt });
+  });
+
+  it("refuses a poll with both a DPoP proof and an HTTP message signature before polling, so nothing is spent; a signed poll then gets an httpsig token", async () => {
+    const key = await signingKey("ES256", "device-1");
+    const signer = await createClient({ grant_types: [DEVICE, "refresh_token"], token_endpoint_auth_method: "httpsig_client_auth", jwks: { keys: [key.jwk] } });
+    const asked = await signedPost("/device_authorization", { client_id: signer.client_id, scope: "mcp:read offline_access", resource: MCP_RESOURCE }, key);
+    const d = (await asked.json()) as DeviceAuthorization;
+    expect(asked.status, JSON.stringify(d)).toBe(200);
+    const poll = { grant_type: DEVICE, device_code: d.device_code, client_id: signer.client_id };
+    const both = async () => signedPost("/token", poll, key, { headers: { dpop: await (await DpopKey.generate()).proof() } });
+    // Refused before the queue is asked: not authorization_pending, and the next poll is not too fast.
+    await expectError(await both(), 400, "invalid_request", BOTH);
+    await expectError(await signedPost("/token", poll, key), 400, "authorization_pending", "the user has not decided yet");
+    const t = Date.now();
+    setClock(() => t + 11_000);
+    await approve(d);
+    await expectError(await both(), 400, "invalid_request", BOTH);
+    const tokens = await ok(await signedPost("/token", poll, key));
+    expect(tokens.token_type).toBe("httpsig");
+    const { kty, crv, x, y } = key.jwk;
+    expect(decodeJwt(tokens.access_token).cnf).toEqual({ jwk: { kty, crv, x, y, kid: "device-1", alg: "ES256" } });
+  });
+
+  it("binds an attested client's refresh tokens to its Client Instance Key (draft-ietf-oauth-attestation-based-client-auth-11 §11)", async () => {
+    const attested = await createClient({ grant_types: [DEVICE, "refresh_token"], token_endpoint_auth_method: "attest_jwt_client_auth" });
+    const attester = await TestAttester.generate("https://device-attester.example");
+    await attester.register([attested.client_id]);
+    const [instance, other] = await Promise.all([Instance.generate(), Instance.generate()]);
+    const as = async (i: Instance) => attestationHeaders(await attester.attest(attested.client_id, i), await i.pop());
+    const asked = await postForm("/device_authorization", { scope: "mcp:read offline_access", resource: MCP_RESOURCE }, await as(instance));
+    const d = (await asked.json()) as DeviceAuthorization;
+    expect(asked.status, JSON.stringify(d)).toBe(200);
+    await approve(d);
+    const tokens = await ok(await postForm("/token", { grant_type: DEVICE, device_code: d.device_code }, await as(instance)));
+    await ok(await refreshBoundTo(tokens.refresh_token, as, instance, other));
   });
 });

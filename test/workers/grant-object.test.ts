@@ -661,3 +661,69 @@ describe("concurrency: input gates make each transition atomic", () => {
     expect((await rotate(f, winner, T + 60)).result).toEqual({ ok: true, data: f.data, retry: false });
   });
 });
+
+describe("createActive (CIBA, device): the family bound to keys as a redemption binds it", () => {
+  const KEY_A = "a".repeat(43);
+  const KEY_B = "b".repeat(43);
+  const INSTANCE_A = "c".repeat(43);
+  const INSTANCE_B = "d".repeat(43);
+
+  /** An active grant made by createActive at T, with a refresh token unless `refresh: false`. */
+  async function approved(opts: { refresh?: boolean; dpop_jkt?: string; instance_jkt?: string }): Promise<Fixture & { refresh: Handle }> {
+    const id = env.GRANTS.newUniqueId();
+    const stub = env.GRANTS.get(id);
+    const objectId = id.toString();
+    const refresh = await mintHandle("refresh", objectId);
+    const data: GrantData = {
+      client_id: CLIENT,
+      sub: "usr_alice",
+      scope: ["mcp:read", "offline_access"],
+      resources: ["http://localhost:8788/mcp"],
+      auth_time: T - 5,
+      amr: ["pwd"],
+      refresh: opts.refresh ?? true,
+    };
+    const { dpop_jkt, instance_jkt } = opts;
+    expect(await stub.createActive({ data, refresh_hash: refresh.hash, dpop_jkt, instance_jkt, lifetimes: LIFETIMES, now: T })).toEqual({ ok: true });
+    return { stub, objectId, code: refresh, verifier: "", data, refresh };
+  }
+
+  /** GrantObject.refresh of `presented` with the keys the request proved. */
+  async function refreshWith(f: Fixture, presented: Handle, now: number, keys: { dpop_jkt?: string; instance_jkt?: string }) {
+    const successor = await mintHandle("refresh", f.objectId);
+    const sealed_successor = await sealSuccessor(presented.token, successor.token);
+    return f.stub.refresh({ token_hash: presented.hash, client_id: CLIENT, successor_hash: successor.hash, sealed_successor, ...keys, resource: [], now });
+  }
+
+  it("dpop_jkt binds the family: a refresh with another key or none is refused and changes nothing; the key refreshes", async () => {
+    const f = await approved({ dpop_jkt: KEY_A });
+    expect((await snapshot(f.stub)).grant).toMatchObject({ state: "active", dpop_jkt: KEY_A });
+    const before = await snapshot(f.stub);
+    expect(await refreshWith(f, f.refresh, T + 10, { dpop_jkt: KEY_B })).toEqual({ ok: false, reason: "dpop_key_mismatch" });
+    expect(await refreshWith(f, f.refresh, T + 10, {})).toEqual({ ok: false, reason: "dpop_key_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect(await refreshWith(f, f.refresh, T + 11, { dpop_jkt: KEY_A })).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("instance_jkt binds the family to the Client Instance Key: another instance's attestation is refused and changes nothing", async () => {
+    const f = await approved({ instance_jkt: INSTANCE_A });
+    expect((await snapshot(f.stub)).grant).toMatchObject({ state: "active", instance_jkt: INSTANCE_A });
+    const before = await snapshot(f.stub);
+    expect(await refreshWith(f, f.refresh, T + 10, { instance_jkt: INSTANCE_B })).toEqual({ ok: false, reason: "instance_key_mismatch" });
+    expect(await refreshWith(f, f.refresh, T + 10, {})).toEqual({ ok: false, reason: "instance_key_mismatch" });
+    expect(await snapshot(f.stub)).toEqual(before);
+    expect(await refreshWith(f, f.refresh, T + 11, { instance_jkt: INSTANCE_A })).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("both keys bind together, each refused on its own; a grant without refresh tokens stores neither", async () => {
+    const f = await approved({ dpop_jkt: KEY_A, instance_jkt: INSTANCE_A });
+    expect(await refreshWith(f, f.refresh, T + 10, { dpop_jkt: KEY_A })).toEqual({ ok: false, reason: "instance_key_mismatch" });
+    expect(await refreshWith(f, f.refresh, T + 10, { instance_jkt: INSTANCE_A })).toEqual({ ok: false, reason: "dpop_key_mismatch" });
+    expect(await refreshWith(f, f.refresh, T + 11, { dpop_jkt: KEY_A, instance_jkt: INSTANCE_A })).toMatchObject({ ok: true, retry: false });
+    const noRefresh = await approved({ refresh: false, dpop_jkt: KEY_A, instance_jkt: INSTANCE_A });
+    const { grant } = await snapshot(noRefresh.stub);
+    expect(grant).toMatchObject({ state: "active", refresh: null });
+    expect(grant).not.toHaveProperty("dpop_jkt");
+    expect(grant).not.toHaveProperty("instance_jkt");
+  });
+});

@@ -15,7 +15,7 @@ import { atHash, mintAccessToken } from "../tokens/access-token";
 import { mintHandle, parseHandle } from "../tokens/handles";
 import { mintIdToken } from "../tokens/id-token";
 import type { AppEnv } from "../types";
-import { grantStub } from "./issue";
+import { binding, grantStub } from "./issue";
 import type { Issued, TokenResponse } from "./types";
 
 /** CIBA Core §10.3.1: the ID token of a push carries the request's id and the refresh token's hash. */
@@ -62,18 +62,27 @@ export function approvedOrThrow(result: PollResult, what: string): { request: Ap
  * The token endpoint's poll (CIBA §10.1, RFC 8628 §3.4) and, once the request is approved, its tokens.
  * The poll redeems the approval, exactly once; if issuing then fails (a refused `resource`, a failed
  * write), the approval is released back to `approved`, so nothing the user decided is lost and the
- * client can correct its request and poll again.
+ * client can correct its request and poll again. Tokens are bound as in the code flow: the access token
+ * to the request's DPoP proof or signature (`binding`), a public client's refresh tokens to the DPoP key
+ * (RFC 9449 §5), and an attested client's to its Client Instance Key.
  */
 export async function pollAndIssue(c: Context<AppEnv>, kind: "auth_req" | "device", handle: string): Promise<Issued> {
   const what = kind === "auth_req" ? "auth_req_id" : "device_code";
   const queue = await queueFor(c.env, kind, handle);
   if (!queue) throw new InvalidGrant(`the ${what} is invalid, expired or already used`);
   const client = c.get("client");
+  // Two token bindings are refused before the poll, so such a request neither redeems nor counts as a poll.
+  const bound = binding(c);
+  const refresh_keys = {
+    dpop_jkt: c.get("auth_method") === "none" ? c.get("dpop")?.jkt : undefined,
+    instance_jkt: c.get("attestation")?.facts.jkt,
+  };
   const t = now();
   const { request, approval } = approvedOrThrow(await queue.stub.poll({ handle_hash: queue.hash, client_id: client.client_id, now: t }), what);
   try {
     const enforce: EnforcePolicy = (target) => enforceAttestationPolicy(c, target);
-    return await issueApproved(c.env, c.get("cfg"), { client, request, approval, resource: c.get("params").all("resource"), now: t, enforce });
+    const resource = c.get("params").all("resource");
+    return await issueApproved(c.env, c.get("cfg"), { client, request, approval, resource, now: t, enforce, bound, refresh_keys });
   } catch (err) {
     const released = await queue.stub
       .release({ handle_hash: queue.hash, client_id: client.client_id })
@@ -105,9 +114,14 @@ export async function issueApproved(
     now: number;
     enforce: EnforcePolicy;
     push?: { auth_req_id: string };
+    /** The access token's key and `token_type` (`binding`); none is Bearer, as for a push, which answers no request. */
+    bound?: ReturnType<typeof binding>;
+    /** The keys a new grant's refresh tokens are bound to (GrantObject.createActive); an extended grant keeps its own. */
+    refresh_keys?: { dpop_jkt?: string; instance_jkt?: string };
   },
 ): Promise<Issued> {
   const { client, request, approval, now, enforce } = input;
+  const bound: ReturnType<typeof binding> = input.bound ?? { token_type: "Bearer" };
   enforce({ scope: request.scope, resources: await Promise.all(request.resources.map((r) => findResource(env, r))) });
   let grant_id: string;
   let data: GrantData;
@@ -142,6 +156,7 @@ export async function issueApproved(
       const created = await env.GRANTS.get(id).createActive({
         data: newData,
         refresh_hash,
+        ...input.refresh_keys,
         lifetimes: { expires_at: now + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
         now,
       });
@@ -161,9 +176,11 @@ export async function issueApproved(
     scope,
     auth_time: data.auth_time,
     gid: grant_id,
+    jkt: bound.jkt,
+    jwk: bound.jwk,
     now,
   });
-  const response: TokenResponse = { access_token: at.token, token_type: "Bearer", expires_in: at.expires_in };
+  const response: TokenResponse = { access_token: at.token, token_type: bound.token_type, expires_in: at.expires_in };
   if (scope.length) response.scope = scope.join(" ");
   if (refresh) response.refresh_token = refresh.token;
   if (data.scope.includes("openid")) {

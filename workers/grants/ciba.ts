@@ -4,8 +4,9 @@ import type { GrantHandler } from "./types";
 
 /**
  * OpenID CIBA Core 1.0 §10.1 token request, for poll and ping clients: one ApprovalQueue call turns
- * an approved request into `redeemed` (exactly once), then the tokens are issued as in the code flow
- * (`pollAndIssue`: a failure to issue releases the approval again).
+ * an approved request into `redeemed` (exactly once), then the tokens are issued and bound as in the code
+ * flow (`pollAndIssue`: a request with two token bindings is refused before the poll, and a failure to
+ * issue releases the approval again).
  */
 export const ciba: GrantHandler = {
   grant_type: "urn:openid:params:grant-type:ciba",

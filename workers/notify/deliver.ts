@@ -58,6 +58,8 @@ export async function composeBody(env: Env, input: { channel: string; request: A
       // Push tokens are minted here, with no request of the client's: policy as evaluated when it asked.
       enforce: () => request.attestation ?? {},
       push: { auth_req_id },
+      // draft-ietf-oauth-attestation-based-client-auth-11 §11: refresh tokens of an attested request are bound to its instance key.
+      refresh_keys: { instance_jkt: request.attestation?.attested?.jkt },
     });
     return JSON.stringify({ ...tokens, auth_req_id });
   } catch (error) {
