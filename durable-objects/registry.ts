@@ -226,9 +226,17 @@ export class Registry extends DurableObject<Env> {
 
   /**
    * Records an authorization: remembers the scopes for each audience (when the user consented) and
-   * indexes the grant under its client and user, so that deleting either can revoke it.
+   * indexes the grant under its client and user, so that deleting either can revoke it. Refused for a
+   * user who no longer exists: one deleted after their session was checked must get no grant the
+   * deletion's revocation has already passed by.
    */
-  async recordGrant(input: { grant_id: string; sub: string; client_id: string; consent?: { audiences: string[]; scopes: string[] } }): Promise<{ ok: true }> {
+  async recordGrant(input: {
+    grant_id: string;
+    sub: string;
+    client_id: string;
+    consent?: { audiences: string[]; scopes: string[] };
+  }): Promise<{ ok: true } | { ok: false; reason: "no_user" }> {
+    if (!(await this.ctx.storage.get(`user:${input.sub}`))) return { ok: false, reason: "no_user" };
     const writes: Record<string, unknown> = {
       [`grant-of:client:${input.client_id}\n${input.grant_id}`]: true,
       [`grant-of:user:${input.sub}\n${input.grant_id}`]: true,

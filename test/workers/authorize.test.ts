@@ -1,6 +1,9 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../../workers/app";
 import { authorizeUrl, Browser, clientRedirect, decide, follow, hidden, obtainCode, pkce, signIn } from "./browser";
-import { type CreatedClient, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+import { type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
@@ -62,6 +65,18 @@ describe("authorization endpoint: errors that must not redirect (RFC 9700 §4.1)
   it("shows a page for a repeated parameter", async () => {
     await expectErrorPage(await new Browser().get(`${authorizeUrl(base())}&state=again`), "parameter state is repeated");
   });
+  it("shows a page for an OpenID Connect request without redirect_uri, even when the client has one (OIDC Core §3.1.2.1)", async () => {
+    const single = await createClient({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" });
+    const params = { ...base(), client_id: single.client_id, redirect_uri: undefined };
+    await expectErrorPage(
+      await new Browser().get(authorizeUrl({ ...params, scope: "openid mcp:read" })),
+      "redirect_uri is required in an OpenID Connect request (scope openid)",
+    );
+    // OAuth 2.1 §4.1.1 alone: the only registered one is used.
+    const oauth = await new Browser().get(authorizeUrl(params));
+    expect(oauth.status).toBe(200);
+    expect(await oauth.text()).toContain('action="/login"');
+  });
 });
 
 describe("authorization endpoint: errors redirected to the client with state and iss", () => {
@@ -105,6 +120,70 @@ describe("authorization endpoint: errors redirected to the client with state and
     const m2m = await createClient({ grant_types: ["client_credentials"], redirect_uris: [REDIRECT], token_endpoint_auth_method: "client_secret_basic" });
     const q = clientRedirect(await new Browser().get(authorizeUrl({ ...base(), client_id: m2m.client_id })), REDIRECT);
     expect(q.get("error")).toBe("unauthorized_client");
+  });
+});
+
+describe("authorization endpoint: a self-registered client's errors before anyone signs in (RFC 9700 §4.11.2)", () => {
+  const PHISH = "https://phish.example/callback";
+  let self: CreatedClient;
+  beforeAll(async () => {
+    const res = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ client_name: "Self", redirect_uris: [PHISH], token_endpoint_auth_method: "none" }),
+    });
+    expect(res.status).toBe(201);
+    self = await res.json();
+  });
+  const params = (change: Record<string, string | undefined>) => ({ ...base(), client_id: self.client_id, redirect_uri: PHISH, ...change });
+
+  const cases: Array<[string, Record<string, string | undefined>, string, string]> = [
+    ["unknown response_type", { response_type: "bogus" }, "unsupported_response_type", "only response_type=code is supported"],
+    ["unknown scope", { scope: "nope", resource: undefined }, "invalid_scope", "scope nope needs a resource parameter naming the resource it is for"],
+    ["prompt=none", { prompt: "none" }, "login_required", "the user is not signed in"],
+  ];
+  for (const [name, change, error, description] of cases) {
+    it(`${name}: shown here with its code and the client's host, not redirected`, async () => {
+      const res = await new Browser().get(authorizeUrl(params(change)));
+      expect(res.status).toBe(400);
+      expect(res.headers.get("location")).toBeNull();
+      const html = await res.text();
+      expect(html).toContain(`<p role="alert">${description}</p>`);
+      expect(html).toContain(`<code>${error}</code>`);
+      expect(html).toContain('returns to <strong class="host">phish.example</strong>');
+    });
+  }
+
+  it("redirects the error once the user is signed in", async () => {
+    const browser = new Browser();
+    const bogus = authorizeUrl(params({ response_type: "bogus" }));
+    expect((await browser.get(bogus)).status).toBe(400);
+    expect((await signIn(browser, await browser.get(authorizeUrl(params({}))))).status).toBe(303);
+    const q = clientRedirect(await browser.get(bogus), PHISH);
+    expect(Object.fromEntries(q)).toEqual({
+      error: "unsupported_response_type",
+      error_description: "only response_type=code is supported",
+      state: "s-1",
+      iss: ISSUER,
+    });
+  });
+});
+
+describe("authorization endpoint: an unexpected failure", () => {
+  it("is server_error, not a redirect without code or error", async () => {
+    // KV failing for resource lookups: the scope and resource policy throws something that is no OAuthError.
+    const failing = {
+      ...env,
+      CLIENT_CACHE: {
+        get: (key: string, options: unknown) =>
+          key.startsWith("resource-uri:") ? Promise.reject(new Error("KV is down")) : env.CLIENT_CACHE.get(key, options as KVNamespaceGetOptions<"json">),
+      },
+    } as unknown as Env;
+    const ctx = createExecutionContext();
+    const res = await buildApp().fetch(new Request(new URL(authorizeUrl({ ...base(), resource: "https://kv-down.example/api" }), ISSUER)), failing, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(res.headers.get("location")).toBeNull();
+    await expectError(res, 500, "server_error", "the server could not complete the request");
   });
 });
 

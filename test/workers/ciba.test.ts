@@ -9,7 +9,7 @@ import { asClient, decideNewest, pollCiba, signedInBrowser } from "./approvals";
 import { attestationHeaders, Instance, refreshBoundTo, TestAttester } from "./attestation";
 import type { Browser } from "./browser";
 import { DpopKey } from "./dpop";
-import { basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 import { signedPost, signingKey } from "./httpsig-signer";
 
 /**
@@ -197,6 +197,18 @@ describe("CIBA token requests (CIBA §10.1, §11)", () => {
     const t = Date.now();
     setClock(() => t + 11_000);
     await expectError(await pollCiba(poller, id), 400, "authorization_pending", "the user has not decided yet");
+  });
+
+  it("issues nothing for a user deleted after approving: the grant would escape the deletion's revocation", async () => {
+    const created = await adminCall("POST", "/users", { email: "gone@example.com", password: "gone-password-12345", name: "Gone" });
+    const { id: userId } = (await created.json()) as { id: string };
+    const gone = await signedInBrowser("gone@example.com", "gone-password-12345");
+    const id = await authReqId(
+      await ask(poller, { scope: "openid mcp:read", resource: MCP_RESOURCE, login_hint: "gone@example.com", binding_message: "GONE" }),
+    );
+    await decideNewest(gone, "approve", "GONE");
+    expect((await adminCall("DELETE", `/users/${userId}`)).status).toBe(204);
+    await expectError(await pollCiba(poller, id), 400, "invalid_grant", "the user who approved this request no longer exists");
   });
 
   it("issues tokens like the code flow exactly once after the user approves in the inbox", async () => {

@@ -183,8 +183,9 @@ describe("userinfo with Bearer tokens alongside DPoP", () => {
     await expectChallenge(await userinfo("Bearer garbage"), "invalid_token", description, `Bearer error="invalid_token", error_description="${description}"`);
   });
 
-  it("refuses another authorization scheme with 400", async () => {
+  it("answers another authorization scheme like no token: 401, a bare challenge (RFC 6750 §3.1)", async () => {
     const res = await userinfo("Basic Zm9vOmJhcg==");
-    await expectError(res, 400, "invalid_request", "the Authorization header must carry a Bearer or DPoP token");
+    expect(res.headers.get("www-authenticate")).toBe(`Bearer realm="${ISSUER}", DPoP realm="${ISSUER}", ${ALGS}`);
+    await expectError(res, 401, "invalid_token", "an access token is required");
   });
 });

@@ -2,7 +2,7 @@ import { exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { asClient, inboxState, signedInBrowser } from "./approvals";
 import { Browser } from "./browser";
-import { type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+import { adminCall, type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
 
 /**
  * The inbox: sign-in redirect, CSRF on every form, the strict CSP with a same-origin script, the live
@@ -40,6 +40,20 @@ describe("the inbox page", () => {
     const wrong = await browser.post("/signin", { email: "alice@example.com", password: "nope", csrf, next: "/inbox" });
     expect(wrong.status).toBe(403);
     expect(await wrong.text()).toContain("The email or password is incorrect.");
+  });
+
+  it("treats the session of a deleted user as none: the inbox and the device page send it to sign in", async () => {
+    const created = await adminCall("POST", "/users", { email: "leaver@example.com", password: "leaver-password-1234", name: "Leaver" });
+    const { id } = (await created.json()) as { id: string };
+    const leaver = await signedInBrowser("leaver@example.com", "leaver-password-1234");
+    expect((await leaver.get("/inbox")).status).toBe(200);
+    expect((await adminCall("DELETE", `/users/${id}`)).status).toBe(204);
+    const res = await leaver.get("/inbox");
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/signin?next=%2Finbox");
+    const device = await leaver.get("/device");
+    expect(device.status).toBe(303);
+    expect(device.headers.get("location")).toBe("/signin?next=%2Fdevice");
   });
 
   it("shows client, binding message, scopes and resource under a CSP that allows only our own script", async () => {

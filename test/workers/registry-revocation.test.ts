@@ -68,6 +68,15 @@ describe("revoking a deleted owner's grants", () => {
     expect(await registry(env).getUser(sub)).toBeNull();
   });
 
+  it("refuses to index a grant for a user who does not exist, or no longer does", async () => {
+    const { sub } = await userWithGrants(0);
+    expect(await registry(env).deleteUser(sub)).toEqual({ ok: true, revoked_grants: 0 });
+    for (const who of [sub, "usr_never"]) {
+      expect(await registry(env).recordGrant({ grant_id: "late", sub: who, client_id: "lk_bulk" })).toEqual({ ok: false, reason: "no_user" });
+    }
+    expect(await indexed(`user:${sub}`)).toBe(0);
+  });
+
   it("drops an index entry that names no grant object, and finishes", async () => {
     const { sub, grants } = await userWithGrants(1);
     await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: "lk_bulk" });

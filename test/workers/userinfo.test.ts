@@ -78,6 +78,17 @@ describe("userinfo (OIDC Core §5.3)", () => {
     await expectError(await userinfo("garbage"), 401, "invalid_token", "the access token is invalid, expired or revoked");
   });
 
+  it("answers another authorization scheme like no token: 401, a bare challenge (RFC 6750 §3.1)", async () => {
+    const basicAuth = await call("/userinfo", { headers: { Authorization: "Basic dXNlcjpwYXNz" } });
+    expect(basicAuth.headers.get("www-authenticate")).toBe(`Bearer realm="${ISSUER}", DPoP realm="${ISSUER}", algs="ES256 ES384 EdDSA Ed25519 RS256 PS256"`);
+    await expectError(basicAuth, 401, "invalid_token", "an access token is required");
+    // Basic carries no access token, so one in the form body is the only one sent.
+    const token = await accessToken({ scope: "openid" });
+    const res = await postForm("/userinfo", { access_token: token }, { Authorization: "Basic dXNlcjpwYXNz" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ sub: "usr_dev_alice" });
+  });
+
   it("refuses the token once it is revoked", async () => {
     const token = await accessToken({ scope: "openid" });
     await postForm("/revoke", { token }, { Authorization: basic(app.client_id, app.client_secret as string) });

@@ -3,12 +3,12 @@ import type { JSX } from "hono/jsx/jsx-runtime";
 import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { findResource, registry } from "../clients/cache";
 import { now } from "../clock";
-import { ConsentRequired, LoginRequired } from "../errors";
+import { ConsentRequired, LoginRequired, type OAuthError } from "../errors";
 import type { AppEnv } from "../types";
 import { ConsentPage, type ConsentView, LoginPage } from "../ui/pages";
 import { audiences, issueCode } from "./issue-code";
-import { page, redirectError } from "./respond";
-import { csrfToken, type Interaction, readSession, type Session, sealInteraction } from "./session";
+import { errorPage, page, redirectError } from "./respond";
+import { activeSession, csrfToken, type Interaction, type Session, type SignedIn, sealInteraction } from "./session";
 
 /**
  * Where an authorization request goes next, decided afresh each time the browser comes back:
@@ -18,26 +18,53 @@ import { csrfToken, type Interaction, readSession, type Session, sealInteraction
  */
 export async function resume(c: Context<AppEnv>, client: Client, interaction: Interaction, sealed?: string): Promise<Response> {
   const token = sealed ?? (await sealInteraction(c, interaction, interaction.iat));
-  const session = await readSession(c);
-  if (needsLogin(session, interaction)) {
-    if (interaction.prompt.includes("none"))
-      return redirectError(c, interaction.redirect_uri, new LoginRequired("the user is not signed in"), interaction.state);
+  const signedIn = await activeSession(c);
+  if (!signedIn || needsLogin(signedIn.session, interaction)) {
+    if (interaction.prompt.includes("none")) {
+      const error = new LoginRequired("the user is not signed in");
+      return errorForClient(c, client, signedIn !== null, interaction.redirect_uri, error, interaction.state);
+    }
     return loginPage(c, client, interaction, token);
   }
-  const s = session as Session;
-  if (await needsConsent(c, s, interaction)) {
+  if (await needsConsent(c, signedIn.session, interaction)) {
     if (interaction.prompt.includes("none"))
       return redirectError(c, interaction.redirect_uri, new ConsentRequired("the user has not allowed this access"), interaction.state);
-    return consentPage(c, client, s, interaction, token);
+    return consentPage(c, client, signedIn, interaction, token);
   }
-  return issueCode(c, client, interaction, s, false);
+  return issueCode(c, client, interaction, signedIn.session, false);
 }
 
-function needsLogin(session: Session | null, interaction: Interaction): boolean {
+/** Whether this interaction needs a sign-in first, given the browser's session. */
+export function needsLogin(session: Session | null, interaction: Interaction): boolean {
   if (!session) return true;
-  // prompt=login is removed from the interaction by the sign-in that satisfies it (POST /login).
+  // A sign-in made for this interaction (POST /login) counts even when it crossed a second boundary:
+  // max_age=0 would otherwise ask again at every step.
+  const signed = interaction.signed_in;
+  if (signed && signed.sub === session.sub && signed.auth_time === session.auth_time) return false;
   if (interaction.prompt.includes("login")) return true;
   return interaction.max_age !== undefined && now() - session.auth_time > interaction.max_age;
+}
+
+/**
+ * An error for the client: redirected to it (OAuth 2.1 §4.1.2.1), unless the client registered itself
+ * and nobody is signed in. RFC 9700 §4.11.2: "The authorization server MUST always authenticate the user
+ * first and, with the exception of the silent authentication use case, prompt the user for credentials
+ * when needed, before redirecting the user." Anyone can register a phishing page as a redirect URI, so
+ * such an error is shown here instead. `signedIn`, when not known, is looked up only for such a client.
+ */
+export async function errorForClient(
+  c: Context<AppEnv>,
+  client: Client,
+  signedIn: boolean | undefined,
+  redirectUri: string,
+  error: OAuthError,
+  state: string | undefined,
+): Promise<Response> {
+  if (client.registered_by !== "admin") {
+    const userPresent = signedIn ?? (await activeSession(c)) !== null;
+    if (!userPresent) return errorPage(c, error, { selfRegisteredClientAt: redirectTarget(redirectUri) });
+  }
+  return redirectError(c, redirectUri, error, state);
 }
 
 async function needsConsent(c: Context<AppEnv>, session: Session, interaction: Interaction): Promise<boolean> {
@@ -72,8 +99,7 @@ export async function loginPage(
   return page(c, body as JSX.Element, error ? (error.status ?? 401) : 200, interaction.redirect_uri);
 }
 
-export async function consentPage(c: Context<AppEnv>, client: Client, session: Session, interaction: Interaction, token: string): Promise<Response> {
-  const user = await registry(c.env).getUser(session.sub);
+export async function consentPage(c: Context<AppEnv>, client: Client, signedIn: SignedIn, interaction: Interaction, token: string): Promise<Response> {
   const resources = await Promise.all(interaction.resources.map(async (uri) => ({ uri, name: (await findResource(c.env, uri))?.name ?? uri })));
   const unregistered = client.client_id === DYNAMIC_CLIENT_ID;
   const metadataDocumentHost = documentHost(client);
@@ -85,7 +111,7 @@ export async function consentPage(c: Context<AppEnv>, client: Client, session: S
     metadataDocumentHost,
     selfRegistered: client.registered_by !== "admin",
     unregistered: unregistered ? { redirectTo: redirectTarget(interaction.redirect_uri) } : undefined,
-    userEmail: user?.email ?? session.sub,
+    userEmail: signedIn.user.email,
     scopes: interaction.scope,
     resources,
   };

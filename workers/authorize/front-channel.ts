@@ -43,7 +43,8 @@ export async function readAuthorizationRequest(c: Context<AppEnv>): Promise<{ cl
   // process any request to the authorization endpoint that does not have a request_uri parameter with a
   // value obtained from the PAR endpoint".
   if (client.require_pushed_authorization_requests || c.get("cfg").REQUIRE_PUSHED_AUTHORIZATION_REQUESTS) {
-    throw new RedirectableError(new InvalidRequest("this client must use pushed authorization requests (RFC 9126)"), redirect_uri, params.get("state"));
+    const error = new InvalidRequest("this client must use pushed authorization requests (RFC 9126)");
+    throw new RedirectableError(error, client, redirect_uri, params.get("state"));
   }
   const request = await validateAuthorizationParameters(c.env, client, params);
   markUsed(c, client);

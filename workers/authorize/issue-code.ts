@@ -2,13 +2,13 @@ import type { Context } from "hono";
 import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { registry } from "../clients/cache";
 import { now } from "../clock";
-import { ServerError } from "../errors";
+import { AccessDenied, ServerError } from "../errors";
 import { audit } from "../observe/audit";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
 import { consumePushedRequest, pushedRequestUsedUp } from "./pushed";
 import { errorPage, redirectToClient } from "./respond";
-import type { Interaction, Session } from "./session";
+import { clearSession, type Interaction, type Session } from "./session";
 
 /**
  * The user said yes (now or before): create the grant with its code and send the code to the client.
@@ -27,12 +27,17 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
   const id = c.env.GRANTS.newUniqueId();
   const grant_id = id.toString();
   const code = await mintHandle("code", grant_id);
-  await registry(c.env).recordGrant({
+  const recorded = await registry(c.env).recordGrant({
     grant_id,
     sub: session.sub,
     client_id: client.client_id,
     ...(consented && client.client_id !== DYNAMIC_CLIENT_ID ? { consent: { audiences: audiences(interaction, cfg.ISSUER), scopes: interaction.scope } } : {}),
   });
+  if (!recorded.ok) {
+    // The account was deleted after its session was checked.
+    clearSession(c);
+    return errorPage(c, new AccessDenied("the signed-in account no longer exists"));
+  }
   const wantsOidc = interaction.scope.includes("openid");
   const created = await c.env.GRANTS.get(id).create({
     data: {

@@ -1,6 +1,6 @@
 import type { Client } from "../../schemas/client";
 import { matchRedirectUri } from "../clients/redirect-uri";
-import { InvalidRequest, type OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
+import { InvalidRequest, OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
 import type { Params } from "../middleware/form-body";
 import { decide, parseResources, parseScope } from "../policy/scope";
 
@@ -27,10 +27,14 @@ export class UntrustedRedirect extends Error {
   }
 }
 
-/** The request failed after client and redirect URI were established: redirect the error back. */
+/**
+ * The request failed after client and redirect URI were established: redirect the error back (for a
+ * self-registered client, only once a user is signed in: `errorForClient` in `flow.ts`).
+ */
 export class RedirectableError extends Error {
   constructor(
     readonly error: OAuthError,
+    readonly client: Client,
     readonly redirect_uri: string,
     readonly state: string | undefined,
   ) {
@@ -54,7 +58,7 @@ const JKT = /^[A-Za-z0-9_-]{43}$/;
 export async function validateAuthorizationParameters(env: Env, client: Client, params: Params): Promise<AuthorizationRequest> {
   const redirect_uri = resolveRedirectUri(client, params);
   const state = params.get("state");
-  const fail = (error: OAuthError) => new RedirectableError(error, redirect_uri, state);
+  const fail = (error: OAuthError) => new RedirectableError(error, client, redirect_uri, state);
 
   if (params.has("request")) throw fail(new RequestNotSupported("request objects are not supported"));
   if (params.has("request_uri")) throw fail(new RequestUriNotSupported("request_uri is not supported"));
@@ -84,7 +88,9 @@ export async function validateAuthorizationParameters(env: Env, client: Client, 
   try {
     decision = await decide(env, client, parseScope(params.get("scope")), parseResources(params.all("resource")));
   } catch (error) {
-    throw fail(error as OAuthError);
+    // Anything else is no answer for the client: it becomes server_error (`app.ts`).
+    if (!(error instanceof OAuthError)) throw error;
+    throw fail(error);
   }
   return {
     client_id: client.client_id,
@@ -102,10 +108,16 @@ export async function validateAuthorizationParameters(env: Env, client: Client, 
 
 /**
  * The redirect URI this request may be answered at: the one presented, if registered (exact match,
- * OAuth 2.1 §2.3.1), or the client's only one when none is presented. Throws `UntrustedRedirect`.
+ * OAuth 2.1 §2.3.1), or the client's only one when none is presented, outside OpenID Connect. Throws
+ * `UntrustedRedirect`.
  */
 export function resolveRedirectUri(client: Client, params: Params): string {
   const presented = params.get("redirect_uri");
+  // OIDC Core §3.1.2.1: redirect_uri is "REQUIRED" in an OpenID Connect request. Unconfirmed, the
+  // registered one is no place to send the error to either.
+  if (presented === undefined && params.get("scope")?.split(" ").includes("openid")) {
+    throw new UntrustedRedirect(new InvalidRequest("redirect_uri is required in an OpenID Connect request (scope openid)"));
+  }
   let redirect_uri: string | null;
   if (presented !== undefined) redirect_uri = matchRedirectUri(client.redirect_uris, presented);
   else redirect_uri = client.redirect_uris.length === 1 ? (client.redirect_uris[0] as string) : null;

@@ -39,6 +39,11 @@ export function page(c: Context<AppEnv>, body: JSX.Element, status: 200 | 400 | 
   return c.html(`<!doctype html>${body}`, status);
 }
 
-export function errorPage(c: Context<AppEnv>, error: OAuthError): Response {
-  return page(c, ErrorPage({ title: "This request cannot be completed", message: error.description }) as JSX.Element, 400);
+/**
+ * The error page: the error code and its description. `selfRegisteredClientAt`: the host an error was
+ * not redirected to, because the client registered itself and nobody is signed in (`errorForClient`).
+ */
+export function errorPage(c: Context<AppEnv>, error: OAuthError, options: { selfRegisteredClientAt?: string } = {}): Response {
+  const body = ErrorPage({ title: "This request cannot be completed", message: error.description, code: error.error, ...options });
+  return page(c, body as JSX.Element, 400);
 }

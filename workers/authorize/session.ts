@@ -2,6 +2,8 @@ import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { jwtVerify, SignJWT } from "jose";
 import type { PushedRegistration } from "../../schemas/client";
+import type { User } from "../../schemas/resource";
+import { registry } from "../clients/cache";
 import { now } from "../clock";
 import { hmac, hmacKey, randomToken, sha256, timingSafeEqualStrings } from "../crypto";
 import type { AppEnv } from "../types";
@@ -34,6 +36,11 @@ export interface Interaction extends AuthorizationRequest {
   /** When the authorization request arrived (the interaction expires relative to it). */
   iat: number;
   pushed?: PushedReference;
+  /**
+   * The sign-in made for this interaction (POST /login). While it is still the browser's session, it
+   * satisfies `prompt=login` and `max_age`, however many seconds ago it was.
+   */
+  signed_in?: { sub: string; auth_time: number };
 }
 
 /** How long a user has to get through login and consent. */
@@ -68,6 +75,27 @@ export async function readSession(c: Context<AppEnv>): Promise<Session | null> {
   } catch {
     return null;
   }
+}
+
+/** A session whose user still exists, and that user. */
+export interface SignedIn {
+  session: Session;
+  user: User;
+}
+
+/**
+ * The session, if its user still exists. The cookie is only signed, so it outlives a deleted account:
+ * such a cookie is cleared and counts as no session, and no page or code is given for a `sub` that is gone.
+ */
+export async function activeSession(c: Context<AppEnv>): Promise<SignedIn | null> {
+  const session = await readSession(c);
+  if (!session) return null;
+  const user = await registry(c.env).getUser(session.sub);
+  if (!user) {
+    clearSession(c);
+    return null;
+  }
+  return { session, user };
 }
 
 export async function writeSession(c: Context<AppEnv>, session: Session): Promise<void> {

@@ -1,9 +1,9 @@
 import { Hono } from "hono";
-import { resume } from "../authorize/flow";
+import { errorForClient, resume } from "../authorize/flow";
 import { readAuthorizationRequest } from "../authorize/front-channel";
 import { interactionClient } from "../authorize/pushed";
 import { RedirectableError, UntrustedRedirect } from "../authorize/request";
-import { errorPage, redirectError } from "../authorize/respond";
+import { errorPage } from "../authorize/respond";
 import { openInteraction } from "../authorize/session";
 import { InvalidRequest, OAuthError } from "../errors";
 import { queryOrFormBody } from "../middleware/form-body";
@@ -12,7 +12,8 @@ import type { AppEnv } from "../types";
 /**
  * OAuth 2.1 §4.1.1 authorization endpoint (GET, and POST as a form), also for pushed requests
  * (RFC 9126 §4): validate, then `resume` decides between the sign-in page, the consent page and the
- * code. No CORS here (RFC 9700 §4.1).
+ * code. No CORS here (RFC 9700 §4.1). An error goes back to the client, except before anyone signed in
+ * for a client that registered itself (RFC 9700 §4.11.2, `errorForClient`).
  */
 export const authorize = new Hono<AppEnv>();
 
@@ -28,7 +29,7 @@ authorize.on(["GET", "POST"], "/authorize", async (c) => {
     return await resume(c, client, interaction);
   } catch (error) {
     if (error instanceof UntrustedRedirect) return errorPage(c, error.error);
-    if (error instanceof RedirectableError) return redirectError(c, error.redirect_uri, error.error, error.state);
+    if (error instanceof RedirectableError) return errorForClient(c, error.client, undefined, error.redirect_uri, error.error, error.state);
     throw error;
   }
 });

@@ -2,7 +2,7 @@ import { type Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import * as v from "valibot";
 import type { Approval } from "../../schemas/approval";
-import { csrfToken, csrfValid, readSession, type Session, writeSession } from "../authorize/session";
+import { activeSession, csrfToken, csrfValid, type Session, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
 import { registry } from "../clients/cache";
 import { now } from "../clock";
@@ -54,10 +54,10 @@ async function signInPage(c: Context<AppEnv>, next: string, error?: string, emai
   return userPage(c, LoginPage({ csrf: await csrfToken(c), next, purpose, error, email }) as JSX.Element, error ? status : 200);
 }
 
-/** The signed-in user, or a redirect to the sign-in page that comes back to `next`. */
+/** The signed-in user (one who still exists), or a redirect to the sign-in page that comes back to `next`. */
 export async function signedIn(c: Context<AppEnv>, next: string): Promise<Session | Response> {
-  const session = await readSession(c);
-  return session ?? c.redirect(`/signin?next=${encodeURIComponent(next)}`, 303);
+  const active = await activeSession(c);
+  return active?.session ?? c.redirect(`/signin?next=${encodeURIComponent(next)}`, 303);
 }
 
 /** Approval facts from a session: who, and how they signed in (OIDC `auth_time`, RFC 8176 `amr`). */
@@ -107,7 +107,7 @@ inbox.post("/inbox/decide", formBody, async (c) => {
 inbox.get("/inbox/live", async (c) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") throw new InvalidRequest("expected a WebSocket upgrade");
   if (c.req.header("origin") !== new URL(c.get("cfg").ISSUER).origin) throw new Forbidden("WebSocket connections are accepted from this origin only");
-  const session = await readSession(c);
+  const session = (await activeSession(c))?.session;
   if (!session) throw new Forbidden("sign in first");
   return queue(c.env, session.sub).fetch(c.req.raw);
 });
@@ -120,7 +120,7 @@ const SubscriptionSchema = v.object({
 });
 
 inbox.on(["POST", "DELETE"], "/inbox/push-subscriptions", async (c) => {
-  const session = await readSession(c);
+  const session = (await activeSession(c))?.session;
   if (!session) throw new Forbidden("sign in first");
   if (!(await csrfValid(c, c.req.header("x-csrf-token")))) throw new Forbidden("missing or wrong CSRF token");
   let parsed: v.InferOutput<typeof SubscriptionSchema>;

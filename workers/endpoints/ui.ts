@@ -1,9 +1,9 @@
 import { type Context, Hono } from "hono";
-import { consentPage, loginPage } from "../authorize/flow";
+import { consentPage, loginPage, needsLogin } from "../authorize/flow";
 import { issueCode } from "../authorize/issue-code";
 import { consumePushedRequest, interactionClient, pushedRequestUsedUp } from "../authorize/pushed";
 import { errorPage, redirectError } from "../authorize/respond";
-import { csrfValid, type Interaction, openInteraction, readSession, sealInteraction, writeSession } from "../authorize/session";
+import { activeSession, csrfValid, openInteraction, sealInteraction, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
 import { now } from "../clock";
 import { AccessDenied, Forbidden, InvalidRequest, OAuthError } from "../errors";
@@ -58,10 +58,11 @@ ui.post(
       if (checked.retry_after) c.header("Retry-After", String(checked.retry_after));
       return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: checked.message, email, status: checked.status });
     }
-    await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"] });
-    // This sign-in satisfies prompt=login; carrying that on keeps the next step from asking again.
+    const session = { sub: checked.user.id, auth_time: now(), amr: ["pwd"] };
+    await writeSession(c, session);
+    // This sign-in satisfies prompt=login and max_age; carrying it on keeps the next step from asking again.
     const { iat, ...request } = ctx.interaction;
-    const next = await sealInteraction(c, { ...request, prompt: request.prompt.filter((p) => p !== "login") }, iat);
+    const next = await sealInteraction(c, { ...request, signed_in: { sub: session.sub, auth_time: session.auth_time } }, iat);
     return c.redirect(`/authorize/continue?interaction=${encodeURIComponent(next)}`, 303);
   }),
 );
@@ -71,8 +72,11 @@ ui.post(
   formBody,
   withForm(async (c, ctx) => {
     const { interaction, client } = ctx;
-    const session = await readSession(c);
-    if (!session) return loginPage(c, client, interaction, ctx.token);
+    const signedIn = await activeSession(c);
+    // The sign-in page carries the same interaction and CSRF token as this form: posted here, they must
+    // not stand in for the sign-in that prompt=login or max_age asks for.
+    if (!signedIn || needsLogin(signedIn.session, interaction)) return loginPage(c, client, interaction, ctx.token);
+    const { session } = signedIn;
     const decision = ctx.params.get("decision");
     if (decision === "deny") {
       audit(c, { event: "authorization.denied", outcome: "failure", client_id: client.client_id, subject: session.sub });
@@ -81,7 +85,7 @@ ui.post(
       if (!consumed.ok) return errorPage(c, pushedRequestUsedUp(consumed.reason));
       return redirectError(c, interaction.redirect_uri, new AccessDenied("the user denied the request"), interaction.state);
     }
-    if (decision !== "allow") return consentPage(c, client, session, interaction as Interaction, ctx.token);
+    if (decision !== "allow") return consentPage(c, client, signedIn, interaction, ctx.token);
     return issueCode(c, client, interaction, session, true);
   }),
 );

@@ -34,9 +34,15 @@ function challenge(error: OAuthError, scheme: Scheme, advertiseDpop = false): OA
   return error;
 }
 
-/** The token and how it came: RFC 6750 Bearer (header or form body) or RFC 9449 DPoP (header only). */
+/**
+ * The token and how it came: RFC 6750 Bearer (header or form body) or RFC 9449 DPoP (header only).
+ * Another scheme (Basic, say) is no attempt at a token; RFC 6750 §3.1: "If the request lacks any
+ * authentication information (e.g., the client ... attempted using an unsupported authentication
+ * method), the resource server SHOULD NOT include an error code or other error information."
+ */
 function present(c: Context<AppEnv>, bodyToken: string | undefined): { scheme: Scheme; token: string } | undefined {
-  const header = c.req.header("authorization");
+  const raw = c.req.header("authorization");
+  const header = raw && /^(Bearer|DPoP)( |$)/i.test(raw) ? raw : undefined;
   const m = header ? /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header) : null;
   if (header && !m) throw challenge(new InvalidRequest("the Authorization header must carry a Bearer or DPoP token"), "Bearer");
   if (m && bodyToken) throw challenge(new InvalidRequest("send the access token in one place only (RFC 6750 §2)"), "Bearer");

@@ -152,7 +152,8 @@ export async function issueApproved(
     const refresh_hash = refresh?.hash;
     create = async () => {
       // Indexed before it exists, as in the code flow: deleting the user or client always finds it.
-      await registry(env).recordGrant({ grant_id, sub: approval.sub, client_id: client.client_id });
+      const recorded = await registry(env).recordGrant({ grant_id, sub: approval.sub, client_id: client.client_id });
+      if (!recorded.ok) throw new InvalidGrant("the user who approved this request no longer exists", recorded.reason);
       const created = await env.GRANTS.get(id).createActive({
         data: newData,
         refresh_hash,

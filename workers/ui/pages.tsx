@@ -140,12 +140,26 @@ export function ConsentPage(props: { interaction: string; csrf: string; view: Co
   );
 }
 
-/** Shown when the request cannot safely be sent back to the client (bad client_id or redirect_uri). */
-export function ErrorPage(props: { title: string; message: string }) {
+/**
+ * Shown when the request cannot safely be sent back to the client: bad client_id or redirect_uri, or an
+ * error for a self-registered client before anyone signed in (`selfRegisteredClientAt`: where it would have gone).
+ */
+export function ErrorPage(props: { title: string; message: string; code?: string; selfRegisteredClientAt?: string }) {
   return (
     <Layout title={props.title}>
       <h1>{props.title}</h1>
       <p role="alert">{props.message}</p>
+      {props.code ? (
+        <p class="muted">
+          Error: <code>{props.code}</code>
+        </p>
+      ) : null}
+      {props.selfRegisteredClientAt ? (
+        <p id="not-redirected">
+          The application that sent you here returns to <strong class="host">{props.selfRegisteredClientAt}</strong>. It registered itself and nobody at this
+          server has verified who runs it, so you were not sent back there.
+        </p>
+      ) : null}
     </Layout>
   );
 }

@@ -1,0 +1,115 @@
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { setClock } from "../../workers/clock";
+import { authorizeUrl, Browser, clientRedirect, decide, follow, hidden, obtainCode, pkce, signIn } from "./browser";
+import { adminCall, type CreatedClient, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+
+/**
+ * The browser session at the authorization endpoint: whose it is (a deleted user's cookie is no session),
+ * and when a sign-in satisfies `prompt=login` and `max_age` (OIDC Core §3.1.2.1) — at every step, the
+ * consent form included.
+ */
+
+const REDIRECT = "https://app.example/callback";
+let app: CreatedClient;
+let challenge: string;
+
+beforeAll(async () => {
+  app = await createClient({ client_name: "Session App", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" });
+  challenge = (await pkce()).challenge;
+});
+
+afterEach(() => setClock());
+
+const base = () => ({
+  response_type: "code",
+  client_id: app.client_id,
+  redirect_uri: REDIRECT,
+  code_challenge: challenge,
+  code_challenge_method: "S256",
+  state: "s-1",
+  resource: MCP_RESOURCE,
+  scope: "mcp:read",
+});
+
+/** A new user through the admin API, and how to sign in as them. */
+async function createUser(name: string): Promise<{ id: string; email: string; password: string }> {
+  const email = `${name}@example.com`;
+  const password = `${name}-password-1234`;
+  const res = await adminCall("POST", "/users", { email, password, name });
+  expect(res.status).toBe(201);
+  return { id: ((await res.json()) as { id: string }).id, email, password };
+}
+
+/** Whether `res` is the sign-in page (200, no redirect). */
+async function expectSignInPage(res: Response): Promise<void> {
+  expect(res.status).toBe(200);
+  expect(res.headers.get("location")).toBeNull();
+  expect(await res.clone().text()).toContain('action="/login"');
+}
+
+/** The `Set-Cookie` line that ends the session cookie, if any. */
+function sessionCleared(res: Response): boolean {
+  return res.headers.getSetCookie().some((line) => line.startsWith("lk_session=;") && /Max-Age=0/i.test(line));
+}
+
+describe("a deleted user's session", () => {
+  it("counts as no session at /authorize: the cookie is cleared, the sign-in page shown, prompt=none gets login_required", async () => {
+    const carol = await createUser("carol");
+    const browser = new Browser();
+    const consent = await follow(browser, await signIn(browser, await browser.get(authorizeUrl(base())), carol.email, carol.password));
+    expect(clientRedirect(await decide(browser, consent, "allow"), REDIRECT).get("code")).toBeTruthy();
+    expect((await adminCall("DELETE", `/users/${carol.id}`)).status).toBe(204);
+
+    const silent = await browser.get(authorizeUrl({ ...base(), prompt: "none" }));
+    expect(Object.fromEntries(clientRedirect(silent, REDIRECT))).toEqual({
+      error: "login_required",
+      error_description: "the user is not signed in",
+      state: "s-1",
+      iss: ISSUER,
+    });
+    expect(sessionCleared(silent)).toBe(true);
+    const again = await browser.get(authorizeUrl(base()));
+    await expectSignInPage(again);
+  });
+
+  it("gets no code at POST /consent: the sign-in page instead", async () => {
+    const dave = await createUser("dave");
+    const browser = new Browser();
+    const consent = await follow(browser, await signIn(browser, await browser.get(authorizeUrl(base())), dave.email, dave.password));
+    expect(consent.status).toBe(200);
+    expect((await adminCall("DELETE", `/users/${dave.id}`)).status).toBe(204);
+    const res = await decide(browser, consent, "allow");
+    await expectSignInPage(res);
+    expect(sessionCleared(res)).toBe(true);
+  });
+});
+
+describe("prompt=login and max_age are satisfied only by signing in", () => {
+  it("the sign-in page's own form posted to /consent gets the sign-in page again, not a code", async () => {
+    const t = Date.now();
+    const { browser } = await obtainCode(base(), REDIRECT);
+    for (const [i, extra] of [{ prompt: "login" }, { max_age: "60" }].entries()) {
+      // The session is two minutes old (too old for max_age=60).
+      setClock(() => t + (i + 1) * 120_000);
+      const page = await browser.get(authorizeUrl({ ...base(), ...extra }));
+      await expectSignInPage(page);
+      const html = await page.clone().text();
+      const skipped = await browser.post("/consent", { decision: "allow", interaction: hidden(html, "interaction"), csrf: hidden(html, "csrf") });
+      await expectSignInPage(skipped);
+      // Signing in is what satisfies it; consent is remembered, so the code follows.
+      expect(clientRedirect(await follow(browser, await signIn(browser, page)), REDIRECT).get("code")).toBeTruthy();
+    }
+  });
+
+  it("max_age=0: a sign-in that crossed a second boundary is not asked for again", async () => {
+    const { browser } = await obtainCode(base(), REDIRECT);
+    const t = Math.floor(Date.now() / 1000) * 1000 + 100;
+    setClock(() => t);
+    const page = await browser.get(authorizeUrl({ ...base(), max_age: "0" }));
+    await expectSignInPage(page);
+    setClock(() => t + 1000);
+    const signedIn = await signIn(browser, page);
+    setClock(() => t + 2000);
+    expect(clientRedirect(await follow(browser, signedIn), REDIRECT).get("code")).toBeTruthy();
+  });
+});
