@@ -367,7 +367,17 @@ describe("CIBA client metadata (CIBA §4)", () => {
     [
       "an http endpoint that is not loopback",
       { backchannel_token_delivery_mode: "push", backchannel_client_notification_endpoint: "http://agent.example/cb" },
-      "backchannel_client_notification_endpoint must be an https URL without fragment or credentials",
+      "backchannel_client_notification_endpoint must use https",
+    ],
+    [
+      "an endpoint at a special-use address",
+      { backchannel_token_delivery_mode: "ping", backchannel_client_notification_endpoint: "https://10.0.0.5/cb" },
+      "backchannel_client_notification_endpoint must not point to a special-use IP address (private-use)",
+    ],
+    [
+      "an endpoint on another port",
+      { backchannel_token_delivery_mode: "ping", backchannel_client_notification_endpoint: "https://agent.example:8443/cb" },
+      "backchannel_client_notification_endpoint must not use port 8443 (only 443 is allowed)",
     ],
     [
       "an endpoint in poll mode",

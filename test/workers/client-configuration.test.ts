@@ -122,6 +122,20 @@ describe("PUT /register/{client_id} (RFC 7592 §2.2)", () => {
     expect(token.status).toBe(200);
   });
 
+  it("validates an update as registration does: dev's loopback notification endpoint stays acceptable", async () => {
+    const ping = {
+      client_name: "Local ping agent",
+      grant_types: ["urn:openid:params:grant-type:ciba"],
+      token_endpoint_auth_method: "client_secret_basic",
+      backchannel_token_delivery_mode: "ping",
+      backchannel_client_notification_endpoint: "http://127.0.0.1:9/cb",
+    };
+    const r = await register(ping);
+    const res = await manage("PUT", r.client_id, r.registration_access_token, { ...ping, client_id: r.client_id, client_name: "Local ping agent v2" });
+    expect(res.status, await res.clone().text()).toBe(200);
+    expect(await res.json()).toMatchObject({ client_name: "Local ping agent v2", backchannel_client_notification_endpoint: "http://127.0.0.1:9/cb" });
+  });
+
   it("accepts the current client_secret in the body and refuses any other", async () => {
     const r = await register(confidential);
     const update = { client_id: r.client_id, grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" };

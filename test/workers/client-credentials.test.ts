@@ -80,6 +80,12 @@ describe("client_credentials grant (OAuth 2.1 §4.2)", () => {
     await expectError(res, 401, "invalid_client", "client authentication failed");
   });
 
+  it("answers malformed Basic credentials with 401 invalid_client and the same challenge, realm included (RFC 7617 §2)", async () => {
+    const res = await postForm("/token", { grant_type: "client_credentials" }, { Authorization: "Basic !!!" });
+    expect(res.headers.get("www-authenticate")).toBe(`Basic realm="${ISSUER}", charset="UTF-8"`);
+    await expectError(res, 401, "invalid_client", "malformed HTTP Basic client credentials");
+  });
+
   it("answers an unknown client with 401 invalid_client", async () => {
     const res = await postForm("/token", { grant_type: "client_credentials", client_id: "nobody", client_secret: "x" });
     expect(res.headers.get("www-authenticate")).toBeNull();

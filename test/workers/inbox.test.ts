@@ -142,7 +142,7 @@ describe("Web Push subscriptions", () => {
     });
     expect(await (await post(alice, { ...subscription, endpoint: "http://push.example/x" }, csrf)).json()).toEqual({
       error: "invalid_request",
-      error_description: "the push endpoint must be https",
+      error_description: "the push endpoint must use https",
     });
     expect((await post(new Browser(), subscription, csrf)).status).toBe(403);
   });

@@ -80,6 +80,15 @@ describe("resource-server kit: token verification", () => {
     );
   });
 
+  it("answers another scheme like no token, and a malformed header with 400 invalid_request (RFC 6750 §3.1)", async () => {
+    const bare = await get(app());
+    const basic = await app().request("https://rs.example/mcp", { headers: { Authorization: "Basic dXNlcjpwYXNz" } });
+    expect(basic.status).toBe(401);
+    expect(basic.headers.get("www-authenticate")).toBe(bare.headers.get("www-authenticate"));
+    const twoTokens = await app().request("https://rs.example/mcp", { headers: { Authorization: "Bearer a b" } });
+    await expectChallenge(twoTokens, 400, "invalid_request", "the Authorization header must be the scheme, one space and the token");
+  });
+
   it("refuses a token in the query string (RFC 6750 §2.3 is not supported)", async () => {
     const res = await get(app(), undefined, `https://rs.example/mcp?access_token=${await sign({})}`);
     expect(res.status).toBe(401);

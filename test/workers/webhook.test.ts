@@ -112,7 +112,11 @@ describe("webhooks for the user's requests", () => {
     expect((await alice.post("/inbox/webhook", { url: "https://gateway.example/hook" })).status).toBe(403);
     expect(await (await alice.post("/inbox/webhook", { url: "http://gateway.example/hook", csrf })).json()).toEqual({
       error: "invalid_request",
-      error_description: "the webhook URL must be https",
+      error_description: "the webhook URL must use https",
+    });
+    expect(await (await alice.post("/inbox/webhook", { url: "https://169.254.169.254/latest/meta-data", csrf })).json()).toEqual({
+      error: "invalid_request",
+      error_description: "the webhook URL must not point to a special-use IP address (link-local)",
     });
     expect((await alice.post("/inbox/webhook", { url: "https://gateway.example/hook", csrf })).headers.get("location")).toBe("/inbox?done=webhook");
     expect(await (await alice.get("/inbox")).text()).toContain('value="https://gateway.example/hook"');

@@ -1,8 +1,9 @@
 import * as v from "valibot";
 import { type ClientMetadata, ClientMetadataSchema } from "../../schemas/client";
+import type { Config } from "../config";
 import { InvalidClientMetadata, InvalidRedirectUri, InvalidSoftwareStatement } from "../errors";
 import { redirectUriProblem } from "./redirect-uri";
-import { type OutboundPolicy, outboundUrlProblem } from "./safe-fetch";
+import { notificationUrlProblem, type OutboundPolicy, outboundUrlProblem } from "./safe-fetch";
 
 /** Largest RFC 7591 metadata document accepted (metadata is small; this bounds abuse). */
 export const MAX_REGISTRATION_BYTES = 16 * 1024;
@@ -57,7 +58,7 @@ export function validateClientMetadata(input: unknown, policy: OutboundPolicy, o
   if (grants.has("refresh_token") && !USER_GRANTS.some((g) => grants.has(g))) {
     throw new InvalidClientMetadata("refresh_token is only issued with the authorization_code, CIBA or device_code grant");
   }
-  backchannelProblem(m, grants, opts.allowHttpLoopbackNotificationEndpoint ?? false);
+  backchannelProblem(m, grants, policy, opts.allowHttpLoopbackNotificationEndpoint ?? false);
   // OAuth 2.1 §4.2: "The client credentials grant type MUST only be used by confidential clients."
   if (grants.has("client_credentials") && m.token_endpoint_auth_method === "none") {
     throw new InvalidClientMetadata("client_credentials requires a confidential client (not token_endpoint_auth_method none)");
@@ -89,7 +90,7 @@ function checkKeys(m: Omit<ClientMetadata, "response_types">, policy: OutboundPo
 const USER_GRANTS = ["authorization_code", "urn:openid:params:grant-type:ciba", "urn:ietf:params:oauth:grant-type:device_code"] as const;
 
 /** CIBA Core §4 client metadata rules; throws `invalid_client_metadata`. */
-function backchannelProblem(m: ClientMetadata, grants: Set<string>, allowHttpLoopback: boolean): void {
+function backchannelProblem(m: ClientMetadata, grants: Set<string>, policy: OutboundPolicy, allowHttpLoopback: boolean): void {
   const mode = m.backchannel_token_delivery_mode;
   if (!grants.has("urn:openid:params:grant-type:ciba")) {
     if (mode || m.backchannel_client_notification_endpoint) throw new InvalidClientMetadata("backchannel_* metadata needs the CIBA grant type");
@@ -106,12 +107,14 @@ function backchannelProblem(m: ClientMetadata, grants: Set<string>, allowHttpLoo
   }
   // CIBA Core §4: "REQUIRED if the token delivery mode is set to ping or push. This URL MUST use the https scheme."
   if (!endpoint) throw new InvalidClientMetadata(`backchannel_client_notification_endpoint is required in ${mode} mode`);
-  const url = new URL(endpoint);
-  const loopback = ["127.0.0.1", "[::1]", "localhost"].includes(url.hostname);
-  const allowed = url.protocol === "https:" || (allowHttpLoopback && url.protocol === "http:" && loopback);
-  if (!allowed || url.hash || url.username || url.password) {
-    throw new InvalidClientMetadata("backchannel_client_notification_endpoint must be an https URL without fragment or credentials");
-  }
+  // Latchkey POSTs to it: the rules of every URL it fetches for a client (no special-use addresses, no local names).
+  const problem = notificationUrlProblem(endpoint, policy, allowHttpLoopback);
+  if (problem) throw new InvalidClientMetadata(`backchannel_client_notification_endpoint ${problem}`);
+}
+
+/** Registration rules that depend on the environment: dev accepts loopback http notification endpoints. */
+export function registrationOptions(cfg: Config): { allowHttpLoopbackNotificationEndpoint: boolean } {
+  return { allowHttpLoopbackNotificationEndpoint: cfg.ENVIRONMENT === "dev" };
 }
 
 /** Whether a client authenticates with a shared secret. */

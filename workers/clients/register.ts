@@ -5,7 +5,7 @@ import type { Config } from "../config";
 import { randomToken, sha256 } from "../crypto";
 import { InvalidClientMetadata, InvalidToken, RateLimited, unreachable } from "../errors";
 import { registry } from "./cache";
-import { usesSecret, validateClientMetadata } from "./metadata";
+import { registrationOptions, usesSecret, validateClientMetadata } from "./metadata";
 import { outboundPolicy } from "./safe-fetch";
 
 /** RFC 7592 §3: where a dynamically registered client reads, updates and deletes its registration. */
@@ -27,10 +27,7 @@ export async function mintRegistrationAccessToken(): Promise<{ token: string; ha
  * token. Returns the RFC 7591 §3.2.1 body (with RFC 7592 §3's two members when registered dynamically).
  */
 export async function registerClient(env: Env, cfg: Config, input: unknown, registered_by: Client["registered_by"], gate?: RegistrationGate) {
-  const metadata = validateClientMetadata(input, outboundPolicy(cfg), {
-    // Loopback http notification endpoints only where loopback is the client (local development).
-    allowHttpLoopbackNotificationEndpoint: cfg.ENVIRONMENT === "dev",
-  });
+  const metadata = validateClientMetadata(input, outboundPolicy(cfg), registrationOptions(cfg));
   const issued_at = now();
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const management = registered_by === "dynamic_registration" ? await mintRegistrationAccessToken() : undefined;

@@ -4,9 +4,11 @@ import { ipLiteral, isLoopback, specialUseBlock } from "./special-use-ip";
 /**
  * The one way Latchkey fetches a URL that a client supplied (its client ID metadata document, its
  * jwks_uri). CIMD "SSRF Attacks" and RFC 9700 §4.15: such URLs must never reach special-use addresses,
- * and the answer is untrusted input of bounded size and time. Host names are left to the runtime:
- * production and preview run with `global_fetch_strictly_public`, which refuses private destinations
- * whatever a name resolves to; IP literals, which need no resolving, are refused here.
+ * and the answer is untrusted input of bounded size and time. IP literals in special-use ranges and
+ * names of local networks are refused here. What a public name resolves to is not checked: a check
+ * before the fetch could be undone by DNS rebinding before the runtime resolves it again. Production and
+ * preview run with `global_fetch_strictly_public`, which sends every fetch out to the public Internet as
+ * any client's request (never to this zone's origin or another Worker's internal route).
  */
 export interface OutboundPolicy {
   /** Deadline for the whole exchange, body included, in milliseconds. */
@@ -58,6 +60,16 @@ export function outboundUrlProblem(raw: string, policy: OutboundPolicy): string 
   }
   if (url.port !== "" && !policy.allowedPorts.includes(Number(url.port))) return `must not use port ${url.port} (only 443 is allowed)`;
   return null;
+}
+
+/**
+ * Why a URL Latchkey POSTs notifications to (a CIBA client notification endpoint, a user's webhook or Web
+ * Push endpoint) may not be used, or null: the rules of client-supplied URLs, and with `devLoopback` plain
+ * http on loopback too, where local clients listen.
+ */
+export function notificationUrlProblem(raw: string, policy: OutboundPolicy, devLoopback: boolean): string | null {
+  if (raw.length > 2000) return "must be at most 2000 characters";
+  return outboundUrlProblem(raw, { ...policy, allowInsecureLoopbackClientIds: devLoopback });
 }
 
 /** Why a fetch failed: a closed set, mapped by each caller to its own error. */

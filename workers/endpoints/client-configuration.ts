@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import { type Client, clientInformation } from "../../schemas/client";
 import { evict, registry } from "../clients/cache";
-import { usesSecret, validateClientMetadata } from "../clients/metadata";
+import { registrationOptions, usesSecret, validateClientMetadata } from "../clients/metadata";
 import { mintRegistrationAccessToken, registrationClientUri } from "../clients/register";
 import { outboundPolicy } from "../clients/safe-fetch";
 import { randomToken, sha256 } from "../crypto";
@@ -48,7 +48,8 @@ clientConfiguration.put("/register/:client_id", noStore, async (c) => {
   if (managed) throw new InvalidClientMetadata(`${managed} is managed by the server and must not be sent`);
   const { client_id: _id, client_secret, ...fields } = body;
   if (client_secret !== undefined && typeof client_secret !== "string") throw new InvalidClientMetadata("client_secret must be a string");
-  const metadata = validateClientMetadata(fields, outboundPolicy(c.get("cfg")));
+  // RFC 7592 §2.2: validated as at registration.
+  const metadata = validateClientMetadata(fields, outboundPolicy(c.get("cfg")), registrationOptions(c.get("cfg")));
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const next = await mintRegistrationAccessToken();
   const result = await registry(c.env).manageClient({

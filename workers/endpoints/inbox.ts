@@ -5,6 +5,7 @@ import type { Approval } from "../../schemas/approval";
 import { activeSession, csrfToken, csrfValid, type Session, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
 import { registry } from "../clients/cache";
+import { notificationUrlProblem, outboundPolicy } from "../clients/safe-fetch";
 import { now } from "../clock";
 import { Forbidden, InvalidRequest } from "../errors";
 import { formBody } from "../middleware/form-body";
@@ -130,7 +131,8 @@ inbox.on(["POST", "DELETE"], "/inbox/push-subscriptions", async (c) => {
     throw new InvalidRequest("the body must be a push subscription (endpoint and keys p256dh, auth)");
   }
   // RFC 8030 §8: push messages go over https only (a loopback push service is for local development).
-  if (!notificationUrlAllowed(c, parsed.endpoint)) throw new InvalidRequest("the push endpoint must be https");
+  const problem = notificationProblem(c, parsed.endpoint);
+  if (problem) throw new InvalidRequest(`the push endpoint ${problem}`);
   const q = queue(c.env, session.sub);
   if (c.req.method === "DELETE") await q.unsubscribe({ endpoint: parsed.endpoint });
   else await q.subscribe({ ...parsed, created_at: now() });
@@ -145,7 +147,8 @@ inbox.post("/inbox/webhook", formBody, async (c) => {
   const params = c.get("params");
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
   const url = params.get("url");
-  if (url !== undefined && !notificationUrlAllowed(c, url)) throw new InvalidRequest("the webhook URL must be https");
+  const problem = url === undefined ? null : notificationProblem(c, url);
+  if (problem) throw new InvalidRequest(`the webhook URL ${problem}`);
   await queue(c.env, session.sub).setWebhook({ url: url ?? null });
   return c.redirect("/inbox?done=webhook", 303);
 });
@@ -156,16 +159,10 @@ inbox.get("/webhook-keys", async (c) => {
   return c.json(webhookJwks(key), 200, { "Cache-Control": "public, max-age=3600" });
 });
 
-/** https, or http on loopback in dev; no credentials, no fragment. */
-function notificationUrlAllowed(c: Context<AppEnv>, value: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return false;
-  }
-  const loopback = c.get("cfg").ENVIRONMENT === "dev" && url.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(url.hostname);
-  return (url.protocol === "https:" || loopback) && !url.username && !url.password && !url.hash && value.length <= 2000;
+/** Why `value` cannot be POSTed to (`notificationUrlProblem`; http on loopback in dev), or null. */
+function notificationProblem(c: Context<AppEnv>, value: string): string | null {
+  const cfg = c.get("cfg");
+  return notificationUrlProblem(value, outboundPolicy(cfg), cfg.ENVIRONMENT === "dev");
 }
 
 for (const path of ["/inbox/decide", "/inbox/webhook", "/signin"]) inbox.all(path, methodNotAllowed(path === "/signin" ? "GET, POST" : "POST"));

@@ -34,7 +34,7 @@ type Presented =
  * for binding.
  */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const presented = present(c.req.header("authorization"), c.get("params"), c.req.raw.headers);
+  const presented = present(c);
   if (presented.method === "attestation") {
     const challenge = await currentChallenge(c.get("cfg").SESSION_SECRET, now());
     const nonce = c.req.header("dpop") !== undefined ? await nonceToProvide(c) : undefined;
@@ -76,7 +76,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   }
   const fail = (description: string, detail?: string) => {
     const error = new InvalidClient(description, detail);
-    if (presented.method === "client_secret_basic") error.headers["WWW-Authenticate"] = `Basic realm="${c.get("cfg").ISSUER}", charset="UTF-8"`;
+    if (presented.method === "client_secret_basic") error.headers["WWW-Authenticate"] = basicChallenge(c);
     return error;
   };
   const client = await resolveClient(c.env, presented.client_id);
@@ -109,7 +109,15 @@ export function claimedClientAndIp(c: Context<AppEnv>): string {
   return `${claimedClientId(c) ?? "-"}@${clientIp(c)}`;
 }
 
-function present(authorization: string | undefined, params: AppEnv["Variables"]["params"], headers: Headers): Presented {
+/** RFC 7617 §2 (realm is required) with RFC 6749 §5.2: the challenge of a failed Basic authentication. */
+function basicChallenge(c: Context<AppEnv>): string {
+  return `Basic realm="${c.get("cfg").ISSUER}", charset="UTF-8"`;
+}
+
+function present(c: Context<AppEnv>): Presented {
+  const authorization = c.req.header("authorization");
+  const params = c.get("params");
+  const headers = c.req.raw.headers;
   const bodyId = params.get("client_id");
   const bodySecret = params.get("client_secret");
   const assertion = params.get("client_assertion");
@@ -134,7 +142,7 @@ function present(authorization: string | undefined, params: AppEnv["Variables"][
     const basic = parseBasic(authorization as string);
     if (!basic) {
       const error = new InvalidClient("malformed HTTP Basic client credentials");
-      error.headers["WWW-Authenticate"] = 'Basic charset="UTF-8"';
+      error.headers["WWW-Authenticate"] = basicChallenge(c);
       throw error;
     }
     if (bodyId !== undefined && bodyId !== basic.client_id) throw new InvalidRequest("client_id does not match the authenticated client");

@@ -63,6 +63,12 @@ function header(resource: string, params: ChallengeParams, o: ChallengeOptions):
  * alone when `o.scheme` is DPoP), or one that is not valid here. `error` is `invalid_token` unless a DPoP
  * proof was the problem (`invalid_dpop_proof`).
  */
+/** 400: RFC 6750 §3.1 `invalid_request`, a malformed request. */
+function malformed(c: Context, resource: string, description: string): Response {
+  c.header("WWW-Authenticate", challenge(resource, { error: "invalid_request", error_description: description }));
+  return c.json({ error: "invalid_request", error_description: description }, 400);
+}
+
 export function unauthorized(c: Context, resource: string, description?: string, o: ChallengeOptions & { error?: string } = {}): Response {
   if (!description) {
     c.header("WWW-Authenticate", header(resource, {}, { ...o, offerDpop: true }));
@@ -104,9 +110,12 @@ export function requireAccessToken<E extends { Variables: TokenVariables } = { V
     const authorization = c.req.header("authorization");
     // With requireDpop only the DPoP scheme is offered.
     const scope = options.scopes;
-    if (!authorization) return unauthorized(c, resource, undefined, { algs, scope, scheme: dpop.requireDpop ? "DPoP" : "Bearer" });
+    // RFC 6750 §3.1: another scheme (Basic, say) is no token at all, answered with the bare challenge.
+    if (!authorization || !/^(Bearer|DPoP|HTTPSig)( |$)/i.test(authorization)) {
+      return unauthorized(c, resource, undefined, { algs, scope, scheme: dpop.requireDpop ? "DPoP" : "Bearer" });
+    }
     const m = /^(Bearer|DPoP|HTTPSig) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization);
-    if (!m) return unauthorized(c, resource, "the Authorization header must carry a Bearer or DPoP token", { algs, offerDpop: true });
+    if (!m) return malformed(c, resource, "the Authorization header must be the scheme, one space and the token");
     // RFC 9110 §11.1: authentication schemes are case-insensitive (the draft §5 lists "hTtPsIg" among equals).
     const scheme = ({ dpop: "DPoP", httpsig: "HTTPSig" } as Record<string, Scheme>)[(m[1] as string).toLowerCase()] ?? "Bearer";
     const token = m[2] as string;
