@@ -11,13 +11,17 @@ export abstract class OAuthError extends Error {
   /** Extra response headers (WWW-Authenticate, DPoP-Nonce, Retry-After). */
   headers: Record<string, string> = {};
 
+  /** Human-readable `error_description`, wire-safe (`wireSafe`). */
+  readonly description: string;
+
   constructor(
-    /** Wire-safe, human-readable `error_description`. */
-    readonly description: string,
+    description: string,
     /** Internal detail for logs; never sent. */
     readonly detail?: string,
   ) {
-    super(description);
+    const safe = wireSafe(description);
+    super(safe);
+    this.description = safe;
   }
 
   override get name(): string {
@@ -28,6 +32,20 @@ export abstract class OAuthError extends Error {
   toJSON(): { error: string; error_description: string } {
     return { error: this.error, error_description: this.description };
   }
+}
+
+/**
+ * RFC 6749 §4.1.2.1 and §5.2: `error_description` "MUST NOT include characters outside the set %x20-21 /
+ * %x23-5B / %x5D-7E". Our own text is written out (`§` as `section `, `…` as `...`); what a request's values
+ * bring in is replaced: `"` by `'`, `\` by `/`, anything else outside the set by `?`.
+ */
+export function wireSafe(description: string): string {
+  return description
+    .replaceAll("§", "section ")
+    .replaceAll("…", "...")
+    .replace(/[^\x20-\x7E]/g, "?")
+    .replaceAll('"', "'")
+    .replaceAll("\\", "/");
 }
 
 type Status = OAuthError["status"];

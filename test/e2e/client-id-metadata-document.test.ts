@@ -161,7 +161,7 @@ describe("the outbound-fetch rules against a real HTTP server", () => {
       res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
       res.end(JSON.stringify(document("/html.json")));
     });
-    await expectRefused(`${docs.origin}/html.json`, 'the client\'s metadata document is not JSON (Content-Type "text/html")');
+    await expectRefused(`${docs.origin}/html.json`, "the client's metadata document is not JSON (Content-Type 'text/html')");
   });
 
   it("accepts application/<x>+json", async () => {
@@ -201,9 +201,9 @@ describe("the outbound-fetch rules against a real HTTP server", () => {
       ["https://0251.0376.0251.0376/latest/meta-data/", "link-local"],
       ["https://100.64.0.1/client.json", "shared address space (CGNAT)"],
       ["https://0.0.0.0/client.json", "this network"],
-      ["https://[fd00::1]/client.json", "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, …)"],
-      ["https://[::ffff:127.0.0.1]/client.json", "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, …)"],
-      ["https://[::ffff:169.254.169.254]/client.json", "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, …)"],
+      ["https://[fd00::1]/client.json", "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, ...)"],
+      ["https://[::ffff:127.0.0.1]/client.json", "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, ...)"],
+      ["https://[::ffff:169.254.169.254]/client.json", "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, ...)"],
     ];
     for (const [clientId, block] of cases) await expectRefused(clientId, `the client_id URL must not point to a special-use IP address (${block})`);
   });

@@ -53,19 +53,19 @@ describe("admin API", () => {
       await adminCall("POST", "/clients", { redirect_uris: ["http://app.example/cb"] }),
       400,
       "invalid_redirect_uri",
-      'redirect_uri "http://app.example/cb" must use https (http is allowed only for loopback)',
+      "redirect_uri 'http://app.example/cb' must use https (http is allowed only for loopback)",
     );
     await expectError(
       await adminCall("POST", "/clients", { redirect_uris: ["https://app.example/cb#frag"] }),
       400,
       "invalid_redirect_uri",
-      'redirect_uri "https://app.example/cb#frag" must not contain a fragment',
+      "redirect_uri 'https://app.example/cb#frag' must not contain a fragment",
     );
     await expectError(
       await adminCall("POST", "/clients", { redirect_uris: ["myapp:/cb"] }),
       400,
       "invalid_redirect_uri",
-      'redirect_uri "myapp:/cb" private-use schemes must be reverse domain names',
+      "redirect_uri 'myapp:/cb' private-use schemes must be reverse domain names",
     );
     await expectError(
       await adminCall("POST", "/clients", { grant_types: ["client_credentials"], token_endpoint_auth_method: "none" }),
@@ -104,7 +104,7 @@ describe("admin API", () => {
       await adminCall("POST", "/resources", { resource: "https://api.example/#x", name: "Bad", scopes_supported: [] }),
       400,
       "invalid_request",
-      "resource: must not contain a fragment (RFC 8707 §2)",
+      "resource: must not contain a fragment (RFC 8707 section 2)",
     );
     expect((await adminCall("DELETE", `/resources/${resource.id}`)).status).toBe(204);
     await expectError(await adminCall("GET", `/resources/${resource.id}`), 404, "not_found", "no such resource");

@@ -206,7 +206,7 @@ describe("authorization_code grant (OAuth 2.1 §4.1.3)", () => {
       await redeem(app, { code: "lkc_x", code_verifier: "short" }),
       400,
       "invalid_request",
-      "code_verifier must be 43-128 unreserved characters (RFC 7636 §4.1)",
+      "code_verifier must be 43-128 unreserved characters (RFC 7636 section 4.1)",
     );
     await expectError(
       await redeem(app, { code: "lkc_x", code_verifier: "v".repeat(43) }),

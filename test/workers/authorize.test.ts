@@ -96,7 +96,7 @@ describe("authorization endpoint: errors redirected to the client with state and
       "resource with fragment",
       { resource: "https://app.example/#x" },
       "invalid_target",
-      'resource "https://app.example/#x" is not an absolute URI without a fragment',
+      "resource 'https://app.example/#x' is not an absolute URI without a fragment",
     ],
     ["scope the resource lacks", { scope: "mcp:admin" }, "invalid_scope", "scope mcp:admin is not supported by the requested resource"],
     ["resource scope without resource", { resource: undefined }, "invalid_scope", "scope mcp:read needs a resource parameter naming the resource it is for"],
@@ -104,6 +104,8 @@ describe("authorization endpoint: errors redirected to the client with state and
     ["request_uri", { request_uri: "urn:x" }, "request_uri_not_supported", "request_uri is not supported"],
     ["prompt none with login", { prompt: "none login" }, "invalid_request", "prompt=none cannot be combined with other values"],
     ["unknown prompt", { prompt: "create" }, "invalid_request", "prompt value create is not supported"],
+    // RFC 6749 §4.1.2.1: error_description holds no '"', '\\' or non-ASCII, even echoing such a value.
+    ["unknown prompt with characters a description may not hold", { prompt: '"\\é' }, "invalid_request", "prompt value '/? is not supported"],
     ["bad max_age", { max_age: "-1" }, "invalid_request", "max_age must be a non-negative integer"],
     ["fragment response mode", { response_mode: "fragment" }, "invalid_request", "only response_mode=query is supported"],
     ["prompt none without session", { prompt: "none" }, "login_required", "the user is not signed in"],

@@ -139,7 +139,7 @@ describe("documents that are refused", () => {
     [
       "an http redirect URI",
       (id) => publicDocument(id, { redirect_uris: ["http://agent.example/cb"] }),
-      'redirect_uri "http://agent.example/cb" must use https (http is allowed only for loopback)',
+      "redirect_uri 'http://agent.example/cb' must use https (http is allowed only for loopback)",
     ],
     ["no redirect URI", (id) => publicDocument(id, { redirect_uris: [] }), "redirect_uris is required for the authorization_code grant"],
     [
@@ -171,7 +171,7 @@ describe("documents that cannot be fetched", () => {
       [(id) => publish(id, { error: "gone" }, {}, 404), "answered HTTP 404, not 200"],
       [
         (id) => served.set(id, () => new Response(JSON.stringify(publicDocument(id)), { headers: { "Content-Type": "text/html" } })),
-        'is not JSON (Content-Type "text/html")',
+        "is not JSON (Content-Type 'text/html')",
       ],
       [(id) => served.set(id, () => Response.json({ ...publicDocument(id), padding: "x".repeat(6000) })), "is larger than 5120 bytes"],
     ];

@@ -43,7 +43,7 @@ describe("dynamic client registration (RFC 7591)", () => {
       await register({ redirect_uris: ["javascript:alert(1)"] }),
       400,
       "invalid_redirect_uri",
-      'redirect_uri "javascript:alert(1)" uses a forbidden scheme',
+      "redirect_uri 'javascript:alert(1)' uses a forbidden scheme",
     );
     await expectError(await register({ redirect_uris: "https://a.example" }), 400, "invalid_redirect_uri", /^redirect_uris: /);
     await expectError(

@@ -105,7 +105,7 @@ describe("outbound URL rules", () => {
     ["https://169.254.169.254/latest/meta-data/", "must not point to a special-use IP address (link-local)"],
     [
       "https://[::ffff:a9fe:a9fe]/",
-      "must not point to a special-use IP address (not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, …))",
+      "must not point to a special-use IP address (not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, ...))",
     ],
     ["https://127.0.0.1/c", "must not point to a special-use IP address (loopback)"],
     ["http://127.0.0.1:8787/c", "must use https"],
@@ -215,7 +215,7 @@ describe("safeFetch", () => {
       expect(await safeFetch("https://client.example/c", PROD, JSON_ACCEPT)).toEqual({
         ok: false,
         reason: "content_type",
-        description: `is not JSON (Content-Type ${JSON.stringify(type.toLowerCase())})`,
+        description: `is not JSON (Content-Type '${type.toLowerCase()}')`,
       });
     }
   });

@@ -46,7 +46,7 @@ export function validateClientMetadata(input: unknown, policy: OutboundPolicy, o
   const m = { ...parsed.output, response_types: parsed.output.response_types ?? (grants.has("authorization_code") ? ["code" as const] : []) };
   for (const uri of m.redirect_uris) {
     const problem = redirectUriProblem(uri);
-    if (problem) throw new InvalidRedirectUri(`redirect_uri ${JSON.stringify(uri)} ${problem}`);
+    if (problem) throw new InvalidRedirectUri(`redirect_uri '${uri}' ${problem}`);
   }
   // RFC 7591 §2.1: grant_types and response_types must be consistent.
   if (grants.has("authorization_code") !== m.response_types.includes("code")) {

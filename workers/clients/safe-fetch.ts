@@ -116,7 +116,7 @@ export async function safeFetch(raw: string, policy: OutboundPolicy, options: { 
   }
   if (response.status !== 200) return fail("status", `answered HTTP ${response.status}, not 200`);
   const type = response.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase() ?? "";
-  if (!JSON_TYPE.test(type)) return fail("content_type", `is not JSON (Content-Type ${JSON.stringify(type)})`);
+  if (!JSON_TYPE.test(type)) return fail("content_type", `is not JSON (Content-Type '${type}')`);
   const read = await readCapped(response, maxBytes, signal);
   if (read === "timeout") return timeout;
   if (read === "too_large") return { ok: false, reason: "too_large", description: `is larger than ${maxBytes} bytes` };

@@ -108,7 +108,7 @@ export function ipLiteral(hostname: string): Uint8Array | null {
 /** Why `address` may not be fetched (the special-purpose block it lies in), or null for a public address. */
 export function specialUseBlock(address: Uint8Array): string | null {
   if (address.length === 4) return V4_BLOCKS.find((b) => inBlock(address, b))?.[2] ?? null;
-  if (!inBlock(address, V6_GLOBAL_UNICAST)) return "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, …)";
+  if (!inBlock(address, V6_GLOBAL_UNICAST)) return "not global unicast (loopback, IPv4-mapped, unique local, link-local, multicast, ...)";
   return V6_BLOCKS.find((b) => inBlock(address, b))?.[2] ?? null;
 }
 

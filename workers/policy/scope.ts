@@ -20,7 +20,7 @@ export function parseScope(scope: string | undefined): string[] | undefined {
 /** RFC 8707 §2: each resource is an absolute URI without a fragment. */
 export function parseResources(values: string[]): string[] {
   for (const value of values) {
-    if (!URL.canParse(value) || value.includes("#")) throw new InvalidTarget(`resource ${JSON.stringify(value)} is not an absolute URI without a fragment`);
+    if (!URL.canParse(value) || value.includes("#")) throw new InvalidTarget(`resource '${value}' is not an absolute URI without a fragment`);
   }
   return [...new Set(values)];
 }
