@@ -190,6 +190,31 @@ describe("authorization endpoint: an unexpected failure", () => {
 });
 
 describe("sign-in, consent and the code", () => {
+  it("names a client's origin from the client_uri only when an administrator registered it; else where the answer goes", async () => {
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        client_name: "GitHub",
+        client_uri: "https://github.com",
+        redirect_uris: ["https://evil.example/cb"],
+        token_endpoint_auth_method: "none",
+      }),
+    });
+    const posing = (await registered.json()) as { client_id: string };
+    const consentOf = async (clientId: string, redirectUri: string) => {
+      const browser = new Browser();
+      const params = { ...base(), client_id: clientId, redirect_uri: redirectUri };
+      return (await follow(browser, await signIn(browser, await browser.get(authorizeUrl(params))))).text();
+    };
+    const self = await consentOf(posing.client_id, "https://evil.example/cb");
+    expect(self).not.toContain("github.com");
+    expect(self).toContain('If you allow it, you will be sent to <strong class="host">evil.example</strong>.');
+    const vouched = await consentOf(app.client_id, REDIRECT);
+    expect(vouched).toContain("This application is from <strong>app.example</strong>.");
+    expect(vouched).not.toContain("you will be sent to");
+  });
+
   it("goes through sign-in and consent and returns code, state and iss", async () => {
     const browser = new Browser();
     const loginPage = await browser.get(authorizeUrl(base()));

@@ -105,11 +105,12 @@ export async function consentPage(c: Context<AppEnv>, client: Client, signedIn: 
   const metadataDocumentHost = documentHost(client);
   const view: ConsentView = {
     clientName: unregistered ? displayName(client) : (client.client_name ?? metadataDocumentHost ?? client.client_id),
-    // What an unregistered client says about its origin is as unverified as its name; where the answer
-    // goes (the redirect URI it pushed) is the one fact about it.
-    clientOrigin: metadataDocumentHost ?? (client.client_uri && !unregistered ? new URL(client.client_uri).host : undefined),
+    // Only an administrator's registration vouches for a client_uri. What a client that registered itself
+    // says about its origin is as unverified as its name: where the answer goes (its redirect URI) is the fact.
+    clientOrigin: metadataDocumentHost ?? (client.client_uri && client.registered_by === "admin" ? new URL(client.client_uri).host : undefined),
     metadataDocumentHost,
     selfRegistered: client.registered_by !== "admin",
+    redirectTo: redirectTarget(interaction.redirect_uri),
     unregistered: unregistered ? { redirectTo: redirectTarget(interaction.redirect_uri) } : undefined,
     userEmail: signedIn.user.email,
     scopes: interaction.scope,

@@ -50,8 +50,10 @@ export function LoginPage(props: SignInTarget & { csrf: string; error?: string; 
 
 export interface ConsentView {
   clientName: string;
-  /** Where the client comes from: the host of a URL client_id or of its client_uri. */
+  /** Where the client comes from: the host of a URL client_id, or of the client_uri an administrator registered. */
   clientOrigin?: string;
+  /** The host (or private-use scheme) the answer goes to: its redirect URI. */
+  redirectTo: string;
   /** For a client whose client_id is a URL: that URL's host, the one fact about it the server checked. */
   metadataDocumentHost?: string;
   /** Whether anybody vouched for the client (admin-registered) or it registered itself. */
@@ -106,7 +108,12 @@ export function ConsentPage(props: { interaction: string; csrf: string; view: Co
               This application is from <strong>{v.clientOrigin}</strong>.
             </p>
           ) : null}
-          {v.selfRegistered ? <p class="muted">It registered itself; nobody at this server has verified who runs it.</p> : null}
+          {v.selfRegistered ? (
+            <p class="self-asserted" id="self-registered">
+              It registered itself; nobody at this server has verified who runs it. If you allow it, you will be sent to{" "}
+              <strong class="host">{v.redirectTo}</strong>.
+            </p>
+          ) : null}
         </>
       )}
       <p class="muted">Signed in as {v.userEmail}</p>
