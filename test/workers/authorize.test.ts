@@ -215,6 +215,21 @@ describe("sign-in, consent and the code", () => {
     expect(vouched).not.toContain("you will be sent to");
   });
 
+  it("takes a POST as the same request made again as a GET, which carries the session cookie (SameSite=Lax)", async () => {
+    const form = new URLSearchParams(base() as Record<string, string>);
+    const init = { method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: form.toString(), redirect: "manual" as const };
+    const res = await call("/authorize", init);
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe(`/authorize?${form}`);
+  });
+
+  it("sets the CSRF cookie SameSite=Lax, so arriving from a client's site keeps it and other tabs' forms work", async () => {
+    const page = await new Browser().get(authorizeUrl(base()));
+    const cookies = page.headers.getSetCookie().filter((c) => c.startsWith("lk_csrf="));
+    expect(cookies).toHaveLength(1);
+    expect(cookies[0]).toContain("SameSite=Lax");
+  });
+
   it("goes through sign-in and consent and returns code, state and iss", async () => {
     const browser = new Browser();
     const loginPage = await browser.get(authorizeUrl(base()));

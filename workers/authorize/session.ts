@@ -147,7 +147,9 @@ export async function csrfToken(c: Context<AppEnv>): Promise<string> {
   let binding = getCookie(c, name);
   if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) {
     binding = randomToken(32);
-    setCookie(c, name, binding, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Strict" });
+    // Lax, not Strict: a Strict cookie stays behind on the navigation from a client's site, so a fresh one
+    // would replace it and break the forms of other tabs. A cross-site POST still comes without it.
+    setCookie(c, name, binding, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Lax" });
   }
   return hmac(await hmacKey(c.get("cfg").SESSION_SECRET, "latchkey csrf"), binding);
 }
@@ -162,7 +164,7 @@ export async function csrfValid(c: Context<AppEnv>, submitted: string | undefine
 
 /**
  * This browser's binding for pushed requests: base64url SHA-256 of a random HttpOnly cookie, set if the
- * browser has none. SameSite=Lax (unlike the CSRF cookie), because the browser arrives at the
+ * browser has none. SameSite=Lax (as the CSRF cookie), because the browser arrives at the
  * authorization endpoint, and reloads it, by a navigation from the client's site.
  */
 export async function browserBinding(c: Context<AppEnv>): Promise<string> {

@@ -24,6 +24,9 @@ authorize.on(["GET", "POST"], "/authorize", async (c) => {
     // A malformed request (repeated parameter, wrong body type) has no trustworthy redirect URI yet.
     return errorPage(c, error instanceof InvalidRequest ? error : new InvalidRequest("the request could not be read"));
   }
+  // OIDC Core §3.1.2.1: POST is supported. A cross-site POST does not carry the session cookie (SameSite=Lax),
+  // so the same request is made again as a GET, which a top-level navigation sends it with.
+  if (c.req.method === "POST") return c.redirect(`/authorize?${c.get("params").without([])}`, 303);
   try {
     const { client, interaction } = await readAuthorizationRequest(c);
     return await resume(c, client, interaction);
