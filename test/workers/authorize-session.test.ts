@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { setClock } from "../../workers/clock";
 import { authorizeUrl, Browser, clientRedirect, decide, follow, hidden, obtainCode, pkce, signIn } from "./browser";
-import { adminCall, type CreatedClient, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+import { adminCall, type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
 
 /**
  * The browser session at the authorization endpoint: whose it is (a deleted user's cookie is no session),
@@ -111,5 +111,41 @@ describe("prompt=login and max_age are satisfied only by signing in", () => {
     const signedIn = await signIn(browser, page);
     setClock(() => t + 2000);
     expect(clientRedirect(await follow(browser, signedIn), REDIRECT).get("code")).toBeTruthy();
+  });
+});
+
+describe("id_token_hint (OIDC Core §3.1.2.1)", () => {
+  /** Alice's browser after a sign-in and consent with openid, and the ID token that flow issued to `app`. */
+  async function aliceWithIdToken(): Promise<{ browser: Browser; idToken: string }> {
+    const p = await pkce();
+    const params = { ...base(), scope: "openid mcp:read", code_challenge: p.challenge };
+    const { code, browser } = await obtainCode(params, REDIRECT);
+    const form = { grant_type: "authorization_code", code, code_verifier: p.verifier, client_id: app.client_id, redirect_uri: REDIRECT };
+    const res = await call("/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(form).toString(),
+    });
+    const { id_token } = (await res.json()) as { id_token: string };
+    return { browser, idToken: id_token };
+  }
+
+  it("answers prompt=none for the user the hint names; another signed-in user gets login_required, or the sign-in page", async () => {
+    const { browser: alice, idToken } = await aliceWithIdToken();
+    const silent = { ...base(), scope: "openid mcp:read", prompt: "none", id_token_hint: idToken };
+    expect(clientRedirect(await alice.get(authorizeUrl(silent)), REDIRECT).get("code")).toBeTruthy();
+
+    const bob = new Browser();
+    await signIn(bob, await bob.get(authorizeUrl(base())), "bob@example.com", "bob-dev-password");
+    const refused = clientRedirect(await bob.get(authorizeUrl(silent)), REDIRECT);
+    expect(refused.get("error")).toBe("login_required");
+    expect(refused.get("error_description")).toBe("the user is not signed in");
+    await expectSignInPage(await bob.get(authorizeUrl({ ...silent, prompt: undefined })));
+  });
+
+  it("refuses a hint this server did not issue to the client", async () => {
+    const refused = clientRedirect(await new Browser().get(authorizeUrl({ ...base(), id_token_hint: "not-a-jwt" })), REDIRECT);
+    expect(refused.get("error")).toBe("invalid_request");
+    expect(refused.get("error_description")).toBe("id_token_hint is not a JWT");
   });
 });

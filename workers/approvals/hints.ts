@@ -1,4 +1,3 @@
-import { decodeProtectedHeader, jwtVerify } from "jose";
 import type { Client } from "../../schemas/client";
 import type { User } from "../../schemas/resource";
 import { registry } from "../clients/cache";
@@ -8,7 +7,7 @@ import { grantStub } from "../grants/issue";
 import type { Params } from "../middleware/form-body";
 import { verifyAccessToken } from "../tokens/access-token";
 import { parseHandle } from "../tokens/handles";
-import { ownKeys } from "../tokens/keys";
+import { idTokenHintSubject } from "../tokens/id-token";
 
 /**
  * CIBA Core §7.1: "exactly one" of `login_hint_token`, `id_token_hint` and `login_hint` names the user.
@@ -28,36 +27,10 @@ export async function resolveUser(env: Env, cfg: Config, client: Client, params:
     if (!user) throw new UnknownUserId("login_hint does not identify a user of this server");
     return user;
   }
-  const sub = await idTokenSubject(env, cfg, client, params.get("id_token_hint") as string, now);
+  const sub = await idTokenHintSubject(env, cfg, client.client_id, params.get("id_token_hint") as string, now);
   const user = await reg.getUser(sub);
   if (!user) throw new UnknownUserId("id_token_hint does not identify a user of this server");
   return user;
-}
-
-/** The `sub` of an ID token we issued to `client`, checked but for expiry. */
-async function idTokenSubject(env: Env, cfg: Config, client: Client, token: string, now: number): Promise<string> {
-  let typ: unknown;
-  try {
-    typ = decodeProtectedHeader(token).typ;
-  } catch {
-    throw new InvalidRequest("id_token_hint is not a JWT");
-  }
-  // ID tokens are `typ: JWT`; an access token (`at+jwt`) must not pass for one.
-  if (typ !== "JWT") throw new InvalidRequest("id_token_hint is not an ID token issued by this server");
-  try {
-    const { payload } = await jwtVerify(token, await ownKeys(env, now), {
-      issuer: cfg.ISSUER,
-      audience: client.client_id,
-      algorithms: ["RS256", "ES256"],
-      // Expired hints are accepted (CIBA §7.1); the signature, issuer and audience are what count.
-      currentDate: new Date(now * 1000),
-      clockTolerance: Number.MAX_SAFE_INTEGER,
-      requiredClaims: ["sub", "iat"],
-    });
-    return payload.sub as string;
-  } catch {
-    throw new InvalidRequest("id_token_hint is not an ID token issued by this server to this client");
-  }
 }
 
 /**

@@ -41,6 +41,8 @@ export function needsLogin(session: Session | null, interaction: Interaction): b
   // max_age=0 would otherwise ask again at every step.
   const signed = interaction.signed_in;
   if (signed && signed.sub === session.sub && signed.auth_time === session.auth_time) return false;
+  // OIDC Core §3.1.2.1 id_token_hint: someone other than the user it names is signed in.
+  if (interaction.id_token_hint_sub !== undefined && interaction.id_token_hint_sub !== session.sub) return true;
   if (interaction.prompt.includes("login")) return true;
   return interaction.max_age !== undefined && now() - session.auth_time > interaction.max_age;
 }

@@ -1,8 +1,11 @@
 import type { Client } from "../../schemas/client";
 import { matchRedirectUri } from "../clients/redirect-uri";
+import { now } from "../clock";
+import { config } from "../config";
 import { InvalidRequest, OAuthError, RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType } from "../errors";
 import type { Params } from "../middleware/form-body";
 import { decide, parseResources, parseScope } from "../policy/scope";
+import { idTokenHintSubject } from "../tokens/id-token";
 
 /** A validated authorization request (OAuth 2.1 §4.1.1, OIDC Core §3.1.2.1, RFC 8707). */
 export interface AuthorizationRequest {
@@ -18,6 +21,8 @@ export interface AuthorizationRequest {
   max_age?: number;
   /** RFC 9449 §10: the thumbprint of the DPoP key the code is bound to. */
   dpop_jkt?: string;
+  /** OIDC Core §3.1.2.1: the user an `id_token_hint` names; another user's session does not count. */
+  id_token_hint_sub?: string;
 }
 
 /** The request cannot be answered at the client: show an error page (HTTP 400), never redirect. */
@@ -84,6 +89,17 @@ export async function validateAuthorizationParameters(env: Env, client: Client, 
   const dpopJkt = params.get("dpop_jkt");
   if (dpopJkt !== undefined && !JKT.test(dpopJkt)) throw fail(new InvalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint (43 characters)"));
 
+  const hint = params.get("id_token_hint");
+  let hintSub: string | undefined;
+  if (hint !== undefined) {
+    try {
+      hintSub = await idTokenHintSubject(env, config(env), client.client_id, hint, now());
+    } catch (error) {
+      if (!(error instanceof OAuthError)) throw error;
+      throw fail(error);
+    }
+  }
+
   let decision: Awaited<ReturnType<typeof decide>>;
   try {
     decision = await decide(env, client, parseScope(params.get("scope")), parseResources(params.all("resource")));
@@ -103,6 +119,7 @@ export async function validateAuthorizationParameters(env: Env, client: Client, 
     prompt,
     ...(maxAge !== undefined ? { max_age: Number(maxAge) } : {}),
     ...(dpopJkt !== undefined ? { dpop_jkt: dpopJkt } : {}),
+    ...(hintSub !== undefined ? { id_token_hint_sub: hintSub } : {}),
   };
 }
 

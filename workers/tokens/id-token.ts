@@ -1,8 +1,9 @@
-import { SignJWT } from "jose";
+import { decodeProtectedHeader, jwtVerify, SignJWT } from "jose";
 import type { SigningAlg } from "../../durable-objects/key-ring";
 import type { Config } from "../config";
+import { InvalidRequest } from "../errors";
 import { atHash } from "./access-token";
-import { signingKey } from "./keys";
+import { ownKeys, signingKey } from "./keys";
 
 /**
  * Signs an OIDC Core §2 ID token for `client_id`. RS256 unless the client registered ES256
@@ -39,4 +40,33 @@ export async function mintIdToken(
     .setIssuedAt(input.now)
     .setExpirationTime(input.now + cfg.ID_TOKEN_TTL)
     .sign(key);
+}
+
+/**
+ * The `sub` of an `id_token_hint` (OIDC Core §3.1.2.1, CIBA Core §7.1): an ID token this server issued to
+ * `clientId`, checked but for expiry (the hint may be old; the signature, issuer and audience are what count).
+ * Throws `invalid_request` for anything else.
+ */
+export async function idTokenHintSubject(env: Env, cfg: Config, clientId: string, token: string, now: number): Promise<string> {
+  let typ: unknown;
+  try {
+    typ = decodeProtectedHeader(token).typ;
+  } catch {
+    throw new InvalidRequest("id_token_hint is not a JWT");
+  }
+  // ID tokens are `typ: JWT`; an access token (`at+jwt`) must not pass for one.
+  if (typ !== "JWT") throw new InvalidRequest("id_token_hint is not an ID token issued by this server");
+  try {
+    const { payload } = await jwtVerify(token, await ownKeys(env, now), {
+      issuer: cfg.ISSUER,
+      audience: clientId,
+      algorithms: ["RS256", "ES256"],
+      currentDate: new Date(now * 1000),
+      clockTolerance: Number.MAX_SAFE_INTEGER,
+      requiredClaims: ["sub", "iat"],
+    });
+    return payload.sub as string;
+  } catch {
+    throw new InvalidRequest("id_token_hint is not an ID token issued by this server to this client");
+  }
 }
