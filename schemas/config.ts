@@ -48,11 +48,18 @@ export const ConfigSchema = v.pipe(
       v.check((s) => {
         const u = new URL(s);
         const loopback = LOOPBACK_HOSTS.includes(u.hostname);
-        return (u.protocol === "https:" || (u.protocol === "http:" && loopback)) && !u.search && !u.hash && !s.endsWith("/");
-      }, "must be an https URL (http only on loopback) without query, fragment or trailing slash"),
+        // Every endpoint is served at the root, so the issuer is an origin: no path, query or fragment
+        // (an empty `?` or `#` included).
+        return (u.protocol === "https:" || (u.protocol === "http:" && loopback)) && s === u.origin;
+      }, "must be an https origin (http only on loopback): no path, query, fragment or trailing slash"),
     ),
-    /** Bearer token for `/admin`. Without it the admin API refuses every request. */
-    ADMIN_TOKEN: v.optional(v.pipe(v.string(), v.minLength(1))),
+    /** Bearer token for `/admin`. Without it (or empty) the admin API answers 503 to every request. */
+    ADMIN_TOKEN: v.optional(
+      v.pipe(
+        v.string(),
+        v.transform((s) => (s === "" ? undefined : s)),
+      ),
+    ),
     /** Encrypts signing keys at rest in the KeyRing Durable Object (HKDF → A256GCM). */
     KEY_ENCRYPTION_KEY: v.pipe(v.string(), v.minLength(32, "must be at least 32 characters")),
     /** Key for signing session cookies and interaction state (HMAC-SHA256). */

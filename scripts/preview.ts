@@ -1,11 +1,14 @@
 // Preview environments, one per branch: `npm run preview -- <branch>` deploys the branch as its own
 // Worker (so its own Durable Objects and KV, never production's), `npm run preview -- --delete <branch>`
-// removes it, and `--dry-run` prints the planned commands as JSON without running anything.
+// removes it, `--admin-token <branch>` prints the preview's admin token, and `--dry-run` prints the planned
+// commands as JSON without running anything.
 //
-// Needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID (wrangler reads them) and CF_WORKERS_SUBDOMAIN,
-// the account's workers.dev subdomain, which names the preview's issuer URL.
+// Needs CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID (wrangler reads them), CF_WORKERS_SUBDOMAIN (the
+// account's workers.dev subdomain, which names the preview's issuer URL) and PREVIEW_SECRET_SEED (32+
+// characters), from which each preview's secrets are derived: the same on every push, so a preview keeps
+// reading the signing keys it stored, and its admin token can be had by whoever holds the seed.
 import { spawnSync } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,12 +46,19 @@ export function plan(branch: string, { remove = false, subdomain = process.env.C
   return {
     name,
     issuer,
-    commands: [
-      ["wrangler", "deploy", "--env", "preview", "--name", name, "--var", `ISSUER:${issuer}`],
-      ["wrangler", "secret", "bulk", "<secrets.json>", "--env", "preview", "--name", name],
-    ],
-    secrets: ["ADMIN_TOKEN", "SESSION_SECRET", "KEY_ENCRYPTION_KEY"],
+    // One step: a new Worker cannot be deployed without its required secrets (wrangler.toml), so they go with it.
+    commands: [["wrangler", "deploy", "--env", "preview", "--name", name, "--var", `ISSUER:${issuer}`, "--secrets-file", "<secrets.json>"]],
+    secrets: [...SECRETS],
   };
+}
+
+const SECRETS = ["ADMIN_TOKEN", "SESSION_SECRET", "KEY_ENCRYPTION_KEY"] as const;
+
+/** The secrets of the preview `name`: HMAC-SHA256 of the seed, distinct per Worker and per secret, stable across pushes. */
+export function previewSecrets(name: string, seed = process.env.PREVIEW_SECRET_SEED): Record<(typeof SECRETS)[number], string> {
+  if (!seed || seed.length < 32) throw new Error("PREVIEW_SECRET_SEED (32+ characters) is required");
+  const derive = (secret: string) => createHmac("sha256", seed).update(`latchkey preview\n${name}\n${secret}`).digest("base64url");
+  return Object.fromEntries(SECRETS.map((secret) => [secret, derive(secret)])) as Record<(typeof SECRETS)[number], string>;
 }
 
 function run(argv: string[]): void {
@@ -60,6 +70,10 @@ function main(args: string[]): void {
   const remove = args.includes("--delete");
   const dryRun = args.includes("--dry-run");
   const branch = args.find((a) => !a.startsWith("--"));
+  if (args.includes("--admin-token")) {
+    console.log(previewSecrets(workerName(branch as string)).ADMIN_TOKEN);
+    return;
+  }
   const p = plan(branch as string, { remove });
   if (dryRun) {
     console.log(JSON.stringify(p, null, 2));
@@ -70,8 +84,7 @@ function main(args: string[]): void {
     console.log(`deleted ${p.name}`);
     return;
   }
-  // Fresh secrets per preview; the admin token is printed once for whoever tests the branch.
-  const values = Object.fromEntries((p.secrets ?? []).map((s) => [s, randomBytes(32).toString("base64url")]));
+  const values = previewSecrets(p.name);
   const dir = mkdtempSync(join(tmpdir(), "latchkey-preview-"));
   const file = join(dir, "secrets.json");
   try {

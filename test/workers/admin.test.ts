@@ -5,14 +5,12 @@ import { adminCall, basic, call, createClient, expectError, MCP_RESOURCE, postFo
 describe("admin API", () => {
   it("refuses requests without the admin token", async () => {
     const none = await call("/admin/clients/x");
-    expect(none.headers.get("www-authenticate")).toBe('Bearer realm="latchkey-admin", error="invalid_token"');
+    // RFC 6750 §3.1: no credentials, no error code in the challenge; wrong ones name it.
+    expect(none.headers.get("www-authenticate")).toBe('Bearer realm="latchkey-admin"');
     await expectError(none, 401, "invalid_token", "a valid admin bearer token is required");
-    await expectError(
-      await call("/admin/clients/x", { headers: { Authorization: "Bearer wrong" } }),
-      401,
-      "invalid_token",
-      "a valid admin bearer token is required",
-    );
+    const wrong = await call("/admin/clients/x", { headers: { Authorization: "Bearer wrong" } });
+    expect(wrong.headers.get("www-authenticate")).toBe('Bearer realm="latchkey-admin", error="invalid_token"');
+    await expectError(wrong, 401, "invalid_token", "a valid admin bearer token is required");
   });
 
   it("creates, reads and deletes a confidential client; the secret is returned once", async () => {

@@ -40,3 +40,24 @@ describe("configuration of outbound fetches and client ID metadata documents", (
     expect(problems({ ...BASE, CIMD_CACHE_MIN_TTL: "900", CIMD_CACHE_MAX_TTL: "600" })).toEqual(["CIMD_CACHE_MIN_TTL must not exceed CIMD_CACHE_MAX_TTL"]);
   });
 });
+
+describe("the issuer and the admin token", () => {
+  it("takes an issuer that is an origin only: every endpoint is served at its root (RFC 8414 §3.1)", () => {
+    const message = "must be an https origin (http only on loopback): no path, query, fragment or trailing slash";
+    for (const ISSUER of [
+      "https://auth.example.com/auth",
+      "https://auth.example.com/",
+      "https://auth.example.com?",
+      "https://auth.example.com#",
+      "http://auth.example.com",
+    ]) {
+      expect(problems({ ...BASE, ISSUER }), ISSUER).toEqual([message]);
+    }
+    expect(problems({ ...BASE, ISSUER: "http://127.0.0.1:8787" })).toEqual([]);
+  });
+
+  it("treats an empty ADMIN_TOKEN as none (the admin API is then off, nothing else fails)", () => {
+    expect(v.parse(ConfigSchema, { ...BASE, ADMIN_TOKEN: "" }).ADMIN_TOKEN).toBeUndefined();
+    expect(v.parse(ConfigSchema, { ...BASE, ADMIN_TOKEN: "t".repeat(32) }).ADMIN_TOKEN).toBe("t".repeat(32));
+  });
+});

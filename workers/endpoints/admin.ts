@@ -28,7 +28,8 @@ const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
   const presented = /^Bearer (\S+)$/i.exec(header)?.[1];
   if (!presented || !(await timingSafeEqualStrings(presented, expected))) {
     const error = new InvalidToken("a valid admin bearer token is required");
-    error.headers["WWW-Authenticate"] = `Bearer realm="latchkey-admin", error="invalid_token"`;
+    // RFC 6750 §3.1: a request with no credentials gets the challenge without an error code.
+    error.headers["WWW-Authenticate"] = header ? `Bearer realm="latchkey-admin", error="invalid_token"` : `Bearer realm="latchkey-admin"`;
     throw error;
   }
   await next();

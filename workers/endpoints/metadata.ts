@@ -39,7 +39,7 @@ export function serverMetadata(cfg: Config) {
     authorization_response_iss_parameter_supported: true,
     subject_types_supported: ["public"],
     id_token_signing_alg_values_supported: [...ID_TOKEN_ALGS],
-    claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash", "name", "email", "email_verified"],
+    claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash", "name", "email"],
     prompt_values_supported: ["none", "login", "consent"],
     claims_parameter_supported: false,
     request_parameter_supported: false,
