@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, type JWK } from "jose";
 import { now as clock } from "../workers/clock";
+import { log } from "../workers/observe/log";
 
 /** Algorithms Latchkey signs with: ES256 for access tokens, RS256 (OIDC's mandatory) and ES256 for ID tokens. */
 export const SIGNING_ALGS = ["ES256", "RS256"] as const;
@@ -75,23 +76,35 @@ export class KeyRing extends DurableObject<Env> {
     return this.ctx.blockConcurrencyWhile(fn);
   }
 
-  /** Drops removed keys and makes sure each algorithm has a signing key and a published successor. */
+  /**
+   * Drops removed keys and makes sure each algorithm has a readable signing key and a published successor.
+   * A key sealed under another KEY_ENCRYPTION_KEY (the secret was changed) cannot sign: a signing one is
+   * retired at once (its public half stays published, so the tokens it signed still verify) and a successor
+   * that never signed is dropped; new keys take their places.
+   */
   private async maintain(input: { rotation_interval: number; retain_seconds: number; now: number }): Promise<StoredKey[]> {
     const { rotation_interval, retain_seconds, now } = input;
     const before = (await this.ctx.storage.get<StoredKey[]>("keys")) ?? [];
     let keys = before.filter((k) => k.removed_at > now);
     let changed = keys.length !== before.length;
+    for (const k of keys.filter((k) => k.retires_at > now)) {
+      if (await readable(this.env, k)) continue;
+      log("error", "signing_key_unreadable", { kid: k.kid, alg: k.alg, hint: "KEY_ENCRYPTION_KEY differs from the one the key was sealed under" });
+      keys = k.activates_at <= now ? keys.map((x) => (x === k ? { ...x, retires_at: now, removed_at: now + retain_seconds } : x)) : keys.filter((x) => x !== k);
+      changed = true;
+    }
     for (const alg of SIGNING_ALGS) {
-      let latest = keys.filter((k) => k.alg === alg).sort((a, b) => b.activates_at - a.activates_at)[0];
-      if (!latest || latest.retires_at <= now) {
-        // First use (or the ring lay idle past a whole rotation): a key that signs from now.
-        latest = await generate(this.env, alg, now, now, now + rotation_interval, retain_seconds);
-        keys = [...keys, latest];
+      const upcoming = () => keys.filter((k) => k.alg === alg && k.activates_at > now).sort((a, b) => a.activates_at - b.activates_at)[0];
+      let signing = keys.find((k) => k.alg === alg && k.activates_at <= now && now < k.retires_at);
+      if (!signing) {
+        // First use, a ring that lay idle past a whole rotation, or an unreadable key: one that signs from now.
+        signing = await generate(this.env, alg, now, now, upcoming()?.activates_at ?? now + rotation_interval, retain_seconds);
+        keys = [...keys, signing];
         changed = true;
       }
-      if (latest.activates_at <= now) {
+      if (!upcoming()) {
         // The signing key needs a published successor, which takes over when the signing key retires.
-        const next = await generate(this.env, alg, now, latest.retires_at, latest.retires_at + rotation_interval, retain_seconds);
+        const next = await generate(this.env, alg, now, signing.retires_at, signing.retires_at + rotation_interval, retain_seconds);
         keys = [...keys, next];
         changed = true;
       }
@@ -102,6 +115,16 @@ export class KeyRing extends DurableObject<Env> {
       await this.ctx.storage.setAlarm(nextChange * 1000);
     }
     return keys;
+  }
+}
+
+/** Whether the key's private half opens under the current KEY_ENCRYPTION_KEY. */
+async function readable(env: Env, key: StoredKey): Promise<boolean> {
+  try {
+    await openPrivateKey(env, key.private_jwe);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -260,3 +260,33 @@ describe("workers/tokens/keys.ts over the KeyRing", () => {
     expect((await jwtVerify(oldJwt, jwksAfter)).protectedHeader.kid).toBe(before.kid);
   });
 });
+
+describe("KeyRing: a changed KEY_ENCRYPTION_KEY", () => {
+  it("retires the keys it cannot open and signs with new ones; the JWKS keeps the old public halves, so their tokens verify", async () => {
+    const stub = ring();
+    const first = await at(stub, T);
+    const oldSigning = Object.values(signingKids(first));
+    const oldNext = kids(first).filter((k) => !oldSigning.includes(k));
+    await runInDurableObject(stub, (instance) => {
+      (instance as unknown as { env: Env }).env = { ...env, KEY_ENCRYPTION_KEY: "a-different-key-encryption-key-0123456789" };
+    });
+    const after = await at(stub, T + 10);
+    for (const alg of SIGNING_ALGS) {
+      expect(oldSigning).not.toContain(after.signing[alg].kid);
+      await signAndVerify(after, alg);
+    }
+    // Retired now and still published until T + 10 + RETAIN; the successors that never signed are gone.
+    for (const kid of oldSigning) expect(kids(after)).toContain(kid);
+    for (const kid of oldNext) expect(kids(after)).not.toContain(kid);
+    for (const alg of SIGNING_ALGS) expect(await signAndVerify(first, alg, after.jwks)).toBe(first.signing[alg].kid);
+    const { keys } = await stored(stub);
+    for (const kid of oldSigning) expect(keys.find((k) => k.kid === kid)).toMatchObject({ retires_at: T + 10, removed_at: T + 10 + RETAIN });
+    for (const alg of SIGNING_ALGS) {
+      const current = keys.find((k) => k.kid === after.signing[alg].kid);
+      expect(current).toMatchObject({ activates_at: T + 10, retires_at: T + 10 + ROTATION });
+      expect(keys.filter((k) => k.alg === alg && k.activates_at === T + 10 + ROTATION)).toHaveLength(1);
+    }
+    // And nothing changes on the next call.
+    expect(kids(await at(stub, T + 20))).toEqual(kids(after));
+  });
+});
