@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { AttestationPolicy, Attester } from "../schemas/attestation";
 import type { Client } from "../schemas/client";
 import type { CreateClientResult, InitialAccessToken, RegistrationGate } from "../schemas/registration";
-import type { Resource, User } from "../schemas/resource";
+import type { Resource, ResourceInput, User } from "../schemas/resource";
 import { now as clock } from "../workers/clock";
 import { config } from "../workers/config";
 import { log } from "../workers/observe/log";
@@ -130,6 +130,18 @@ export class Registry extends DurableObject<Env> {
 
   async getResource(id: string): Promise<Resource | null> {
     return (await this.ctx.storage.get<Resource>(`resource:${id}`)) ?? null;
+  }
+
+  /** Replaces what an administrator may change of a resource: everything but its identifier, id and policy. */
+  async updateResource(id: string, input: ResourceInput): Promise<{ ok: true; resource: Resource } | { ok: false; reason: "not_found" | "resource_changed" }> {
+    const before = await this.getResource(id);
+    if (!before) return { ok: false, reason: "not_found" };
+    if (input.resource !== before.resource) return { ok: false, reason: "resource_changed" };
+    const resource: Resource = { ...before, ...input };
+    if (input.self_registered_client_credentials_scopes === undefined) delete resource.self_registered_client_credentials_scopes;
+    await this.ctx.storage.put(`resource:${id}`, resource);
+    await this.cache.publish(`resource-uri:${resource.resource}`);
+    return { ok: true, resource };
   }
 
   async deleteResource(id: string): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {

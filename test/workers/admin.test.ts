@@ -108,6 +108,42 @@ describe("admin API", () => {
     await expectError(await adminCall("GET", `/resources/${resource.id}`), 404, "not_found", "no such resource");
   });
 
+  it("replaces a resource's name, scopes and opening with PUT, keeping its identifier and attestation policy; the change takes effect", async () => {
+    const resource = "https://api.example/replaced";
+    const { id } = (await (await adminCall("POST", "/resources", { resource, name: "Before", scopes_supported: ["r:read"] })).json()) as { id: string };
+    expect((await adminCall("PUT", `/policies/resources/${id}`, { unattested_max_token_lifetime: 60 })).status).toBe(200);
+    const put = await adminCall("PUT", `/resources/${id}`, {
+      resource,
+      name: "After",
+      scopes_supported: ["r:read", "r:write"],
+      self_registered_client_credentials_scopes: ["r:read"],
+    });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({
+      id,
+      resource,
+      name: "After",
+      scopes_supported: ["r:read", "r:write"],
+      attestation_policy: { unattested_max_token_lifetime: 60 },
+    });
+    // A client that registered itself now gets the opened scope there.
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic" }),
+    });
+    const self = (await registered.json()) as { client_id: string; client_secret: string };
+    const token = await postForm("/token", { grant_type: "client_credentials", resource }, { Authorization: basic(self.client_id, self.client_secret) });
+    expect(((await token.json()) as { scope: string }).scope).toBe("r:read");
+    await expectError(
+      await adminCall("PUT", `/resources/${id}`, { resource: "https://api.example/other", name: "X", scopes_supported: [] }),
+      400,
+      "invalid_request",
+      "resource (the identifier) cannot change; register another resource for another identifier",
+    );
+    await expectError(await adminCall("PUT", "/resources/res_nope", { resource, name: "X", scopes_supported: [] }), 404, "not_found", "no such resource");
+  });
+
   it("manages users and never returns password hashes", async () => {
     const res = await adminCall("POST", "/users", { email: "Carol@Example.com", password: "carol-password-1", name: "Carol" });
     expect(res.status).toBe(201);

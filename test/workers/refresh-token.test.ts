@@ -1,7 +1,7 @@
 import { decodeJwt } from "jose";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { setClock } from "../../workers/clock";
-import { obtainCode, pkce } from "./browser";
+import { codeWithVerifier, obtainCode, pkce } from "./browser";
 import { adminCall, type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
@@ -175,6 +175,26 @@ describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
     const later = Date.now() + 120_000;
     setClock(() => later);
     expect((await refresh(t.refresh_token)).status).toBe(200);
+  });
+
+  it("issues nothing more for a resource deleted since the grant: invalid_target, and the refresh token is not spent", async () => {
+    const resource = "https://retired.example/api";
+    const created = await adminCall("POST", "/resources", { resource, name: "Retired", scopes_supported: ["retired:read"] });
+    const { id } = (await created.json()) as { id: string };
+    const { code, verifier } = await codeWithVerifier(app.client_id, REDIRECT, resource, "retired:read");
+    const redeemed = await postForm("/token", {
+      grant_type: "authorization_code",
+      code,
+      code_verifier: verifier,
+      client_id: app.client_id,
+      client_secret: app.client_secret as string,
+    });
+    const t = (await redeemed.json()) as { refresh_token: string };
+    expect(redeemed.status).toBe(200);
+    expect((await adminCall("DELETE", `/resources/${id}`)).status).toBe(204);
+    await expectError(await refresh(t.refresh_token), 400, "invalid_target", `resource ${resource} is no longer registered here`);
+    const introspected = await postForm("/introspect", { token: t.refresh_token, client_id: app.client_id, client_secret: app.client_secret as string });
+    expect(await introspected.json()).toMatchObject({ active: true });
   });
 
   it("refuses another client's refresh token without revoking it", async () => {

@@ -126,6 +126,16 @@ admin.get("/resources/:id", async (c) => {
   return c.json(resource);
 });
 
+/** Replaces a resource's name, scopes and opening to self-registered clients; its identifier stays, and so does its policy. */
+admin.put("/resources/:id", async (c) => {
+  const input = parse(ResourceInputSchema, await json(c));
+  const updated = await registry(c.env).updateResource(c.req.param("id"), { ...input, scopes_supported: [...new Set(input.scopes_supported)] });
+  if (!updated.ok && updated.reason === "not_found") throw new NotFound("no such resource");
+  if (!updated.ok) throw new InvalidRequest("resource (the identifier) cannot change; register another resource for another identifier");
+  evict(`resource-uri:${updated.resource.resource}`);
+  return c.json(updated.resource);
+});
+
 admin.delete("/resources/:id", async (c) => {
   const reg = registry(c.env);
   const resource = await reg.getResource(c.req.param("id"));

@@ -101,10 +101,14 @@ export function pickAudience(granted: readonly string[], requested: readonly str
   return requested[0] ?? granted[0] ?? issuer;
 }
 
-/** The scopes a token for `audience` carries: OIDC scopes for the issuer, the resource's own otherwise. */
+/**
+ * The scopes a token for `audience` carries: OIDC scopes for the issuer, the resource's own otherwise. A
+ * resource deleted since the grant was given gets no more tokens (RFC 8707 §2: `invalid_target`).
+ */
 export async function scopesForAudience(env: Env, granted: readonly string[], audience: string, issuer: string): Promise<string[]> {
   if (audience === issuer) return granted.filter((s) => OIDC.has(s));
   const resource = await findResource(env, audience);
-  const supported = new Set(resource?.scopes_supported ?? []);
+  if (!resource) throw new InvalidTarget(`resource ${audience} is no longer registered here`);
+  const supported = new Set(resource.scopes_supported);
   return granted.filter((s) => supported.has(s));
 }
