@@ -73,6 +73,30 @@ async function expectErrorPage(res: Response, message: string): Promise<void> {
 
 const USED = "the request_uri is unknown, expired or already used; start again from the application";
 
+describe("a pushed request answered at once (RFC 9126 §4)", () => {
+  it("issues the code to a signed-in user who consented before, in a browser that never opened a pushed request", async () => {
+    // Sign-in and consent through a plain request: the browser has a session, but no pushed-request binding yet.
+    const known = await createClient({ client_name: "Known", redirect_uris: [REDIRECT], token_endpoint_auth_method: "client_secret_basic" });
+    const p = await pkce();
+    const plain = {
+      response_type: "code",
+      client_id: known.client_id,
+      redirect_uri: REDIRECT,
+      code_challenge: p.challenge,
+      code_challenge_method: "S256",
+      scope: "mcp:read",
+      resource: MCP_RESOURCE,
+    };
+    const { browser } = await obtainCode(plain, REDIRECT);
+    const { request_uri } = await pushed(known);
+    const res = await browser.get(authorizeUrl({ client_id: known.client_id, request_uri }));
+    const query = clientRedirect(res, REDIRECT);
+    expect(query.get("code")).toBeTruthy();
+    expect(query.get("state")).toBe("pushed-state");
+    expect(res.headers.getSetCookie().filter((line) => line.startsWith("lk_browser="))).toHaveLength(1);
+  });
+});
+
 describe("POST /par (RFC 9126 §2)", () => {
   it("answers 201 with request_uri and expires_in, not cacheable", async () => {
     const res = await push(app, requestFields(await pkce()));

@@ -141,17 +141,31 @@ export async function openInteraction(c: Context<AppEnv>, token: string | undefi
   }
 }
 
+/** Cookies minted by a request, so that every use in the request agrees on the one value it set. */
+const minted = new WeakMap<Request, Map<string, string>>();
+
+/**
+ * The value of a random HttpOnly cookie of this browser, set if it has none (once per request). SameSite=Lax,
+ * not Strict: a Strict cookie stays behind on the navigation from a client's site, so a fresh one would
+ * replace it and break other tabs' forms and pushed requests. A cross-site POST still comes without it.
+ */
+function browserCookie(c: Context<AppEnv>, base: string, maxAge?: number): string {
+  const name = cookieName(c, base);
+  const sent = getCookie(c, name);
+  if (sent && /^[A-Za-z0-9_-]{43}$/.test(sent)) return sent;
+  const made = minted.get(c.req.raw) ?? new Map<string, string>();
+  minted.set(c.req.raw, made);
+  const known = made.get(name);
+  if (known) return known;
+  const value = randomToken(32);
+  setCookie(c, name, value, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Lax", ...(maxAge ? { maxAge } : {}) });
+  made.set(name, value);
+  return value;
+}
+
 /** The CSRF token for this browser's forms, setting the browser cookie if it has none. */
 export async function csrfToken(c: Context<AppEnv>): Promise<string> {
-  const name = cookieName(c, "lk_csrf");
-  let binding = getCookie(c, name);
-  if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) {
-    binding = randomToken(32);
-    // Lax, not Strict: a Strict cookie stays behind on the navigation from a client's site, so a fresh one
-    // would replace it and break the forms of other tabs. A cross-site POST still comes without it.
-    setCookie(c, name, binding, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Lax" });
-  }
-  return hmac(await hmacKey(c.get("cfg").SESSION_SECRET, "latchkey csrf"), binding);
+  return hmac(await hmacKey(c.get("cfg").SESSION_SECRET, "latchkey csrf"), browserCookie(c, "lk_csrf"));
 }
 
 /** Whether a submitted CSRF token belongs to this browser. */
@@ -164,15 +178,9 @@ export async function csrfValid(c: Context<AppEnv>, submitted: string | undefine
 
 /**
  * This browser's binding for pushed requests: base64url SHA-256 of a random HttpOnly cookie, set if the
- * browser has none. SameSite=Lax (as the CSRF cookie), because the browser arrives at the
- * authorization endpoint, and reloads it, by a navigation from the client's site.
+ * browser has none, for as long as a sign-in session lasts. The request that opens a pushed request may
+ * also use it up (a signed-in user who consented before): both see the same value.
  */
 export async function browserBinding(c: Context<AppEnv>): Promise<string> {
-  const name = cookieName(c, "lk_browser");
-  let binding = getCookie(c, name);
-  if (!binding || !/^[A-Za-z0-9_-]{43}$/.test(binding)) {
-    binding = randomToken(32);
-    setCookie(c, name, binding, { path: "/", httpOnly: true, secure: secure(c), sameSite: "Lax" });
-  }
-  return sha256(binding);
+  return sha256(browserCookie(c, "lk_browser", c.get("cfg").SESSION_TTL));
 }
