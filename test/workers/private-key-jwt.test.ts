@@ -3,6 +3,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { clearClientKeys } from "../../workers/clients/client-keys";
 import { JWT_BEARER } from "../../workers/clients/private-key-jwt";
 import { setOutboundTransport } from "../../workers/clients/safe-fetch";
+import { DpopKey } from "./dpop";
 import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 /**
@@ -357,5 +358,34 @@ describe("metadata", () => {
       "Ed25519",
     ]);
     expect(m.token_endpoint_auth_signing_alg_values_supported).not.toContain("HS256");
+  });
+});
+
+describe("with DPoP nonces (RFC 9449 §8)", () => {
+  it("refuses a proof without a nonce before the client assertion is spent, so the retry with the same assertion works", async () => {
+    const dpop = await DpopKey.generate();
+    const signed = await assertion();
+    const first = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE, client_assertion_type: JWT_BEARER, client_assertion: signed },
+      { DPoP: await dpop.proof({ nonce: null }) },
+    );
+    const nonce = first.headers.get("dpop-nonce");
+    expect(nonce).toBeTruthy();
+    await expectError(first, 400, "use_dpop_nonce", "the authorization server requires a nonce in the DPoP proof");
+    const retry = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE, client_assertion_type: JWT_BEARER, client_assertion: signed },
+      { DPoP: await dpop.proof({ nonce }) },
+    );
+    expect(retry.status, await retry.clone().text()).toBe(200);
+    expect(((await retry.json()) as { token_type: string }).token_type).toBe("DPoP");
+  });
+
+  it("gives the next nonce with every answer to a DPoP request, a refused client authentication included", async () => {
+    const dpop = await DpopKey.generate();
+    const res = await postForm("/token", { grant_type: "client_credentials", client_id: "lk_nobody", client_secret: "x" }, { DPoP: await dpop.proof() });
+    expect(res.headers.get("dpop-nonce")).toBeTruthy();
+    await expectError(res, 401, "invalid_client", "client authentication failed");
   });
 });

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import { now } from "../clock";
+import type { Config } from "../config";
 import { claimOnce } from "../replay";
 import type { AppEnv } from "../types";
 import { currentNonce, nonceIsFresh } from "./nonce";
@@ -30,18 +31,24 @@ export async function acceptProof(c: Context<AppEnv>, jws: string, accessToken?:
   });
   if (!checked.ok) return { ok: false, error: "invalid_dpop_proof", description: checked.description };
   const proof = checked.proof;
-  // With nonces off this server hands none out, so a nonce a proof carries is not one to check.
-  if (cfg.DPOP_NONCE === "required") {
-    // RFC 9449 §11.3: "A server MUST NOT accept any DPoP proofs without the nonce claim when a DPoP nonce has been provided to the client."
-    if (proof.nonce === undefined) return { ok: false, error: "use_dpop_nonce", description: "the authorization server requires a nonce in the DPoP proof" };
-    if (!(await nonceIsFresh(cfg.SESSION_SECRET, proof.nonce, t))) {
-      return { ok: false, error: "use_dpop_nonce", description: "the DPoP proof's nonce is not a recent one; use the one in the DPoP-Nonce header" };
-    }
-  }
+  const stale = await nonceRefusal(cfg, proof.nonce, t);
+  if (stale) return { ok: false, error: "use_dpop_nonce", description: stale };
   if (!(await claimOnce(c.env, REPLAY_NAMESPACE, proof.replay_id, proof.replay_until, t))) {
     return { ok: false, error: "invalid_dpop_proof", description: "the DPoP proof was already used" };
   }
   return { ok: true, proof };
+}
+
+/**
+ * Why a proof's `nonce` claim is not accepted (`use_dpop_nonce`), or null. With nonces off this server hands
+ * none out, so a nonce a proof carries is not one to check.
+ */
+export async function nonceRefusal(cfg: Config, nonce: unknown, t: number): Promise<string | null> {
+  if (cfg.DPOP_NONCE !== "required") return null;
+  // RFC 9449 §11.3: "A server MUST NOT accept any DPoP proofs without the nonce claim when a DPoP nonce has been provided to the client."
+  if (typeof nonce !== "string") return "the authorization server requires a nonce in the DPoP proof";
+  if (!(await nonceIsFresh(cfg.SESSION_SECRET, nonce, t))) return "the DPoP proof's nonce is not a recent one; use the one in the DPoP-Nonce header";
+  return null;
 }
 
 /** The nonce to put in a `DPoP-Nonce` header now, or undefined when nonces are off (RFC 9449 §8.2). */
