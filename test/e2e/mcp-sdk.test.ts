@@ -265,4 +265,25 @@ describe("MCP SDK clients against the example MCP server", () => {
     const noToken = await fetch(mcp.resource, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
     expect(noToken.status).toBe(401);
   });
+
+  it("lets a browser-based client on another origin discover it and read its challenges (CORS)", async () => {
+    const origin = "https://inspector.example";
+    const preflight = await fetch(mcp.resource, {
+      method: "OPTIONS",
+      headers: {
+        Origin: origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version",
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
+    expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+    const challenged = await fetch(mcp.resource, { method: "POST", headers: { Origin: origin, "Content-Type": "application/json" }, body: "{}" });
+    expect(challenged.status).toBe(401);
+    expect(challenged.headers.get("access-control-allow-origin")).toBe("*");
+    expect(challenged.headers.get("access-control-expose-headers")).toContain("WWW-Authenticate");
+    const metadata = await fetch(mcp.resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"), { headers: { Origin: origin } });
+    expect(metadata.headers.get("access-control-allow-origin")).toBe("*");
+  });
 });

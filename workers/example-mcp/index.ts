@@ -1,6 +1,7 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { Hono } from "hono";
+import { cors } from "hono/cors";
 import { z } from "zod";
 import {
   type AccessToken,
@@ -50,6 +51,19 @@ function mcpServer(token: AccessToken): McpServer {
 }
 
 const app = new Hono<AppEnv>();
+
+// Browser-based MCP clients on other origins: they must read the metadata, the WWW-Authenticate challenge
+// and the session id, and send their credentials; a preflight is answered before any token is asked for.
+app.use(
+  "*",
+  cors({
+    origin: "*",
+    allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
+    allowHeaders: ["Authorization", "DPoP", "Content-Type", "Accept", "Mcp-Protocol-Version", "Mcp-Session-Id", "Last-Event-ID"],
+    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce", "Mcp-Session-Id", "Mcp-Protocol-Version"],
+    maxAge: 600,
+  }),
+);
 
 app.get("/.well-known/oauth-protected-resource/*", (c) => {
   if (new URL(c.req.url).pathname !== metadataPath(c.env.RESOURCE)) return c.json({ error: "not_found" }, 404);
