@@ -1,10 +1,11 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { buildApp } from "../../workers/app";
-import { clearMemoryCache } from "../../workers/clients/cache";
+import { ABSENT_SECONDS, clearMemoryCache, MISSES_PER_SECOND } from "../../workers/clients/cache";
 import { JWT_BEARER } from "../../workers/clients/private-key-jwt";
+import { setClock } from "../../workers/clock";
 import { obtainCode, pkce } from "./browser";
 import { basic, type CreatedClient, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
 
@@ -230,5 +231,28 @@ describe("hot-path budget (DESIGN.md): binding calls per request", () => {
       expect((await send(path)).status).toBe(200);
     }
     expect(c.counts).toEqual({ gets: [], calls: [], kv: [] });
+  });
+});
+
+describe("made-up client_ids: the one Registry is spared", () => {
+  afterEach(() => setClock());
+  const unknown = (id: string) => form("/token", { grant_type: "client_credentials" }, basic(id, "x"));
+  const registryCalls = () => c.counts.calls.filter((call) => call.startsWith("REGISTRY."));
+
+  it(`asks it once about an unknown client, then remembers the answer for ${ABSENT_SECONDS} seconds`, async () => {
+    for (let i = 0; i < 3; i++) expect((await unknown("lk_made_up_once")).status).toBe(401);
+    expect(registryCalls()).toEqual(["REGISTRY.cacheMiss"]);
+  });
+
+  it(`lets at most ${MISSES_PER_SECOND} lookups a second per isolate reach it; beyond, what KV does not know is unknown`, async () => {
+    const second = (Math.floor(Date.now() / 1000) + 1000) * 1000;
+    setClock(() => second);
+    for (let i = 0; i < MISSES_PER_SECOND + 5; i++) expect((await unknown(`lk_flood_${i}`)).status).toBe(401);
+    expect(registryCalls()).toHaveLength(MISSES_PER_SECOND);
+    // The next second, lookups reach it again; a real client in KV is never affected.
+    setClock(() => second + 1000);
+    expect((await unknown("lk_flood_next")).status).toBe(401);
+    expect(registryCalls()).toHaveLength(MISSES_PER_SECOND + 1);
+    expect((await clientCredentials()).status).toBe(200);
   });
 });

@@ -2,6 +2,7 @@ import type { CacheKey } from "../../durable-objects/registry-cache";
 import type { Attester } from "../../schemas/attestation";
 import type { Client } from "../../schemas/client";
 import type { Resource } from "../../schemas/resource";
+import { now } from "../clock";
 import { config } from "../config";
 import { isClientIdUrl } from "./client-id-url";
 import { kvKey } from "./kv-key";
@@ -18,6 +19,23 @@ import { resolveMetadataDocument } from "./metadata-document";
 const memory = new Map<string, { value: unknown; until: number }>();
 const MEMORY_MAX = 5000;
 
+/**
+ * The Registry is one object for the whole deployment, so what KV does not know reaches it sparingly:
+ * a key it answered unknown is remembered for ABSENT_SECONDS, and at most MISSES_PER_SECOND lookups per
+ * isolate reach it. Beyond that (made-up client_ids by the thousand) a key KV does not hold counts as
+ * unknown. KV holds every record from its creation, so a real one misses KV only in the seconds its write
+ * takes to reach a location.
+ */
+export const ABSENT_SECONDS = 5;
+export const MISSES_PER_SECOND = 50;
+const misses = { second: 0, count: 0 };
+
+function mayAskRegistry(): boolean {
+  const second = now();
+  if (second !== misses.second) Object.assign(misses, { second, count: 0 });
+  return ++misses.count <= MISSES_PER_SECOND;
+}
+
 export function registry(env: Env) {
   return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
 }
@@ -26,9 +44,11 @@ async function cached<T>(env: Env, key: CacheKey): Promise<T | null> {
   const nowMs = Date.now();
   const hit = memory.get(key);
   if (hit && hit.until > nowMs) return hit.value as T;
-  const ttl = config(env).CLIENT_CACHE_TTL;
-  const value = (await env.CLIENT_CACHE.get<T>(await kvKey(key), { type: "json", cacheTtl: 60 })) ?? ((await registry(env).cacheMiss(key)) as T | null);
-  if (value !== null && ttl > 0) {
+  const stored = await env.CLIENT_CACHE.get<T>(await kvKey(key), { type: "json", cacheTtl: 60 });
+  if (stored === null && !mayAskRegistry()) return null;
+  const value = stored ?? ((await registry(env).cacheMiss(key)) as T | null);
+  const ttl = value === null ? ABSENT_SECONDS : config(env).CLIENT_CACHE_TTL;
+  if (ttl > 0) {
     if (memory.size >= MEMORY_MAX) memory.delete(memory.keys().next().value as string);
     memory.set(key, { value, until: nowMs + ttl * 1000 });
   }
