@@ -1,8 +1,9 @@
 import type { CodeBinding, GrantData, GrantLifetimes } from "../schemas/grant";
+import { audienceRefusal } from "../workers/policy/scope";
 
 /**
- * The GrantObject's stored record and the result unions of its transitions (`grant.ts`). Kept apart so
- * the object's file is its state machine alone.
+ * The GrantObject's stored record, the inputs and result unions of its transitions, and the pure rules
+ * they apply (`grant.ts`). Kept apart so the object's file is its state machine alone.
  */
 export type State = "pending" | "active" | "revoked" | "expired";
 
@@ -74,3 +75,89 @@ export type RefreshResult =
 export type TargetRefused = { ok: false; reason: "target_refused"; description: string };
 
 export type StatusResult = { active: false } | { active: true; data: GrantData; refresh?: { iat: number; exp: number } };
+
+/** `createActive`: a grant approved out of band (CIBA, device authorization). */
+export interface CreateActiveInput {
+  data: GrantData;
+  refresh_hash?: string;
+  /** RFC 9449 §5: the DPoP key every refresh of this family must prove (the caller decides: public clients only). */
+  dpop_jkt?: string;
+  /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one: binds the refresh tokens. */
+  instance_jkt?: string;
+  lifetimes: GrantLifetimes;
+  now: number;
+}
+
+/** `redeemCode`: what the token request brings to redeem the code. */
+export interface RedeemInput {
+  code_hash: string;
+  client_id: string;
+  code_verifier_s256: string;
+  redirect_uri?: string;
+  refresh_hash?: string;
+  /** RFC 9449: thumbprint of the key that signed the token request's DPoP proof, if it had one. */
+  dpop_jkt?: string;
+  /** RFC 9449 §5: bind the refresh-token family to `dpop_jkt` (the caller decides: public clients only). */
+  bind_refresh_to_key?: boolean;
+  /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one: binds the refresh tokens. */
+  instance_jkt?: string;
+  /** RFC 8707 `resource` values of the request: checked before the code is spent. */
+  resource: string[];
+  now: number;
+}
+
+/** `refresh`: what the token request brings to rotate the refresh token. */
+export interface RefreshInput {
+  token_hash: string;
+  client_id: string;
+  successor_hash: string;
+  sealed_successor: string;
+  /** The narrower scope the client asked for (OAuth 2.1 §4.3.1), if any. */
+  scope?: string[];
+  /** RFC 9449: thumbprint of the key that signed the refresh request's DPoP proof, if it had one. */
+  dpop_jkt?: string;
+  /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one. */
+  instance_jkt?: string;
+  /** RFC 8707 `resource` values of the request. */
+  resource: string[];
+  now: number;
+}
+
+/** When a grant next needs the alarm, or null when it is finished. */
+export function deadline(g: Stored): number | null {
+  if (g.state === "pending") return g.code.expires_at;
+  if (g.state === "active") return Math.min(g.expires_at, (g.refresh?.last_used_at ?? g.created_at) + g.idle_ttl);
+  // A revoked grant is kept until its family would have ended, so replays still answer "revoked".
+  if (g.state === "revoked") return g.expires_at;
+  return null;
+}
+
+/** RFC 8707 §2.2: the refusal when `resource` names no one audience of the grant, else null. */
+export function refusedTarget(g: Stored, resource: readonly string[]): TargetRefused | null {
+  const description = audienceRefusal(g.data.resources, resource);
+  return description ? { ok: false, reason: "target_refused", description } : null;
+}
+
+/** Whether `g` is still as the redemption at `redeemed_at` left it: no replay, no rotation, its refresh token unused. */
+export function redemptionUntouched(g: Stored, input: { code_hash: string; redeemed_at: number }): boolean {
+  return (
+    g.state === "active" &&
+    g.code.hash === input.code_hash &&
+    g.code.redeemed_at === input.redeemed_at &&
+    g.rotated === null &&
+    (g.refresh === null || g.refresh.last_used_at === input.redeemed_at)
+  );
+}
+
+/** Whether `g` is still as the rotation of `token_hash` left it: its successor unused, no retry handed it out. */
+export function rotationUntouched(g: Stored, input: { token_hash: string; successor_hash: string }): boolean {
+  const r = g.rotated;
+  return (
+    g.state === "active" &&
+    r?.hash === input.token_hash &&
+    !r.retried &&
+    g.refresh?.hash === input.successor_hash &&
+    g.refresh.issued_at === r.rotated_at &&
+    g.refresh.last_used_at === r.rotated_at
+  );
+}

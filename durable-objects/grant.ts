@@ -2,19 +2,24 @@ import { DurableObject } from "cloudflare:workers";
 import type { CodeBinding, GrantData, GrantLifetimes } from "../schemas/grant";
 import {
   ALARM_SLACK,
+  type CreateActiveInput,
+  deadline,
   PREVIOUS,
   PREVIOUS_KEPT,
+  type RedeemInput,
   type RedeemResult,
+  type RefreshInput,
   type RefreshResult,
+  redemptionUntouched,
+  refusedTarget,
+  rotationUntouched,
   type StatusResult,
   type Stored,
-  type TargetRefused,
 } from "./grant-record";
 
 export type { RedeemResult, RefreshResult, StatusResult } from "./grant-record";
 
 import { now as clock } from "../workers/clock";
-import { audienceRefusal } from "../workers/policy/scope";
 
 /**
  * GrantObject: one per authorization a user gave a client. Holds the authorization code, the
@@ -78,16 +83,7 @@ export class GrantObject extends DurableObject<Env> {
    * no code; the first refresh token, if any, is issued at once. An empty code hash matches no code.
    * The family is bound to the keys given, as a redemption binds it, so `refresh` enforces them alike.
    */
-  async createActive(input: {
-    data: GrantData;
-    refresh_hash?: string;
-    /** RFC 9449 §5: the DPoP key every refresh of this family must prove (the caller decides: public clients only). */
-    dpop_jkt?: string;
-    /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one: binds the refresh tokens. */
-    instance_jkt?: string;
-    lifetimes: GrantLifetimes;
-    now: number;
-  }): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
+  async createActive(input: CreateActiveInput): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
     if (this.grant) return { ok: false, reason: "exists" };
     const refresh = input.data.refresh && input.refresh_hash ? { hash: input.refresh_hash, issued_at: input.now, last_used_at: input.now } : null;
     await this.save({
@@ -134,22 +130,7 @@ export class GrantObject extends DurableObject<Env> {
    * revokes the grant ("SHOULD revoke ... tokens previously issued based on that authorization code");
    * a replay with the wrong client, verifier or DPoP key does not, so it cannot be used to log a user out.
    */
-  async redeemCode(input: {
-    code_hash: string;
-    client_id: string;
-    code_verifier_s256: string;
-    redirect_uri?: string;
-    refresh_hash?: string;
-    /** RFC 9449: thumbprint of the key that signed the token request's DPoP proof, if it had one. */
-    dpop_jkt?: string;
-    /** RFC 9449 §5: bind the refresh-token family to `dpop_jkt` (the caller decides: public clients only). */
-    bind_refresh_to_key?: boolean;
-    /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one: binds the refresh tokens. */
-    instance_jkt?: string;
-    /** RFC 8707 `resource` values of the request: checked before the code is spent. */
-    resource: string[];
-    now: number;
-  }): Promise<RedeemResult> {
+  async redeemCode(input: RedeemInput): Promise<RedeemResult> {
     const g = this.grant;
     if (!g || g.code.hash !== input.code_hash) return { ok: false, reason: "unknown" };
     if (g.data.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
@@ -181,21 +162,7 @@ export class GrantObject extends DurableObject<Env> {
    * within the reuse window and before its successor was ever used, gets the same successor back;
    * any other former token is reuse, and revokes the grant (RFC 9700 §4.14.2).
    */
-  async refresh(input: {
-    token_hash: string;
-    client_id: string;
-    successor_hash: string;
-    sealed_successor: string;
-    /** The narrower scope the client asked for (OAuth 2.1 §4.3.1), if any. */
-    scope?: string[];
-    /** RFC 9449: thumbprint of the key that signed the refresh request's DPoP proof, if it had one. */
-    dpop_jkt?: string;
-    /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one. */
-    instance_jkt?: string;
-    /** RFC 8707 `resource` values of the request. */
-    resource: string[];
-    now: number;
-  }): Promise<RefreshResult> {
+  async refresh(input: RefreshInput): Promise<RefreshResult> {
     const g = this.grant;
     if (!g) return { ok: false, reason: "unknown" };
     const isCurrent = g.refresh?.hash === input.token_hash;
@@ -242,13 +209,7 @@ export class GrantObject extends DurableObject<Env> {
    */
   async undoRedemption(input: { code_hash: string; redeemed_at: number }): Promise<{ ok: true } | { ok: false; reason: "changed" }> {
     const g = this.grant;
-    const untouched =
-      g?.state === "active" &&
-      g.code.hash === input.code_hash &&
-      g.code.redeemed_at === input.redeemed_at &&
-      g.rotated === null &&
-      (g.refresh === null || g.refresh.last_used_at === input.redeemed_at);
-    if (!g || !untouched) return { ok: false, reason: "changed" };
+    if (!g || !redemptionUntouched(g, input)) return { ok: false, reason: "changed" };
     const { redeemed_at: _, ...code } = g.code;
     const { dpop_jkt: _d, instance_jkt: _i, ...rest } = g;
     await this.save({ ...rest, state: "pending", code, refresh: null });
@@ -263,14 +224,7 @@ export class GrantObject extends DurableObject<Env> {
   async undoRotation(input: { token_hash: string; successor_hash: string }): Promise<{ ok: true } | { ok: false; reason: "changed" }> {
     const g = this.grant;
     const r = g?.rotated;
-    const untouched =
-      g?.state === "active" &&
-      r?.hash === input.token_hash &&
-      !r.retried &&
-      g.refresh?.hash === input.successor_hash &&
-      g.refresh.issued_at === r.rotated_at &&
-      g.refresh.last_used_at === r.rotated_at;
-    if (!g || !r || !untouched) return { ok: false, reason: "changed" };
+    if (!g || !r || !rotationUntouched(g, input)) return { ok: false, reason: "changed" };
     g.refresh = { hash: r.hash, issued_at: r.issued_at ?? r.rotated_at, last_used_at: r.last_used_at ?? r.rotated_at };
     g.rotated = null;
     await this.save(g);
@@ -330,7 +284,7 @@ export class GrantObject extends DurableObject<Env> {
     const g = this.grant;
     if (!g) return;
     const now = clock();
-    const due = this.deadline(g);
+    const due = deadline(g);
     if (due !== null && due > now) {
       // Fired before the deadline, which moved since: no alarm is set now, so `save` sets it anew.
       g.alarm_at = undefined;
@@ -348,15 +302,6 @@ export class GrantObject extends DurableObject<Env> {
     await this.save(g);
   }
 
-  /** When this grant next needs the alarm, or null when it is finished. */
-  private deadline(g: Stored): number | null {
-    if (g.state === "pending") return g.code.expires_at;
-    if (g.state === "active") return Math.min(g.expires_at, (g.refresh?.last_used_at ?? g.created_at) + g.idle_ttl);
-    // A revoked grant is kept until its family would have ended, so replays still answer "revoked".
-    if (g.state === "revoked") return g.expires_at;
-    return null;
-  }
-
   /** Whether `hash` is one of the family's retired refresh tokens (reads the whole ring: the rare path). */
   private async wasRetired(hash: string): Promise<boolean> {
     const ring = await this.ctx.storage.list<string>({ prefix: PREVIOUS });
@@ -372,7 +317,7 @@ export class GrantObject extends DurableObject<Env> {
    */
   private async save(g: Stored, retiring?: string): Promise<void> {
     this.grant = g;
-    const due = this.deadline(g);
+    const due = deadline(g);
     const rearm = due !== null && (g.alarm_at === undefined || due < g.alarm_at || due - g.alarm_at > ALARM_SLACK);
     if (rearm) g.alarm_at = due;
     const writes: Record<string, unknown> = {};
@@ -389,10 +334,4 @@ export class GrantObject extends DurableObject<Env> {
     await this.ctx.storage.deleteAlarm();
     this.grant = undefined;
   }
-}
-
-/** RFC 8707 §2.2: the refusal when `resource` names no one audience of the grant, else null. */
-function refusedTarget(g: Stored, resource: readonly string[]): TargetRefused | null {
-  const description = audienceRefusal(g.data.resources, resource);
-  return description ? { ok: false, reason: "target_refused", description } : null;
 }
