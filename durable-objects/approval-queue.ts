@@ -27,6 +27,8 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
 
 /** Most pending requests one user may have waiting for one client (CIBA §7.1 rate limit per user). */
 export const MAX_PENDING_PER_CLIENT = 10;
+/** Most pending requests one user may have waiting in all, whichever clients ask. */
+export const MAX_PENDING = 50;
 /** How long a finished request is remembered after its expiry, for polls that arrive late. */
 const PURGE_AFTER = 600;
 /** Device user code entry: failures allowed per window before the user must wait (RFC 8628 §5.1). */
@@ -54,8 +56,10 @@ export class ApprovalQueue extends DurableObject<Env> {
     // A device request's queue is named by its user code, which must name exactly one request.
     const taken = request.kind === "device" ? all.length > 0 : all.some((r) => r.id === request.id || r.handle_hash === request.handle_hash);
     if (taken) return { ok: false, reason: "exists" };
-    const waiting = all.filter((r) => r.state === "pending" && r.client_id === request.client_id);
-    if (waiting.length >= MAX_PENDING_PER_CLIENT) return { ok: false, reason: "queue_full" };
+    const waiting = all.filter((r) => r.state === "pending");
+    if (waiting.length >= MAX_PENDING || waiting.filter((r) => r.client_id === request.client_id).length >= MAX_PENDING_PER_CLIENT) {
+      return { ok: false, reason: "queue_full" };
+    }
     const seq = (this.kv.get<number>("seq") ?? 0) + 1;
     const writes: Record<string, unknown> = { seq, [reqKey(request.id)]: { ...request, state: "pending", seq } satisfies Stored };
     for (const channel of channels) Object.assign(writes, this.entry(request.id, channel, "created", request.created_at));
@@ -220,6 +224,8 @@ export class ApprovalQueue extends DurableObject<Env> {
         });
       }
     }
+    // A queue left with no request keeps no counter either (a device code's queue is then empty).
+    if (this.requests().length === 0) this.kv.delete("seq");
     await this.schedule();
   }
 
@@ -304,8 +310,13 @@ export class ApprovalQueue extends DurableObject<Env> {
 
   private async schedule(): Promise<void> {
     const due: number[] = [];
-    for (const r of this.requests()) due.push(r.state === "pending" || r.state === "approved" ? r.expires_at : r.expires_at + PURGE_AFTER);
-    for (const e of await this.outbox()) if (e.status === "queued") due.push(e.next_at);
+    const queued = (await this.outbox()).filter((e) => e.status === "queued");
+    for (const e of queued) due.push(e.next_at);
+    for (const r of this.requests()) {
+      if (r.state === "pending" || r.state === "approved") due.push(r.expires_at);
+      // A finished request is purged once its deliveries are done: while one waits, its next_at is the time to look.
+      else if (!queued.some((e) => e.request_id === r.id)) due.push(r.expires_at + PURGE_AFTER);
+    }
     if (due.length === 0) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.min(...due) * 1000);
   }

@@ -2,7 +2,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { createLocalJWKSet, decodeJwt, jwtVerify } from "jose";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { type ApprovalQueue, CODE_FAILURES_ALLOWED } from "../../durable-objects/approval-queue";
+import { type ApprovalQueue, CODE_FAILURES_ALLOWED, MAX_PENDING } from "../../durable-objects/approval-queue";
 import { BACKOFF, type OutboxEntry } from "../../durable-objects/outbox";
 import type { Approval, ApprovalRequest } from "../../schemas/approval";
 import { setClock } from "../../workers/clock";
@@ -218,6 +218,39 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     expect(await stub.deny({ id: request.id, sub: ALICE.sub, now: T + 120 })).toEqual({ ok: false, reason: "not_pending" });
     await runAlarmAt(stub, T + 500);
     expect(calls).toHaveLength(2);
+  });
+
+  it("keeps the alarm ahead while a finished request waits for a retry, then purges it and leaves nothing behind", async () => {
+    const { stub, request } = await queued({ delivery: "ping", notification: { ...ping, auth_req_id: "lka_late" }, expires_at: T + 60 });
+    const calls = mockFetch(503);
+    await stub.deny({ id: request.id, sub: ALICE.sub, now: T });
+    let at = T;
+    for (const wait of BACKOFF.slice(0, 3)) {
+      await runAlarmAt(stub, at);
+      at += wait;
+    }
+    // Now past the request's purge time (T + 60 + 600), with its delivery still waiting for the next retry.
+    await runAlarmAt(stub, T + 700);
+    const alarm = await runInDurableObject(stub, (_, state) => state.storage.getAlarm());
+    const next = ((await stub.outbox())[0] as OutboxEntry).next_at;
+    expect(alarm).toBe(next * 1000);
+    expect(next).toBeGreaterThan(T + 700);
+    // Once the retries are over, the request goes, and so does the queue's counter.
+    for (let i = 0; i < BACKOFF.length; i++) await runAlarmAt(stub, T + 100_000 * (i + 1));
+    expect(calls.length).toBe(BACKOFF.length + 1);
+    expect(await runInDurableObject(stub, async (_, state) => [...(await state.storage.list()).keys()])).toEqual([]);
+  });
+
+  it(`refuses a user's ${MAX_PENDING + 1}th pending request, whichever clients ask`, async () => {
+    const { stub, request } = await queued({ client_id: "client_0" });
+    const another = async (n: number): Promise<ApprovalRequest> => ({
+      ...request,
+      id: crypto.randomUUID(),
+      handle_hash: (await mintHandle("auth_req", `more-${n}`)).hash,
+      client_id: `client_${n}`,
+    });
+    for (let i = 1; i < MAX_PENDING; i++) expect(await stub.enqueue(await another(i))).toEqual({ ok: true });
+    expect(await stub.enqueue(await another(MAX_PENDING))).toEqual({ ok: false, reason: "queue_full" });
   });
 
   it("gives up after the last backoff step", async () => {
