@@ -59,6 +59,8 @@ export const PublicJwkSchema = v.pipe(
     v.union([v.string(), v.number(), v.boolean(), v.array(v.string())], "JWK members must be strings, numbers, booleans or string lists"),
   ),
   v.check((k) => PRIVATE_JWK_MEMBERS.every((m) => !(m in k)), "must not contain private key material"),
+  // RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used" (a 2048-bit modulus is 342 base64url characters).
+  v.check((k) => k.kty !== "RSA" || (typeof k.n === "string" && k.n.length >= 342), "an RSA key must be at least 2048 bits"),
 );
 
 /** RFC 7517 §5 JWK Set of public signing keys. */

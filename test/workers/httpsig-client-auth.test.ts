@@ -1,6 +1,7 @@
-import { decodeJwt } from "jose";
+import { decodeJwt, exportJWK } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { contentDigest, signRequest } from "../../workers/httpsig/sign";
+import { verifyRequestSignature } from "../../workers/httpsig/verify";
 import { codeWithVerifier } from "./browser";
 import { DpopKey } from "./dpop";
 import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE } from "./helpers";
@@ -54,6 +55,36 @@ describe("a signed token request", () => {
   it("is advertised in the server metadata", async () => {
     const meta = (await (await call("/.well-known/oauth-authorization-server")).json()) as Record<string, string[]>;
     expect(meta.token_endpoint_auth_methods_supported).toContain("httpsig_client_auth");
+  });
+
+  it("refuses RSA keys under 2048 bits, at registration and when verifying (RFC 7518 §3.3)", async () => {
+    const params = { name: "RSASSA-PKCS1-v1_5", modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" };
+    const small = (await crypto.subtle.generateKey(params, true, ["sign", "verify"])) as CryptoKeyPair;
+    const jwk = { ...(await exportJWK(small.publicKey)), kid: "small", alg: "RS256" };
+    const res = await adminCall("POST", "/clients", {
+      grant_types: ["client_credentials"],
+      token_endpoint_auth_method: "httpsig_client_auth",
+      jwks: { keys: [jwk] },
+    });
+    await expectError(res, 400, "invalid_client_metadata", "jwks.keys.0: an RSA key must be at least 2048 bits");
+    // A key that reached the verifier another way verifies nothing either.
+    const url = `${ISSUER}/token`;
+    const headers = await signRequest({ method: "POST", url, body: "a=b" }, { privateKey: small.privateKey, alg: "RS256", keyid: "small", tag: "t" });
+    const verified = await verifyRequestSignature(
+      { method: "POST", headers },
+      {
+        tag: "t",
+        required: ["@method"],
+        targetUri: new URL(url),
+        now: now(),
+        windowSeconds: 60,
+        single: true,
+        body: async () => new TextEncoder().encode("a=b"),
+        keyFor: async () => ({ ok: true, value: jwk }),
+        claimNonce: async () => true,
+      },
+    );
+    expect(verified).toEqual({ ok: false, description: "the signature does not verify with the key small" });
   });
 
   it("needs the client's keys at registration", async () => {

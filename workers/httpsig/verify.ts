@@ -138,6 +138,8 @@ async function verifyBytes(jwk: JWK, alg: string, signature: Uint8Array, base: s
   try {
     const key = await importJWK({ ...jwk, ext: true }, alg);
     if (key instanceof Uint8Array) return false;
+    // RFC 7518 §3.3: RSA keys of 2048 bits or more (jose checks this for JWS; this path verifies without it).
+    if ("modulusLength" in key.algorithm && (key.algorithm as { modulusLength: number }).modulusLength < 2048) return false;
     return await crypto.subtle.verify(WEBCRYPTO[alg] as SignAlgorithm, key, signature, new TextEncoder().encode(base));
   } catch {
     return false;
