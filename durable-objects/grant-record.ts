@@ -161,3 +161,16 @@ export function rotationUntouched(g: Stored, input: { token_hash: string; succes
     g.refresh.last_used_at === r.rotated_at
   );
 }
+
+/**
+ * The grant's data after a step-up approved `scope` for `resources`: the new scopes apply to those resources
+ * only (`resource_scopes`), every resource keeping what it had before.
+ */
+export function extended(data: GrantData, scope: readonly string[], resources: readonly string[]): GrantData {
+  const union = (a: readonly string[], b: readonly string[]) => [...new Set([...a, ...b])];
+  const byResource: Record<string, string[]> = data.resource_scopes
+    ? { ...data.resource_scopes }
+    : Object.fromEntries(data.resources.map((r) => [r, data.scope]));
+  for (const r of resources) byResource[r] = union(byResource[r] ?? [], scope);
+  return { ...data, scope: union(data.scope, scope), resources: union(data.resources, resources), resource_scopes: byResource };
+}

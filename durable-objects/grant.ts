@@ -4,6 +4,7 @@ import {
   ALARM_SLACK,
   type CreateActiveInput,
   deadline,
+  extended,
   PREVIOUS,
   PREVIOUS_KEPT,
   type RedeemInput,
@@ -120,7 +121,7 @@ export class GrantObject extends DurableObject<Env> {
     if (g.data.sub !== input.sub) return { ok: false, reason: "user_mismatch" };
     if (g.state === "revoked") return { ok: false, reason: "revoked" };
     if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
-    g.data = { ...g.data, scope: [...new Set([...g.data.scope, ...input.scope])], resources: [...new Set([...g.data.resources, ...input.resources])] };
+    g.data = extended(g.data, input.scope, input.resources);
     await this.save(g);
     return { ok: true, data: g.data };
   }

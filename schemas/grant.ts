@@ -8,6 +8,12 @@ export interface GrantData {
   scope: string[];
   /** RFC 8707 resources the grant covers; empty means the authorization server itself (userinfo). */
   resources: string[];
+  /**
+   * Set once a step-up extended the grant: the scopes approved for each resource. A token for a resource
+   * then carries only those (of `scope`), since the user approved each addition for the resources it named
+   * only. Absent, every granted scope a resource supports applies to it, as consented at once.
+   */
+  resource_scopes?: Record<string, string[]>;
   /** OIDC Core §2 `auth_time`: when the user last authenticated (seconds since the epoch). */
   auth_time: number;
   /** RFC 8176 authentication methods (`pwd`). */

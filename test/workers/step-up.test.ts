@@ -2,7 +2,7 @@ import { decodeJwt } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { asClient, decideNewest, pollCiba, signedInBrowser } from "./approvals";
 import type { Browser } from "./browser";
-import { basic, type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
 
 /**
  * Agent step-up (README "Asking for more access while the user is away"): an agent that holds a grant
@@ -54,6 +54,35 @@ describe("agent step-up through CIBA", () => {
     expect(decodeJwt(body.access_token as string)).toMatchObject({ gid, scope: "mcp:read mcp:write" });
     // Decided, so it left the inbox.
     expect(await (await alice.get("/inbox")).text()).not.toContain("MORE");
+  });
+
+  it("adds what the user approved for the resources it named only: no old scope on a new resource, no new scope on an old one", async () => {
+    const [a, b] = ["https://docs-a.example/api", "https://docs-b.example/api"];
+    for (const resource of [a, b]) {
+      const created = await adminCall("POST", "/resources", { resource, name: resource, scopes_supported: ["docs:read", "docs:delete"] });
+      expect(created.status).toBe(201);
+    }
+    const first = await approved(agent, { scope: "openid offline_access docs:read", resource: a, login_hint: "alice@example.com" }, "DOCS-A");
+    const more = await approved(
+      agent,
+      { scope: "openid docs:delete", resource: b, id_token_hint: first.id_token as string, grant_token: first.refresh_token as string },
+      "DOCS-B",
+    );
+    expect(decodeJwt(more.access_token as string)).toMatchObject({ aud: b, scope: "docs:delete" });
+    const refresh = async (token: string, resource: string) => {
+      const res = await postForm(
+        "/token",
+        { grant_type: "refresh_token", refresh_token: token, resource },
+        { Authorization: basic(agent.client_id, agent.client_secret as string) },
+      );
+      const body = (await res.json()) as Record<string, string>;
+      expect(res.status, JSON.stringify(body)).toBe(200);
+      return body;
+    };
+    const onA = await refresh(first.refresh_token as string, a);
+    expect(decodeJwt(onA.access_token as string)).toMatchObject({ aud: a, scope: "docs:read" });
+    const onB = await refresh(onA.refresh_token as string, b);
+    expect(decodeJwt(onB.access_token as string)).toMatchObject({ aud: b, scope: "docs:delete" });
   });
 
   it("accepts an unexpired access token of the grant as grant_token, and says so in the inbox", async () => {

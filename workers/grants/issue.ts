@@ -30,7 +30,7 @@ export async function issueFromGrant(
   const bound = binding(c);
   const t = now();
   const aud = pickAudience(input.data.resources, params.all("resource"), cfg.ISSUER);
-  const scope = await scopesForAudience(c.env, input.data.scope, aud, cfg.ISSUER);
+  const scope = await scopesForAudience(c.env, input.data.scope, aud, cfg.ISSUER, input.data.resource_scopes);
   const outcome = enforceAttestationPolicy(c, { scope, resources: aud === cfg.ISSUER ? [] : [await findResource(c.env, aud)] });
   const at = await mintAccessToken(c.env, cfg, {
     ...outcome,

@@ -102,13 +102,21 @@ export function pickAudience(granted: readonly string[], requested: readonly str
 }
 
 /**
- * The scopes a token for `audience` carries: OIDC scopes for the issuer, the resource's own otherwise. A
+ * The scopes a token for `audience` carries: OIDC scopes for the issuer, the resource's own otherwise, and of
+ * those only what was approved for it when a grant says so per resource (`approvedFor`, after a step-up). A
  * resource deleted since the grant was given gets no more tokens (RFC 8707 §2: `invalid_target`).
  */
-export async function scopesForAudience(env: Env, granted: readonly string[], audience: string, issuer: string): Promise<string[]> {
+export async function scopesForAudience(
+  env: Env,
+  granted: readonly string[],
+  audience: string,
+  issuer: string,
+  approvedFor?: Record<string, string[]>,
+): Promise<string[]> {
   if (audience === issuer) return granted.filter((s) => OIDC.has(s));
   const resource = await findResource(env, audience);
   if (!resource) throw new InvalidTarget(`resource ${audience} is no longer registered here`);
   const supported = new Set(resource.scopes_supported);
-  return granted.filter((s) => supported.has(s));
+  const approved = approvedFor?.[audience];
+  return granted.filter((s) => supported.has(s) && (!approved || approved.includes(s)));
 }
