@@ -21,6 +21,7 @@ export function view(r: Stored): ApprovalView {
     resources: r.resources,
     ...(r.binding_message !== undefined ? { binding_message: r.binding_message } : {}),
     step_up: r.extends_grant !== undefined,
+    self_registered: r.self_registered === true,
     expires_at: r.expires_at,
   };
 }

@@ -13,6 +13,8 @@ export interface ApprovalRequest {
   client_id: string;
   /** Shown to the user: the client's registered name, else its id. */
   client_name: string;
+  /** The client registered itself (dynamic or pushed registration, a metadata document): its name is its own claim. */
+  self_registered?: true;
   /** CIBA: the user the request is for (OIDC `sub`). Device requests learn theirs when approved. */
   sub?: string;
   /** Scopes asked for (RFC 6749 §3.3), already checked by policy. */
@@ -60,6 +62,8 @@ export interface ApprovalView {
   resources: string[];
   binding_message?: string;
   step_up: boolean;
+  /** Shown with a warning: nobody vouched for the client. */
+  self_registered: boolean;
   expires_at: number;
 }
 

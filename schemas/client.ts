@@ -40,7 +40,12 @@ export const ASSERTION_ALGS = ["ES256", "ES384", "PS256", "PS384", "PS512", "RS2
 export const ID_TOKEN_ALGS = ["RS256", "ES256"] as const;
 
 const httpsUrl = v.pipe(v.string(), v.url("must be an absolute URL"), v.maxLength(2000));
-const text = v.pipe(v.string(), v.maxLength(200));
+/** Shown to users as it is: no control characters, and no bidirectional overrides that would reorder what they read. */
+const text = v.pipe(
+  v.string(),
+  v.maxLength(200),
+  v.check((t) => !/[\p{Cc}\u202A-\u202E\u2066-\u2069]/u.test(t), "must not contain control or bidirectional-override characters"),
+);
 
 /** JWK members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */
 const PRIVATE_JWK_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];

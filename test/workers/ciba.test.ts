@@ -211,6 +211,28 @@ describe("CIBA token requests (CIBA §10.1, §11)", () => {
     await expectError(await pollCiba(poller, id), 400, "invalid_grant", "the user who approved this request no longer exists");
   });
 
+  it("marks a request from a client that registered itself in the inbox; an administrator-registered one is not marked", async () => {
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.77" },
+      body: JSON.stringify({
+        client_name: "Latchkey Account Security",
+        grant_types: [CIBA],
+        token_endpoint_auth_method: "client_secret_basic",
+        backchannel_token_delivery_mode: "poll",
+      }),
+    });
+    const self = (await registered.json()) as CreatedClient;
+    expect(registered.status).toBe(201);
+    await authReqId(await ask(self, { scope: "openid", login_hint: "alice@example.com", binding_message: "SELF-REG" }));
+    await authReqId(await aliceAsks({ binding_message: "ADMIN-REG" }));
+    const html = await (await alice.get("/inbox")).text();
+    const card = (binding: string) => html.split('<li class="request"').find((c) => c.includes(binding)) as string;
+    const warning = "It registered itself; nobody at this server has verified who runs it, and its name is its own claim.";
+    expect(card("SELF-REG")).toContain(warning);
+    expect(card("ADMIN-REG")).not.toContain(warning);
+  });
+
   it("issues tokens like the code flow exactly once after the user approves in the inbox", async () => {
     const id = await authReqId(await aliceAsks({ binding_message: "APPROVE-ME" }));
     await decideNewest(alice, "approve", "APPROVE-ME");

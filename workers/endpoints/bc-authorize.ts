@@ -78,6 +78,7 @@ bcAuthorize.post("/bc-authorize", noStore, formBody, backchannelLimit, clientAut
     handle_hash: handle.hash,
     client_id: client.client_id,
     client_name: client.client_name ?? client.client_id,
+    ...(client.registered_by !== "admin" ? { self_registered: true as const } : {}),
     sub: user.id,
     scope: decision.scope,
     resources: decision.resources.map((r) => r.resource),

@@ -28,6 +28,7 @@ export async function composeBody(env: Env, input: { channel: string; request: A
       scope: request.scope,
       resources: request.resources,
       step_up: request.extends_grant !== undefined,
+      self_registered: request.self_registered === true,
       expires_at: request.expires_at,
       inbox_url: `${config(env).ISSUER}/inbox`,
     });
@@ -35,7 +36,7 @@ export async function composeBody(env: Env, input: { channel: string; request: A
   if (input.channel.startsWith("webpush:")) {
     return JSON.stringify({
       type: "approval_request",
-      title: `${request.client_name} asks for access`,
+      title: `${request.client_name}${request.self_registered ? " (unverified)" : ""} asks for access`,
       body: request.binding_message ?? `Scopes: ${request.scope.join(" ")}`,
       url: "/inbox",
       id: request.id,

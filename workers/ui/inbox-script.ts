@@ -23,6 +23,7 @@ export const INBOX_SCRIPT = `"use strict";
         el("button", { type: "submit", name: "decision", value: "deny" }, "Deny")));
     const meta = el("p", { class: "muted" }, "client ", el("code", {}, r.client_id), r.step_up ? " · asks to extend access it already has" : "");
     const parts = [el("h2", {}, r.client_name), meta];
+    if (r.self_registered) parts.push(el("p", { class: "self-asserted" }, "It registered itself; nobody at this server has verified who runs it, and its name is its own claim."));
     if (r.binding_message) parts.push(el("p", {}, "Binding message: ", el("strong", { class: "binding" }, r.binding_message)));
     parts.push(el("p", {}, "Scopes:"), scopes);
     if (r.resources.length) parts.push(el("p", {}, "On: ", ...r.resources.map((u) => el("code", {}, u))));

@@ -11,6 +11,9 @@ export function RequestCard(props: { request: ApprovalView; csrf: string; action
         client <code>{r.client_id}</code>
         {r.step_up ? " · asks to extend access it already has" : ""}
       </p>
+      {r.self_registered ? (
+        <p class="self-asserted">It registered itself; nobody at this server has verified who runs it, and its name is its own claim.</p>
+      ) : null}
       {r.binding_message ? (
         <p>
           Binding message: <strong class="binding">{r.binding_message}</strong>
