@@ -164,14 +164,22 @@ export class ApprovalQueue extends DurableObject<Env> {
     return this.kv.get<string>("webhook") ?? null;
   }
 
-  /** RFC 8628 §5.1 brute force: whether this user may try another user code now, counting a failure if told. */
-  async codeAttempt(input: { now: number; failed: boolean }): Promise<{ ok: true } | { ok: false; retry_after: number }> {
+  /**
+   * RFC 8628 §5.1: an attempt at a user code counts as failed before the code is looked up, so guesses
+   * sent at once all count; CODE_FAILURES_ALLOWED in CODE_WINDOW, then the user waits. `succeeded` takes
+   * back the count of an attempt (by its time) whose code turned out right.
+   */
+  async codeAttempt(input: { now: number; succeeded?: number }): Promise<{ ok: true } | { ok: false; retry_after: number }> {
     const recent = (this.kv.get<number[]>("code-failures") ?? []).filter((t) => input.now - t < CODE_WINDOW);
-    if (input.failed) {
-      recent.push(input.now);
+    if (input.succeeded !== undefined) {
+      const i = recent.indexOf(input.succeeded);
+      if (i >= 0) recent.splice(i, 1);
       this.kv.put("code-failures", recent);
+      return { ok: true };
     }
     if (recent.length >= CODE_FAILURES_ALLOWED) return { ok: false, retry_after: (recent[0] as number) + CODE_WINDOW - input.now };
+    recent.push(input.now);
+    this.kv.put("code-failures", recent);
     return { ok: true };
   }
 

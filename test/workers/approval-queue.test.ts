@@ -177,12 +177,15 @@ describe("ApprovalQueue transitions", () => {
     });
   });
 
-  it("counts failed user-code attempts per user (RFC 8628 §5.1)", async () => {
+  it("counts user-code attempts per user as failed until one proves right (RFC 8628 §5.1)", async () => {
     const { stub } = await queued();
-    for (let i = 0; i < CODE_FAILURES_ALLOWED - 1; i++) expect(await stub.codeAttempt({ now: T, failed: true })).toEqual({ ok: true });
-    expect(await stub.codeAttempt({ now: T, failed: true })).toEqual({ ok: false, retry_after: 900 });
-    expect(await stub.codeAttempt({ now: T + 10, failed: false })).toEqual({ ok: false, retry_after: 890 });
-    expect(await stub.codeAttempt({ now: T + 900, failed: false })).toEqual({ ok: true });
+    for (let i = 0; i < CODE_FAILURES_ALLOWED; i++) expect(await stub.codeAttempt({ now: T })).toEqual({ ok: true });
+    expect(await stub.codeAttempt({ now: T + 10 })).toEqual({ ok: false, retry_after: 890 });
+    // A right code takes its count back, so the next attempt may come.
+    expect(await stub.codeAttempt({ now: T + 10, succeeded: T })).toEqual({ ok: true });
+    expect(await stub.codeAttempt({ now: T + 10 })).toEqual({ ok: true });
+    expect(await stub.codeAttempt({ now: T + 10 })).toEqual({ ok: false, retry_after: 890 });
+    expect(await stub.codeAttempt({ now: T + 900 })).toEqual({ ok: true });
   });
 });
 

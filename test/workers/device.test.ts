@@ -6,7 +6,7 @@ import { signedInBrowser } from "./approvals";
 import { attestationHeaders, Instance, refreshBoundTo, TestAttester } from "./attestation";
 import { Browser, hidden } from "./browser";
 import { DpopKey } from "./dpop";
-import { type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
+import { adminCall, type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
 import { signedPost, signingKey } from "./httpsig-signer";
 
 /**
@@ -143,6 +143,24 @@ describe("the /device page and the device_code grant (RFC 8628 §3.3–§3.5)", 
     setClock(() => t + 601_000);
     await expectError(await poll(late.device_code), 400, "expired_token", "the device_code has expired");
     await expectError(await postForm("/token", { grant_type: DEVICE, client_id: tv.client_id }), 400, "invalid_request", "device_code is required");
+  });
+
+  it("limits device authorization requests per client and IP (BACKCHANNEL_LIMIT, 100 a minute in tests) with 429", { timeout: 60_000 }, async () => {
+    const ask = () =>
+      postForm("/device_authorization", { client_id: tv.client_id, scope: "mcp:read", resource: MCP_RESOURCE }, { "cf-connecting-ip": "198.51.100.66" });
+    let last = await ask();
+    for (let i = 0; i < 200 && last.status !== 429; i++) last = await ask();
+    await expectError(last, 429, "temporarily_unavailable", "too many requests; try again later");
+    expect((await postForm("/device_authorization", { client_id: tv.client_id, scope: "mcp:read", resource: MCP_RESOURCE })).status).toBe(200);
+  });
+
+  it("counts wrong codes sent at once: no more than five are looked up", async () => {
+    const created = await adminCall("POST", "/users", { email: "guesser@example.com", password: "guesser-password-1", name: "Guesser" });
+    expect(created.status).toBe(201);
+    const browser = await signedInBrowser("guesser@example.com", "guesser-password-1", "/device");
+    const statuses = await Promise.all(Array.from({ length: 12 }, () => enter(browser, "CCCC-CCCC").then((r) => r.status)));
+    expect(statuses.filter((s) => s === 400)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(7);
   });
 
   it("stops a user after five wrong codes (429) until the window has passed", async () => {

@@ -4,10 +4,11 @@ import { displayUserCode, newUserCode } from "../approvals/user-code";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { ServerError, UnauthorizedClient } from "../errors";
-import { clientAuth } from "../middleware/client-auth";
+import { claimedClientAndIp, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
+import { rateLimit } from "../middleware/rate-limit";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
@@ -20,7 +21,10 @@ import type { AppEnv } from "../types";
  */
 export const deviceAuthorization = new Hono<AppEnv>();
 
-deviceAuthorization.post("/device_authorization", noStore, formBody, clientAuth, async (c) => {
+/** Device authorization requests per client and IP per minute, as for CIBA (BACKCHANNEL_LIMIT): each one stores a request. */
+const deviceLimit = rateLimit("device", (env) => env.BACKCHANNEL_LIMIT, claimedClientAndIp);
+
+deviceAuthorization.post("/device_authorization", noStore, formBody, deviceLimit, clientAuth, async (c) => {
   const params = c.get("params");
   const client = c.get("client");
   const cfg = c.get("cfg");

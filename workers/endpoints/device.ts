@@ -59,18 +59,21 @@ for (const path of ["/device", "/device/decide"]) device.all(path, methodNotAllo
 
 const typed = (code: string) => displayUserCode(code);
 
-/** The pending request a typed code names; a wrong code counts as a failed attempt for this user. */
+/**
+ * The pending request a typed code names. Every attempt counts as a failure for this user until the code
+ * proves right (so guesses sent at once all count); a right one is taken back.
+ */
 async function lookUp(c: Context<AppEnv>, session: Session, input: string) {
   const mine = userQueue(c.env, session.sub);
   const t = now();
-  const allowed = await mine.codeAttempt({ now: t, failed: false });
+  const allowed = await mine.codeAttempt({ now: t });
   if (!allowed.ok) return codePage(c, input, `Too many wrong codes. Try again in ${Math.ceil(allowed.retry_after / 60)} minutes.`, 429);
   const code = normalizeUserCode(input);
   const request = code ? await deviceQueue(c.env, code).find({}) : null;
   if (!code || !request || request.state !== "pending" || request.expires_at <= t) {
-    await mine.codeAttempt({ now: t, failed: true });
     return codePage(c, input, "That code is not valid. Check the code on your device and try again.");
   }
+  await mine.codeAttempt({ now: t, succeeded: t });
   return { code, request };
 }
 
