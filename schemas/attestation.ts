@@ -69,6 +69,8 @@ export const AttestationPolicySchema = v.object({
 });
 export type AttestationPolicy = v.InferOutput<typeof AttestationPolicySchema>;
 
+const version = v.pipe(v.string(), v.maxLength(100));
+
 /**
  * Client Attestation JWT claims (draft -11 §5.1) and the EAT claims (RFC 9711 §4) Latchkey reads from
  * it. Latchkey also requires `iss`: it is how the trusted attester is found. Other claims are ignored.
@@ -85,7 +87,13 @@ export const ClientAttestationClaimsSchema = v.object({
   ),
   eat_profile: v.optional(v.pipe(v.string(), v.maxLength(500))),
   swname: v.optional(text),
-  swversion: v.optional(v.pipe(v.string(), v.maxLength(100))),
+  /** RFC 9711 §4.2.7: `[version, ? scheme]`; a bare string is taken too. The version is what is kept. */
+  swversion: v.optional(
+    v.pipe(
+      v.union([version, v.tuple([version]), v.tuple([version, v.number()])]),
+      v.transform((x) => (typeof x === "string" ? x : x[0])),
+    ),
+  ),
   dbgstat: v.optional(v.picklist(DBGSTAT)),
   runtime: v.optional(text),
   model_provider: v.optional(text),

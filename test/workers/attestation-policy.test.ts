@@ -254,3 +254,20 @@ describe("trusted attesters (/admin/attesters)", () => {
     for (const [body, description] of cases) await expectError(await adminCall("POST", "/attesters", body), 400, "invalid_request", description);
   });
 });
+
+describe("versions compared as semantic versions (min_swversion)", () => {
+  it("orders numeric cores, ignores build metadata and puts a pre-release below its release", async () => {
+    const { versionAtLeast } = await import("../../workers/attestation/eat");
+    const cases: Array<[string, string, boolean]> = [
+      ["2.10.0", "2.9", true],
+      ["2.10.0+build.5", "2.9", true],
+      ["2.10.0-rc.1", "2.9", true],
+      ["2.0.0-rc.1", "2.0.0", false],
+      ["2.0.0", "2.0.0-rc.1", true],
+      ["2.0.0-rc.10", "2.0.0-rc.9", true],
+      ["1.9", "1.10", false],
+      ["latest", "1.0", false],
+    ];
+    for (const [version, minimum, expected] of cases) expect(versionAtLeast(version, minimum), `${version} >= ${minimum}`).toBe(expected);
+  });
+});

@@ -92,6 +92,30 @@ describe("PoP JWT mode (attest_jwt_client_auth)", () => {
     );
   });
 
+  it("refuses an attestation without iat that is valid for longer than CLIENT_ATTESTATION_MAX_AGE", async () => {
+    const lasting = await attester.attest(agent.client_id, instance, { claims: { iat: undefined, exp: now() + 10 * 365 * 86_400 } });
+    await expectError(
+      await token(attestationHeaders(lasting, await instance.pop())),
+      400,
+      "use_fresh_attestation",
+      "the client attestation has no iat and is valid for more than 86400 seconds",
+    );
+    const short = await attester.attest(agent.client_id, instance, { claims: { iat: undefined, exp: now() + 600 } });
+    expect((await token(attestationHeaders(short, await instance.pop()))).status).toBe(200);
+  });
+
+  it("takes what conforming attesters and instances send: swversion as RFC 9711's array, typ with its media-type prefix, a PoP's nbf beside its iat", async () => {
+    const attested = await attester.attest(agent.client_id, instance, {
+      claims: { swversion: ["2.10.0", 1] },
+      header: { typ: "application/oauth-client-attestation+jwt" },
+    });
+    const soon = now() + 10;
+    const res = await token(attestationHeaders(attested, await instance.pop({ claims: { iat: soon, nbf: soon } })));
+    const body = (await res.json()) as { access_token: string };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(decodeJwt(body.access_token).attested).toMatchObject({ swversion: "2.10.0" });
+  });
+
   it("refuses an attestation from an untrusted attester, or signed by another key", async () => {
     const rogue = await TestAttester.generate("https://rogue.example");
     const untrusted = "the client attestation is not from an attester trusted for this client";

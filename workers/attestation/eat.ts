@@ -33,14 +33,24 @@ export async function appraise(
   return facts;
 }
 
-/** Compares dot-separated numeric versions (`1.10.0` > `1.9`); a non-numeric part makes the version lowest. */
+/**
+ * Compares versions as semantic versions do: dot-separated numbers (`1.10.0` > `1.9`), build metadata
+ * (`+build.5`) ignored, a pre-release (`2.0.0-rc.1`) below its release. A version with no numeric core is lowest.
+ */
 export function versionAtLeast(version: string, minimum: string): boolean {
-  if (!/^\d+(\.\d+)*$/.test(version)) return false;
-  const a = version.split(".").map(Number);
-  const b = minimum.split(".").map(Number);
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    const d = (a[i] ?? 0) - (b[i] ?? 0);
+  const parse = (s: string) => {
+    const m = /^(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/.exec(s);
+    return m ? { core: (m[1] as string).split(".").map(Number), pre: m[2] } : null;
+  };
+  const a = parse(version);
+  const b = parse(minimum);
+  if (!a || !b) return false;
+  for (let i = 0; i < Math.max(a.core.length, b.core.length); i++) {
+    const d = (a.core[i] ?? 0) - (b.core[i] ?? 0);
     if (d !== 0) return d > 0;
   }
-  return true;
+  // Same core: a release is at least anything; a pre-release is below the release.
+  if (a.pre === undefined) return true;
+  if (b.pre === undefined) return false;
+  return a.pre.localeCompare(b.pre, "en", { numeric: true }) >= 0;
 }

@@ -44,7 +44,9 @@ export function peekAttestation(jwt: string): AttestationHeader {
   } catch {
     throw new InvalidClientAttestation("the client attestation is not a well-formed JWT");
   }
-  if (header.typ !== ATTESTATION_TYP) throw new InvalidClientAttestation(`the client attestation's typ must be ${ATTESTATION_TYP}`);
+  // RFC 7515 §4.1.9: media types are case-insensitive and "application/" may be left out (as jose reads the PoP's).
+  const typ = typeof header.typ === "string" ? header.typ.toLowerCase().replace(/^application\//, "") : undefined;
+  if (typ !== ATTESTATION_TYP) throw new InvalidClientAttestation(`the client attestation's typ must be ${ATTESTATION_TYP}`);
   if (typeof header.alg !== "string" || !(ATTESTATION_ALGS as readonly string[]).includes(header.alg)) {
     throw new InvalidClientAttestation(`the client attestation's alg is not allowed; use ${ATTESTATION_ALGS.join(", ")}`);
   }
@@ -97,6 +99,10 @@ export async function verifyAttestationJwt(jwt: string, attester: Attester, cfg:
   if (claims.iat !== undefined && now - claims.iat > cfg.CLIENT_ATTESTATION_MAX_AGE) {
     throw new UseFreshAttestation(`the client attestation was issued more than ${cfg.CLIENT_ATTESTATION_MAX_AGE} seconds ago`);
   }
+  // Without iat, its lifetime is the bound: one valid for longer than the maximum age is not fresh enough.
+  if (claims.iat === undefined && claims.exp - now > cfg.CLIENT_ATTESTATION_MAX_AGE) {
+    throw new UseFreshAttestation(`the client attestation has no iat and is valid for more than ${cfg.CLIENT_ATTESTATION_MAX_AGE} seconds`);
+  }
   const jwk = claims.cnf.jwk as JWK;
   let jkt: string;
   try {
@@ -132,6 +138,8 @@ export async function verifyPop(env: Env, cfg: Config, pop: string, instance: { 
       audience: cfg.ISSUER,
       requiredClaims: ["aud", "jti", "iat"],
       currentDate: new Date(now * 1000),
+      // The same skew as its iat window allows, for an nbf the client set to its iat.
+      clockTolerance: cfg.ATTESTATION_POP_WINDOW,
     }));
   } catch (error) {
     if (error instanceof errors.JWTClaimValidationFailed) {
