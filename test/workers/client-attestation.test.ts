@@ -92,6 +92,14 @@ describe("PoP JWT mode (attest_jwt_client_auth)", () => {
     );
   });
 
+  it("checks the PoP before the attestation's contents: a PoP by another key is invalid_client_attestation, even with a stale eat_nonce", async () => {
+    const other = await Instance.generate();
+    const attestation = await attester.attest(agent.client_id, instance, { claims: { eat_nonce: "b2xkLW5vbmNl" } });
+    const res = await token(attestationHeaders(attestation, await other.pop()));
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toBe("invalid_client_attestation");
+  });
+
   it("refuses an attestation without iat that is valid for longer than CLIENT_ATTESTATION_MAX_AGE", async () => {
     const lasting = await attester.attest(agent.client_id, instance, { claims: { iat: undefined, exp: now() + 10 * 365 * 86_400 } });
     await expectError(
@@ -246,6 +254,18 @@ describe("DPoP combined mode (attest_jwt_client_auth_dpop, §6.2)", () => {
       401,
       "invalid_client_attestation",
       "the DPoP proof is not signed by the client instance key in the attestation's cnf",
+    );
+  });
+
+  it("answers a malformed DPoP header in combined mode as a DPoP problem (RFC 9449 §4.3)", async () => {
+    const key = await DpopKey.generate();
+    const attestation = await attester.attest(combined.client_id, { jwk: key.jwk } as Instance);
+    const proof = await key.proof();
+    await expectError(
+      await token({ ...attestationHeaders(attestation), DPoP: `${proof}, ${proof}` }),
+      400,
+      "invalid_dpop_proof",
+      "more than one DPoP header was sent",
     );
   });
 

@@ -51,8 +51,10 @@ export async function authenticateByAttestation(c: Context<AppEnv>, input: { cli
   if (input.attestation === undefined) throw new InvalidClientAttestation(`the ${POP_HEADER} header needs an ${ATTESTATION_HEADER} header`);
   const dpopHeader = readDpopHeader(c.req.raw.headers);
   const mode: AttestedFacts["pop"] = input.pop !== undefined ? "attestation_pop_jwt" : "dpop_combined";
-  if (mode === "dpop_combined" && !(dpopHeader.ok && dpopHeader.proof !== undefined)) {
-    throw new InvalidClientAttestation(`the ${POP_HEADER} header is missing (or, in DPoP combined mode, the DPoP proof)`);
+  // RFC 9449 §4.3: a malformed DPoP header is invalid_dpop_proof, also where it would have been the PoP.
+  if (mode === "dpop_combined") {
+    if (!dpopHeader.ok) throw new InvalidDpopProof(dpopHeader.description);
+    if (dpopHeader.proof === undefined) throw new InvalidClientAttestation(`the ${POP_HEADER} header is missing (or, in DPoP combined mode, the DPoP proof)`);
   }
   const peeked = peekAttestation(input.attestation);
   // draft -11 §6.1: "If the request contains a client_id parameter, the server MUST verify that the value
@@ -71,7 +73,7 @@ export async function authenticateByAttestation(c: Context<AppEnv>, input: { cli
   const cfg = c.get("cfg");
   const t = now();
   const verified = await verifyAttestationJwt(input.attestation, attester, cfg, t);
-  const facts = await appraise(verified.claims, attester, { secret: cfg.SESSION_SECRET, now: t, jkt: verified.jkt, pop: mode });
+  // The instance proves its key first: someone holding only a captured attestation learns nothing more.
   if (input.pop !== undefined) {
     await verifyPop(c.env, cfg, input.pop, verified, t);
   } else if (dpopHeader.ok && dpopHeader.proof !== undefined) {
@@ -82,6 +84,7 @@ export async function authenticateByAttestation(c: Context<AppEnv>, input: { cli
       throw new InvalidClientAttestation("the DPoP proof is not signed by the client instance key in the attestation's cnf");
     c.set("dpop", accepted.proof);
   }
+  const facts = await appraise(verified.claims, attester, { secret: cfg.SESSION_SECRET, now: t, jkt: verified.jkt, pop: mode });
   c.set("attestation", { facts });
   return client;
 }
