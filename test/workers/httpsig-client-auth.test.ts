@@ -52,6 +52,11 @@ describe("a signed token request", () => {
     });
   }
 
+  it("verifies a target URI with an empty query, its ? included (RFC 9421 §2.2.2)", async () => {
+    const res = await signedPost("/token?", form(), key, { url: `${ISSUER}/token?` });
+    expect(res.status, await res.clone().text()).toBe(200);
+  });
+
   it("is advertised in the server metadata", async () => {
     const meta = (await (await call("/.well-known/oauth-authorization-server")).json()) as Record<string, string[]>;
     expect(meta.token_endpoint_auth_methods_supported).toContain("httpsig_client_auth");

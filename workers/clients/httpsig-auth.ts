@@ -3,7 +3,7 @@ import type { Client } from "../../schemas/client";
 import { now } from "../clock";
 import type { Config } from "../config";
 import { InvalidClient } from "../errors";
-import { verifyRequestSignature } from "../httpsig/verify";
+import { targetOnOrigin, verifyRequestSignature } from "../httpsig/verify";
 import { claimOnce } from "../replay";
 import { findClient } from "./cache";
 import { ClientKeysUnavailable, clientJwk } from "./client-keys";
@@ -54,7 +54,7 @@ export async function authenticateBySignature(
     // draft §3.3: "The covered components MUST include" @method, @target-uri, content-digest, and "the
     // client's authentication, if available" — the Authorization field whenever the request has one.
     required: ["@method", "@target-uri", "content-digest", ...(request.headers.has("authorization") ? ["authorization"] : [])],
-    targetUri: new URL(`${new URL(cfg.ISSUER).origin}${url.pathname}${url.search}`),
+    targetUri: targetOnOrigin(new URL(cfg.ISSUER).origin, url),
     now: t,
     windowSeconds: cfg.HTTPSIG_WINDOW,
     single: true,

@@ -56,6 +56,14 @@ export interface VerifiedSignature {
   alg: string;
 }
 
+/**
+ * The target URI as the verifier knows it: its configured `origin` and the path and query the request was
+ * received with, exactly (RFC 9421 §2.2.2: an empty query's `?` is part of it), never the Host header's.
+ */
+export function targetOnOrigin(origin: string, received: URL): URL {
+  return new URL(`${origin}${received.href.slice(received.origin.length)}`);
+}
+
 /** Verifies the request's signatures tagged `policy.tag`; returns the last one's key, or why it failed. */
 export async function verifyRequestSignature(request: { method: string; headers: Headers }, policy: SignaturePolicy): Promise<Read<VerifiedSignature>> {
   const read = signaturesTagged(request.headers, policy.tag);

@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { JWK } from "jose";
-import { checkContentDigest, HTTPSIG_ALGS, verifyRequestSignature } from "../httpsig/verify";
+import { checkContentDigest, HTTPSIG_ALGS, targetOnOrigin, verifyRequestSignature } from "../httpsig/verify";
 
 export { HTTPSIG_ALGS };
 
@@ -52,7 +52,7 @@ export async function checkHttpsig(c: Context, resource: string, jwk: JWK, optio
     {
       tag: PRESENTATION_TAG,
       required: ["@method", "@target-uri", "authorization", ...(options.require ?? [])],
-      targetUri: new URL(`${new URL(resource).origin}${url.pathname}${url.search}`),
+      targetUri: targetOnOrigin(new URL(resource).origin, url),
       now: options.now?.() ?? Math.floor(Date.now() / 1000),
       windowSeconds: options.windowSeconds ?? 30,
       // draft §6: "If the request includes multiple signatures tagged httpsig-oauth, all signatures MUST be validated."
