@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import { decodeJwt } from "jose";
 import type { Approval, ApprovalRequest, ApprovalState, ApprovalView, PushSubscriptionRecord } from "../schemas/approval";
 import { now as clock } from "../workers/clock";
 import { sha256 } from "../workers/crypto";
@@ -252,6 +253,11 @@ export class ApprovalQueue extends DurableObject<Env> {
       }
       this.kv.put(outboxKey(e.request_id, e.channel), e);
     }
+    // A push whose access token has expired meanwhile would hand the client dead tokens: it is given up.
+    if (tokensExpired(e.body, now)) {
+      this.kv.put(outboxKey(e.request_id, e.channel), afterAttempt(e, { ok: false, retry: false, reason: "the pushed tokens expired before delivery" }, now));
+      return;
+    }
     const subscription = e.channel.startsWith("webpush:") ? this.kv.get<PushSubscriptionRecord>(`push:${e.channel.slice(8)}`) : undefined;
     const webhook = e.channel === "webhook" ? this.kv.get<string>("webhook") : undefined;
     const result = await deliver(this.env, { channel: e.channel, request: strip(r), body: e.body, subscription, webhook });
@@ -327,5 +333,16 @@ export class ApprovalQueue extends DurableObject<Env> {
     }
     if (due.length === 0) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.min(...due) * 1000);
+  }
+}
+
+/** Whether `body` is a CIBA push token response whose access token has expired by `now`. */
+function tokensExpired(body: string, now: number): boolean {
+  try {
+    const token = (JSON.parse(body) as { access_token?: unknown }).access_token;
+    const exp = typeof token === "string" ? decodeJwt(token).exp : undefined;
+    return exp !== undefined && exp <= now;
+  } catch {
+    return false;
   }
 }

@@ -342,6 +342,29 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     );
   });
 
+  it("gives up a push whose access token expired while its endpoint was failing, rather than deliver dead tokens", async () => {
+    const { stub, request } = await queued({
+      client_id: pushClient.client_id,
+      scope: ["openid", "mcp:read"],
+      delivery: "push",
+      notification: { ...ping, auth_req_id: "lka_too_late" },
+      expires_at: T + 100_000,
+    });
+    const calls = mockFetch(502);
+    await stub.approve({ id: request.id, approval: ALICE, now: T + 100 });
+    let at = T + 100;
+    for (const wait of BACKOFF.slice(0, 4)) {
+      await runAlarmAt(stub, at);
+      at += wait;
+    }
+    expect(calls).toHaveLength(4);
+    // The next attempt comes after the access token's 600 s: nothing more is sent.
+    expect(at).toBeGreaterThan(T + 100 + 600);
+    await runAlarmAt(stub, at);
+    expect(calls).toHaveLength(4);
+    expect(await stub.outbox()).toEqual([expect.objectContaining({ status: "failed", attempts: 5, last_error: "the pushed tokens expired before delivery" })]);
+  });
+
   it("pushes transaction_failed when the tokens cannot be issued (the client is gone)", async () => {
     const { stub, request } = await queued({ client_id: "lk_deleted", delivery: "push", notification: { ...ping, auth_req_id: "lka_gone" } });
     const calls = mockFetch(204);
