@@ -1,11 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
-import { decodeJwt } from "jose";
 import type { Approval, ApprovalRequest, ApprovalState, ApprovalView, PushSubscriptionRecord } from "../schemas/approval";
 import { now as clock } from "../workers/clock";
 import { sha256 } from "../workers/crypto";
 import { composeBody, deliver } from "../workers/notify/deliver";
 import { type Stored, strip, view } from "./approval-records";
-import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxKey } from "./outbox";
+import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxKey, tokensExpired } from "./outbox";
 
 /**
  * ApprovalQueue: one per approving user (`idFromName("user:" + sub)`) for CIBA requests, and one per
@@ -30,6 +29,8 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
 export const MAX_PENDING_PER_CLIENT = 10;
 /** Most pending requests one user may have waiting in all, whichever clients ask. */
 export const MAX_PENDING = 50;
+/** Outbox entries sent at once by one alarm run (each send may wait up to its timeout). */
+const DELIVERIES_AT_ONCE = 8;
 /** How long a finished request is remembered after its expiry, for polls that arrive late. */
 const PURGE_AFTER = 600;
 /** Device user code entry: failures allowed per window before the user must wait (RFC 8628 §5.1). */
@@ -223,7 +224,10 @@ export class ApprovalQueue extends DurableObject<Env> {
       }
     }
     if (changed) await this.changed();
-    for (const e of await this.outbox()) if (e.status === "queued" && e.next_at <= now) await this.attempt(e, now);
+    // The user's own channels first, then clients' endpoints, a few at a time: one slow endpoint holds up no other.
+    const due = (await this.outbox()).filter((e) => e.status === "queued" && e.next_at <= now);
+    due.sort((a, b) => Number(a.channel === "client") - Number(b.channel === "client"));
+    for (let i = 0; i < due.length; i += DELIVERIES_AT_ONCE) await Promise.all(due.slice(i, i + DELIVERIES_AT_ONCE).map((e) => this.attempt(e, now)));
     for (const r of this.requests()) {
       const finished = r.state !== "pending" && r.state !== "approved" && now >= r.expires_at + PURGE_AFTER;
       const entries = (await this.outbox()).filter((e) => e.request_id === r.id);
@@ -333,16 +337,5 @@ export class ApprovalQueue extends DurableObject<Env> {
     }
     if (due.length === 0) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.min(...due) * 1000);
-  }
-}
-
-/** Whether `body` is a CIBA push token response whose access token has expired by `now`. */
-function tokensExpired(body: string, now: number): boolean {
-  try {
-    const token = (JSON.parse(body) as { access_token?: unknown }).access_token;
-    const exp = typeof token === "string" ? decodeJwt(token).exp : undefined;
-    return exp !== undefined && exp <= now;
-  } catch {
-    return false;
   }
 }

@@ -1,3 +1,4 @@
+import { decodeJwt } from "jose";
 /**
  * The notification outbox of an ApprovalQueue: one entry per (request, channel, decision), written in
  * the same storage transaction as the decision it announces, delivered by the queue's alarm with
@@ -53,4 +54,15 @@ export function afterAttempt(entry: OutboxEntry, result: DeliveryResult, now: nu
     return { ...rest, attempts, status: "failed", last_error: result.reason };
   }
   return { ...entry, attempts, next_at: now + wait, last_error: result.reason };
+}
+
+/** Whether `body` is a CIBA push token response whose access token has expired by `now`. */
+export function tokensExpired(body: string, now: number): boolean {
+  try {
+    const token = (JSON.parse(body) as { access_token?: unknown }).access_token;
+    const exp = typeof token === "string" ? decodeJwt(token).exp : undefined;
+    return exp !== undefined && exp <= now;
+  } catch {
+    return false;
+  }
 }

@@ -405,6 +405,44 @@ describe("ApprovalQueue outbox (CIBA ping and push, Web Push)", () => {
     ]);
   });
 
+  it("sends the user's notifications while clients' endpoints are slow to answer", async () => {
+    const id = env.APPROVALS.idFromName(`user:test-${crypto.randomUUID()}`);
+    const stub = env.APPROVALS.get(id);
+    const keys = { p256dh: "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", auth: "BTBZMqHH6r4Tts7J_aSIgg" };
+    let release = () => {};
+    const slow = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const urls: string[] = [];
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (input) => {
+      urls.push(String(input));
+      if (String(input) === ping.endpoint) await slow;
+      return new Response(null, { status: 201 });
+    });
+    const base = (await queued()).request;
+    for (const n of [1, 2]) {
+      const handle = await mintHandle("auth_req", `${id}-${n}`);
+      await stub.enqueue({
+        ...base,
+        id: `slow-${n}`,
+        handle_hash: handle.hash,
+        client_id: `client_${n}`,
+        delivery: "ping",
+        notification: { ...ping, auth_req_id: `lka_${n}` },
+      });
+      await stub.deny({ id: `slow-${n}`, sub: ALICE.sub, now: T + 100 });
+    }
+    await stub.subscribe({ endpoint: "https://push.example/live", keys, created_at: T });
+    const handle = await mintHandle("auth_req", `${id}-new`);
+    await stub.enqueue({ ...base, id: "new", handle_hash: handle.hash, created_at: T + 100 });
+    const run = runAlarmAt(stub, T + 100);
+    // The Web Push goes out while both clients' endpoints still hang.
+    await vi.waitFor(() => expect(urls).toContain("https://push.example/live"), { timeout: 2000 });
+    expect(urls.filter((u) => u === ping.endpoint)).toHaveLength(2);
+    release();
+    await run;
+  });
+
   it("sends a new request to each Web Push subscription (aes128gcm, VAPID), and drops a subscription that is gone (410)", async () => {
     const id = env.APPROVALS.idFromName(`user:test-${crypto.randomUUID()}`);
     const stub = env.APPROVALS.get(id);
