@@ -4,6 +4,7 @@ import { now as clock } from "../workers/clock";
 import { sha256 } from "../workers/crypto";
 import { composeBody, deliver } from "../workers/notify/deliver";
 import { type Stored, strip, view } from "./approval-records";
+import { SESSION_UNTIL_HEADER, sessionLasts } from "./inbox-sockets";
 import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxKey, tokensExpired } from "./outbox";
 
 /**
@@ -187,17 +188,22 @@ export class ApprovalQueue extends DurableObject<Env> {
 
   // ── the inbox WebSocket (hibernating) ───────────────────────────────────────────────────────
 
-  /** Accepts the inbox's WebSocket (the Worker checked the session and the Origin) and sends the list. */
+  /**
+   * Accepts the inbox's WebSocket (the Worker checked the session and the Origin, and says until when the
+   * session lasts: SESSION_UNTIL_HEADER) and sends the list. The socket is closed once the session is over.
+   */
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new Response("expected a WebSocket upgrade", { status: 426 });
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server);
+    server.serializeAttachment({ until: Number(request.headers.get(SESSION_UNTIL_HEADER)) || clock() });
     server.send(JSON.stringify({ type: "pending", requests: await this.pending({ now: clock() }) }));
     return new Response(null, { status: 101, webSocket: client });
   }
 
   /** The page may ask for the list again (after a reconnect); anything else is ignored. */
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (!sessionLasts(ws)) return;
     if (message === "refresh") ws.send(JSON.stringify({ type: "pending", requests: await this.pending({ now: clock() }) }));
   }
 
@@ -317,6 +323,7 @@ export class ApprovalQueue extends DurableObject<Env> {
   private async changed(): Promise<void> {
     const message = JSON.stringify({ type: "pending", requests: await this.pending({ now: clock() }) });
     for (const ws of this.ctx.getWebSockets()) {
+      if (!sessionLasts(ws)) continue;
       try {
         ws.send(message);
       } catch {

@@ -1,5 +1,6 @@
 import { exports } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { setClock } from "../../workers/clock";
 import { asClient, inboxState, signedInBrowser } from "./approvals";
 import { Browser } from "./browser";
 import { adminCall, type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
@@ -10,6 +11,8 @@ import { adminCall, type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE
  */
 let agent: CreatedClient;
 let alice: Browser;
+
+afterEach(() => setClock());
 
 beforeAll(async () => {
   agent = await createClient({
@@ -117,6 +120,24 @@ describe("the live inbox (WebSocket to the user's ApprovalQueue)", () => {
     ws.send("refresh");
     await expect.poll(() => messages.length).toBe(3);
     ws.close(1000, "done");
+  });
+
+  it("closes the socket once the session that opened it has ended", async () => {
+    const res = await openSocket({ Origin: ISSUER, Cookie: alice.cookieHeader });
+    const ws = res.webSocket as WebSocket;
+    const messages: string[] = [];
+    let closed: number | undefined;
+    ws.addEventListener("message", (e) => messages.push(e.data as string));
+    ws.addEventListener("close", (e) => {
+      closed = e.code;
+    });
+    ws.accept();
+    await expect.poll(() => messages.length).toBe(1);
+    const later = Date.now() + 9 * 3600 * 1000;
+    setClock(() => later);
+    ws.send("refresh");
+    await expect.poll(() => closed).toBe(4001);
+    expect(messages).toHaveLength(1);
   });
 });
 

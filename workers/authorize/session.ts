@@ -20,6 +20,8 @@ export interface Session {
   sub: string;
   auth_time: number;
   amr: string[];
+  /** When the session cookie expires (seconds), as read back from it. */
+  exp?: number;
 }
 
 /** The pushed request (RFC 9126) an interaction came from: consumed when the code is issued. */
@@ -71,7 +73,7 @@ export async function readSession(c: Context<AppEnv>): Promise<Session | null> {
       algorithms: ["HS256"],
       currentDate: new Date(now() * 1000),
     });
-    return { sub: payload.sub, auth_time: payload.auth_time, amr: payload.amr };
+    return { sub: payload.sub, auth_time: payload.auth_time, amr: payload.amr, ...(payload.exp !== undefined ? { exp: payload.exp } : {}) };
   } catch {
     return null;
   }

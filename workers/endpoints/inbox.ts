@@ -1,6 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import * as v from "valibot";
+import { SESSION_UNTIL_HEADER } from "../../durable-objects/inbox-sockets";
 import type { Approval } from "../../schemas/approval";
 import { activeSession, csrfToken, csrfValid, type Session, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
@@ -110,7 +111,10 @@ inbox.get("/inbox/live", async (c) => {
   if (c.req.header("origin") !== new URL(c.get("cfg").ISSUER).origin) throw new Forbidden("WebSocket connections are accepted from this origin only");
   const session = (await activeSession(c))?.session;
   if (!session) throw new Forbidden("sign in first");
-  return queue(c.env, session.sub).fetch(c.req.raw);
+  // The socket lives no longer than the session that opened it (the queue closes it then).
+  const headers = new Headers(c.req.raw.headers);
+  headers.set(SESSION_UNTIL_HEADER, String(session.exp ?? now()));
+  return queue(c.env, session.sub).fetch(new Request(c.req.raw, { headers }));
 });
 
 // ── Web Push subscriptions (W3C Push API `PushSubscription.toJSON()`) ─────────────────────────
