@@ -199,12 +199,10 @@ describe("PoP JWT mode (attest_jwt_client_auth)", () => {
   it("refuses malformed, doubled, mistyped or unsigned attestations, and a second auth method", async () => {
     const attestation = await attester.attest(agent.client_id, instance);
     const pop = await instance.pop();
-    await expectError(
-      await token({ "OAuth-Client-Attestation": `${attestation}, ${attestation}`, "OAuth-Client-Attestation-PoP": pop }),
-      401,
-      "invalid_client_attestation",
-      "more than one OAuth-Client-Attestation header was sent",
-    );
+    const doubled = await token({ "OAuth-Client-Attestation": `${attestation}, ${attestation}`, "OAuth-Client-Attestation-PoP": pop });
+    // §8.2: even a request refused for its headers gets the next challenge.
+    expect(doubled.headers.get("oauth-client-attestation-challenge")).toBe(await serverChallenge());
+    await expectError(doubled, 401, "invalid_client_attestation", "more than one OAuth-Client-Attestation header was sent");
     const jwtTyp = await attester.attest(agent.client_id, instance, { header: { typ: "JWT" } });
     await expectError(
       await token(attestationHeaders(jwtTyp, pop)),

@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { Client } from "../../schemas/client";
-import { authenticateByAttestation, CHALLENGE_HEADER, readAttestationHeaders } from "../attestation/authenticate";
+import { ATTESTATION_HEADER, authenticateByAttestation, CHALLENGE_HEADER, POP_HEADER, readAttestationHeaders } from "../attestation/authenticate";
 import { currentChallenge } from "../attestation/challenge";
 import { authenticateBySignature, HTTPSIG_CLIENT_AUTH, hasTokenRequestSignature } from "../clients/httpsig-auth";
 import { markUsed } from "../clients/last-used";
@@ -34,7 +34,15 @@ type Presented =
  * for binding.
  */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const presented = present(c);
+  let presented: Presented;
+  try {
+    presented = present(c);
+  } catch (error) {
+    // §8.2: a request with an attestation header gets the next challenge, even when its headers are refused.
+    const attested = c.req.header(ATTESTATION_HEADER) !== undefined || c.req.header(POP_HEADER) !== undefined;
+    if (attested && error instanceof OAuthError) error.headers[CHALLENGE_HEADER] = await currentChallenge(c.get("cfg").SESSION_SECRET, now());
+    throw error;
+  }
   if (presented.method === "attestation") {
     const challenge = await currentChallenge(c.get("cfg").SESSION_SECRET, now());
     const nonce = c.req.header("dpop") !== undefined ? await nonceToProvide(c) : undefined;
