@@ -267,6 +267,14 @@ describe("DPoP combined mode (attest_jwt_client_auth_dpop, §6.2)", () => {
     );
   });
 
+  it("gives the next challenge also to a request refused before client authentication (a DPoP nonce asked for first)", async () => {
+    const key = await DpopKey.generate();
+    const attestation = await attester.attest(combined.client_id, { jwk: key.jwk } as Instance);
+    const res = await token({ ...attestationHeaders(attestation), DPoP: await key.proof({ nonce: null }) });
+    expect(res.headers.get("oauth-client-attestation-challenge")).toBe(await serverChallenge());
+    await expectError(res, 400, "use_dpop_nonce", "the authorization server requires a nonce in the DPoP proof");
+  });
+
   it("asks for a DPoP nonce for freshness", async () => {
     const key = await DpopKey.generate();
     const attestation = await attester.attest(combined.client_id, { jwk: key.jwk } as Instance);

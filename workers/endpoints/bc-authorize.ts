@@ -4,7 +4,7 @@ import { grantToExtend, resolveUser } from "../approvals/hints";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { Forbidden, InvalidBindingMessage, InvalidClient, InvalidRequest, InvalidScope, InvalidTarget, ServerError, UnauthorizedClient } from "../errors";
-import { claimedClientAndIp, clientAuth } from "../middleware/client-auth";
+import { attestationChallenge, claimedClientAndIp, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
@@ -30,7 +30,7 @@ export const bcAuthorize = new Hono<AppEnv>();
 /** Backchannel requests per client and IP per minute (BACKCHANNEL_LIMIT): each one may notify a person. */
 const backchannelLimit = rateLimit("backchannel", (env) => env.BACKCHANNEL_LIMIT, claimedClientAndIp);
 
-bcAuthorize.post("/bc-authorize", noStore, formBody, backchannelLimit, clientAuth, async (c) => {
+bcAuthorize.post("/bc-authorize", noStore, attestationChallenge, formBody, backchannelLimit, clientAuth, async (c) => {
   const params = c.get("params");
   const client = c.get("client");
   const cfg = c.get("cfg");

@@ -4,7 +4,7 @@ import { displayUserCode, newUserCode } from "../approvals/user-code";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { ServerError, UnauthorizedClient } from "../errors";
-import { claimedClientAndIp, clientAuth } from "../middleware/client-auth";
+import { attestationChallenge, claimedClientAndIp, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
@@ -24,7 +24,7 @@ export const deviceAuthorization = new Hono<AppEnv>();
 /** Device authorization requests per client and IP per minute, as for CIBA (BACKCHANNEL_LIMIT): each one stores a request. */
 const deviceLimit = rateLimit("device", (env) => env.BACKCHANNEL_LIMIT, claimedClientAndIp);
 
-deviceAuthorization.post("/device_authorization", noStore, formBody, deviceLimit, clientAuth, async (c) => {
+deviceAuthorization.post("/device_authorization", noStore, attestationChallenge, formBody, deviceLimit, clientAuth, async (c) => {
   const params = c.get("params");
   const client = c.get("client");
   const cfg = c.get("cfg");

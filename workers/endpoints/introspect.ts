@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { now } from "../clock";
 import { InvalidClient, InvalidRequest } from "../errors";
 import { grantStub } from "../grants/issue";
-import { clientAuth } from "../middleware/client-auth";
+import { attestationChallenge, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
@@ -18,7 +18,7 @@ import type { AppEnv } from "../types";
  */
 export const introspect = new Hono<AppEnv>();
 
-introspect.post("/introspect", noStore, formBody, clientAuth, async (c) => {
+introspect.post("/introspect", noStore, attestationChallenge, formBody, clientAuth, async (c) => {
   const params = c.get("params");
   const cfg = c.get("cfg");
   const auth_method = c.get("auth_method");

@@ -6,7 +6,7 @@ import { findResource } from "../clients/cache";
 import { pushedClient } from "../clients/pushed-registration";
 import { now } from "../clock";
 import { InvalidRequest, ServerError } from "../errors";
-import { clientAuth } from "../middleware/client-auth";
+import { attestationChallenge, clientAuth } from "../middleware/client-auth";
 import { dpopNonce, dpopProof } from "../middleware/dpop";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
@@ -27,7 +27,7 @@ import type { AppEnv } from "../types";
  */
 export const par = new Hono<AppEnv>();
 
-par.post("/par", noStore, formBody, dpopNonce, clientAuth, dpopProof({ requiredForBoundClients: false }), async (c) => {
+par.post("/par", noStore, attestationChallenge, formBody, dpopNonce, clientAuth, dpopProof({ requiredForBoundClients: false }), async (c) => {
   const cfg = c.get("cfg");
   let params = c.get("params");
   // RFC 9126 §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT be provided."

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { now } from "../clock";
 import { InvalidRequest, UnsupportedTokenType } from "../errors";
 import { grantStub } from "../grants/issue";
-import { clientAuth } from "../middleware/client-auth";
+import { attestationChallenge, clientAuth } from "../middleware/client-auth";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
@@ -19,7 +19,7 @@ import type { AppEnv } from "../types";
  */
 export const revoke = new Hono<AppEnv>();
 
-revoke.post("/revoke", noStore, formBody, clientAuth, async (c) => {
+revoke.post("/revoke", noStore, attestationChallenge, formBody, clientAuth, async (c) => {
   const params = c.get("params");
   const cfg = c.get("cfg");
   const client = c.get("client");

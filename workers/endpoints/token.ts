@@ -1,7 +1,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { InvalidRequest, OAuthError, UnauthorizedClient, UnsupportedGrantType } from "../errors";
 import { grants } from "../grants";
-import { claimedClientAndIp, claimedClientId, clientAuth } from "../middleware/client-auth";
+import { attestationChallenge, claimedClientAndIp, claimedClientId, clientAuth } from "../middleware/client-auth";
 import { dpop, dpopNonce } from "../middleware/dpop";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
@@ -42,5 +42,5 @@ async function issue(c: Context<AppEnv>) {
   return c.json(response);
 }
 
-token.post("/token", noStore, formBody, tokenLimit, auditOutcome, dpopNonce, clientAuth, dpop, issue);
+token.post("/token", noStore, attestationChallenge, formBody, tokenLimit, auditOutcome, dpopNonce, clientAuth, dpop, issue);
 token.all("/token", methodNotAllowed("POST"));

@@ -33,38 +33,32 @@ type Presented =
  * checked by `clients/httpsig-auth.ts`, which also hands its key to the token endpoint in `c.get("httpsig")`
  * for binding.
  */
+/**
+ * draft -11 §8.2: every response to a request carrying an attestation header, errors included (those of
+ * middleware before client authentication too), gets the next `OAuth-Client-Attestation-Challenge`. First
+ * on every endpoint that authenticates clients.
+ */
+export const attestationChallenge: MiddlewareHandler<AppEnv> = async (c, next) => {
+  await next();
+  if (c.req.header(ATTESTATION_HEADER) === undefined && c.req.header(POP_HEADER) === undefined) return;
+  c.res.headers.set(CHALLENGE_HEADER, await currentChallenge(c.get("cfg").SESSION_SECRET, now()));
+};
+
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
-  let presented: Presented;
-  try {
-    presented = present(c);
-  } catch (error) {
-    // §8.2: a request with an attestation header gets the next challenge, even when its headers are refused.
-    const attested = c.req.header(ATTESTATION_HEADER) !== undefined || c.req.header(POP_HEADER) !== undefined;
-    if (attested && error instanceof OAuthError) error.headers[CHALLENGE_HEADER] = await currentChallenge(c.get("cfg").SESSION_SECRET, now());
-    throw error;
-  }
+  const presented = present(c);
   if (presented.method === "attestation") {
-    const challenge = await currentChallenge(c.get("cfg").SESSION_SECRET, now());
     const nonce = c.req.header("dpop") !== undefined ? await nonceToProvide(c) : undefined;
     let client: Client;
     try {
       client = await authenticateByAttestation(c, presented);
     } catch (error) {
-      if (error instanceof OAuthError) {
-        error.headers[CHALLENGE_HEADER] = challenge;
-        if (nonce !== undefined) error.headers["DPoP-Nonce"] = nonce;
-      }
+      if (error instanceof OAuthError && nonce !== undefined) error.headers["DPoP-Nonce"] = nonce;
       throw error;
     }
     markUsed(c, client);
     c.set("client", client);
     c.set("auth_method", client.token_endpoint_auth_method);
-    try {
-      await next();
-    } finally {
-      c.header(CHALLENGE_HEADER, challenge);
-    }
-    return;
+    return next();
   }
   if (presented.method === HTTPSIG_CLIENT_AUTH) {
     const request = { method: c.req.method, url: c.req.url, headers: c.req.raw.headers, body: async () => new Uint8Array(await c.req.arrayBuffer()) };
