@@ -22,6 +22,10 @@ export type { RedeemResult, RefreshResult, StatusResult } from "./grant-record";
 
 import { now as clock } from "../workers/clock";
 
+/** Storage key of the mark a revocation leaves on an object that holds no grant yet, and how long it stays (s). */
+const TOMBSTONE = "revoked-before-creation";
+const TOMBSTONE_KEPT = 86_400;
+
 /**
  * GrantObject: one per authorization a user gave a client. Holds the authorization code, the
  * refresh-token family and revocation. Only hashes of codes and refresh tokens are stored.
@@ -54,17 +58,26 @@ import { now as clock } from "../workers/clock";
 
 export class GrantObject extends DurableObject<Env> {
   private grant: Stored | undefined;
+  /** When a revocation reached this object before it held a grant (the owner was deleted in between). */
+  private revokedBeforeCreation: number | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.blockConcurrencyWhile(async () => {
       this.grant = await ctx.storage.get<Stored>("grant");
+      this.revokedBeforeCreation = await ctx.storage.get<number>(TOMBSTONE);
     });
   }
 
   /** (none) → pending: stores the grant and its code. */
-  async create(input: { data: GrantData; code: CodeBinding; lifetimes: GrantLifetimes; now: number }): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
+  async create(input: {
+    data: GrantData;
+    code: CodeBinding;
+    lifetimes: GrantLifetimes;
+    now: number;
+  }): Promise<{ ok: true } | { ok: false; reason: "exists" | "revoked" }> {
     if (this.grant) return { ok: false, reason: "exists" };
+    if (this.revokedBeforeCreation !== undefined) return { ok: false, reason: "revoked" };
     await this.save({
       state: "pending",
       data: input.data,
@@ -84,8 +97,9 @@ export class GrantObject extends DurableObject<Env> {
    * no code; the first refresh token, if any, is issued at once. An empty code hash matches no code.
    * The family is bound to the keys given, as a redemption binds it, so `refresh` enforces them alike.
    */
-  async createActive(input: CreateActiveInput): Promise<{ ok: true } | { ok: false; reason: "exists" }> {
+  async createActive(input: CreateActiveInput): Promise<{ ok: true } | { ok: false; reason: "exists" | "revoked" }> {
     if (this.grant) return { ok: false, reason: "exists" };
+    if (this.revokedBeforeCreation !== undefined) return { ok: false, reason: "revoked" };
     const refresh = input.data.refresh && input.refresh_hash ? { hash: input.refresh_hash, issued_at: input.now, last_used_at: input.now } : null;
     await this.save({
       state: "active",
@@ -275,15 +289,30 @@ export class GrantObject extends DurableObject<Env> {
   }
 
   /** any → revoked (admin deletion of the client or user, or a security event). */
+  /**
+   * any → revoked (admin deletion of the client or user, or a security event). Reaching an object before its
+   * grant was created (the grant is indexed first, then created), it leaves a mark that refuses the creation.
+   */
   async revoke(reason: string): Promise<{ ok: true }> {
     if (this.grant && this.grant.state !== "revoked") await this.revokeWith(this.grant, reason);
+    if (!this.grant && this.revokedBeforeCreation === undefined) {
+      const at = clock();
+      this.revokedBeforeCreation = at;
+      await this.ctx.storage.put(TOMBSTONE, at);
+      await this.ctx.storage.setAlarm((at + TOMBSTONE_KEPT) * 1000);
+    }
     return { ok: true };
   }
 
   /** Expiry: pending codes and idle or finished families end here; the record is then deleted. */
   override async alarm(): Promise<void> {
     const g = this.grant;
-    if (!g) return;
+    if (!g) {
+      // The mark of a revocation that came first, kept long past any creation that could follow it.
+      if (this.revokedBeforeCreation !== undefined) await this.ctx.storage.deleteAll();
+      this.revokedBeforeCreation = undefined;
+      return;
+    }
     const now = clock();
     const due = deadline(g);
     if (due !== null && due > now) {

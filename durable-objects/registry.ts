@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type { AttestationPolicy, Attester } from "../schemas/attestation";
-import type { Client } from "../schemas/client";
+import { type Client, DYNAMIC_CLIENT_ID } from "../schemas/client";
 import type { CreateClientResult, InitialAccessToken, RegistrationGate } from "../schemas/registration";
 import type { Resource, ResourceInput, User } from "../schemas/resource";
 import { now as clock } from "../workers/clock";
@@ -247,8 +247,12 @@ export class Registry extends DurableObject<Env> {
     sub: string;
     client_id: string;
     consent?: { audiences: string[]; scopes: string[] };
-  }): Promise<{ ok: true } | { ok: false; reason: "no_user" }> {
+  }): Promise<{ ok: true } | { ok: false; reason: "no_user" | "no_client" }> {
     if (!(await this.ctx.storage.get(`user:${input.sub}`))) return { ok: false, reason: "no_user" };
+    // Likewise a registered client deleted while another isolate still had it cached (a URL client_id or the
+    // unregistered clients' shared one has no record here).
+    const unrecorded = input.client_id.startsWith("https://") || input.client_id.startsWith("http://") || input.client_id === DYNAMIC_CLIENT_ID;
+    if (!unrecorded && !(await this.ctx.storage.get(`client:${input.client_id}`))) return { ok: false, reason: "no_client" };
     const writes: Record<string, unknown> = {
       [`grant-of:client:${input.client_id}\n${input.grant_id}`]: true,
       [`grant-of:user:${input.sub}\n${input.grant_id}`]: true,

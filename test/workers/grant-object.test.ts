@@ -554,7 +554,7 @@ describe("revocation (RFC 7009)", () => {
     expect(await empty.revokeAccessToken({ jti: "at-1", exp: T + 600, client_id: CLIENT, now: T })).toEqual({ ok: false, reason: "unknown" });
   });
 
-  it("revoke() ends an active grant with its reason and is idempotent; on an empty object it stores nothing", async () => {
+  it("revoke() ends an active grant with its reason and is idempotent; on an empty object it leaves only its mark", async () => {
     const f = await active();
     expect(await f.stub.revoke("owner_deleted")).toEqual({ ok: true });
     expect(await f.stub.revoke("second_reason")).toEqual({ ok: true });
@@ -563,13 +563,28 @@ describe("revocation (RFC 7009)", () => {
     expect((await rotate(f, f.refresh, T + 3)).result).toEqual({ ok: false, reason: "revoked" });
     const empty = env.GRANTS.get(env.GRANTS.newUniqueId());
     expect(await empty.revoke("x")).toEqual({ ok: true });
-    expect(await storageKeys(empty)).toEqual({ keys: [], alarm: null });
+    expect(await storageKeys(empty)).toEqual({ keys: ["revoked-before-creation"], alarm: expect.any(Number) });
   });
 
   it("revoke() of a pending grant makes its code answer revoked", async () => {
     const f = await pending();
     await f.stub.revoke("owner_deleted");
     expect(await f.stub.redeemCode(await redemption(f))).toEqual({ ok: false, reason: "revoked" });
+  });
+});
+
+describe("a revocation before the grant exists (its owner deleted between indexing and creation)", () => {
+  it("refuses the creation that follows, and its mark goes with the alarm", async () => {
+    const id = env.GRANTS.newUniqueId();
+    const stub = env.GRANTS.get(id);
+    expect(await stub.revoke("user_deleted")).toEqual({ ok: true });
+    const data: GrantData = { client_id: CLIENT, sub: "usr_gone", scope: ["mcp:read"], resources: [], auth_time: T, amr: ["pwd"], refresh: true };
+    expect(await stub.createActive({ data, refresh_hash: "h", lifetimes: LIFETIMES, now: T })).toEqual({ ok: false, reason: "revoked" });
+    const code = { hash: "c", expires_at: T + 60, code_challenge: "x", redirect_uri: REDIRECT_URI };
+    expect(await stub.create({ data, code, lifetimes: LIFETIMES, now: T })).toEqual({ ok: false, reason: "revoked" });
+    expect(await stub.status({ now: T })).toEqual({ active: false });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await storageKeys(stub)).keys).toEqual([]);
   });
 });
 

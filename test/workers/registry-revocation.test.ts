@@ -1,6 +1,6 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { REVOKE_PAGE } from "../../durable-objects/registry-revocation";
 import type { GrantData } from "../../schemas/grant";
 import { registry } from "../../workers/clients/cache";
@@ -11,6 +11,12 @@ import { registry } from "../../workers/clients/cache";
  * a plan allows, and no deleted owner is left with live grants.
  */
 const T = Math.floor(Date.now() / 1000);
+/** The client the grants are for: a record must exist, or the Registry indexes no grant for it. */
+const CLIENT = "lk_bulk";
+
+beforeAll(async () => {
+  await runInDurableObject(registry(env), (_, state) => state.storage.put(`client:${CLIENT}`, { client_id: CLIENT }));
+});
 
 async function userWithGrants(n: number): Promise<{ sub: string; grants: string[] }> {
   const sub = `usr_bulk_${crypto.randomUUID().slice(0, 8)}`;
@@ -25,9 +31,9 @@ async function userWithGrants(n: number): Promise<{ sub: string; grants: string[
   const grants = await Promise.all(
     Array.from({ length: n }, async () => {
       const id = env.GRANTS.newUniqueId();
-      const data: GrantData = { client_id: "lk_bulk", sub, scope: ["mcp:read"], resources: [], auth_time: T, amr: ["pwd"], refresh: false };
+      const data: GrantData = { client_id: CLIENT, sub, scope: ["mcp:read"], resources: [], auth_time: T, amr: ["pwd"], refresh: false };
       await env.GRANTS.get(id).createActive({ data, lifetimes: { expires_at: T + 86_400, idle_ttl: 86_400, reuse_window: 30 }, now: T });
-      await registry(env).recordGrant({ grant_id: id.toString(), sub, client_id: "lk_bulk" });
+      await registry(env).recordGrant({ grant_id: id.toString(), sub, client_id: CLIENT });
       return id.toString();
     }),
   );
@@ -59,7 +65,7 @@ describe("revoking a deleted owner's grants", () => {
     const { sub } = await userWithGrants(0);
     for (let batch = 0; batch < 3; batch++) {
       const audiences = Array.from({ length: 50 }, (_, i) => `https://api-${batch}-${i}.example/`);
-      await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: "lk_bulk", consent: { audiences, scopes: ["read"] } });
+      await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: CLIENT, consent: { audiences, scopes: ["read"] } });
     }
     const consents = () => runInDurableObject(registry(env), async (_, state) => (await state.storage.list({ prefix: `consent:${sub}\n` })).size);
     expect(await consents()).toBe(150);
@@ -72,14 +78,21 @@ describe("revoking a deleted owner's grants", () => {
     const { sub } = await userWithGrants(0);
     expect(await registry(env).deleteUser(sub)).toEqual({ ok: true, revoked_grants: 0 });
     for (const who of [sub, "usr_never"]) {
-      expect(await registry(env).recordGrant({ grant_id: "late", sub: who, client_id: "lk_bulk" })).toEqual({ ok: false, reason: "no_user" });
+      expect(await registry(env).recordGrant({ grant_id: "late", sub: who, client_id: CLIENT })).toEqual({ ok: false, reason: "no_user" });
     }
     expect(await indexed(`user:${sub}`)).toBe(0);
   });
 
+  it("refuses to index a grant for a registered client that no longer exists", async () => {
+    const { sub } = await userWithGrants(0);
+    expect(await registry(env).recordGrant({ grant_id: "late", sub, client_id: "lk_deleted_meanwhile" })).toEqual({ ok: false, reason: "no_client" });
+    // A client_id URL (a metadata document) has no record here, and needs none.
+    expect(await registry(env).recordGrant({ grant_id: "cimd", sub, client_id: "https://agent.example/client.json" })).toEqual({ ok: true });
+  });
+
   it("drops an index entry that names no grant object, and finishes", async () => {
     const { sub, grants } = await userWithGrants(1);
-    await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: "lk_bulk" });
+    await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: CLIENT });
     expect(await registry(env).deleteUser(sub)).toEqual({ ok: true, revoked_grants: 2 });
     expect(await active(grants[0] as string)).toBe(false);
     expect(await indexed(`user:${sub}`)).toBe(0);

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { registry } from "../clients/cache";
 import { now } from "../clock";
-import { AccessDenied, ServerError } from "../errors";
+import { AccessDenied, InvalidRequest, ServerError } from "../errors";
 import { audit } from "../observe/audit";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
@@ -34,7 +34,8 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
     ...(consented && client.client_id !== DYNAMIC_CLIENT_ID ? { consent: { audiences: audiences(interaction, cfg.ISSUER), scopes: interaction.scope } } : {}),
   });
   if (!recorded.ok) {
-    // The account was deleted after its session was checked.
+    // The account or the client was deleted after it was checked.
+    if (recorded.reason === "no_client") return errorPage(c, new InvalidRequest("the client is not known to this server"));
     clearSession(c);
     return errorPage(c, new AccessDenied("the signed-in account no longer exists"));
   }
@@ -61,6 +62,8 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
     lifetimes: { expires_at: t + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
     now: t,
   });
+  // The user or client was deleted between indexing the grant and creating it: its revocation came first.
+  if (!created.ok && created.reason === "revoked") return errorPage(c, new AccessDenied("this authorization was revoked while it was being made"));
   if (!created.ok) throw new ServerError("could not create the grant", "unique grant id already existed");
   audit(c, {
     event: "authorization.granted",

@@ -153,7 +153,12 @@ export async function issueApproved(
     create = async () => {
       // Indexed before it exists, as in the code flow: deleting the user or client always finds it.
       const recorded = await registry(env).recordGrant({ grant_id, sub: approval.sub, client_id: client.client_id });
-      if (!recorded.ok) throw new InvalidGrant("the user who approved this request no longer exists", recorded.reason);
+      if (!recorded.ok) {
+        throw new InvalidGrant(
+          recorded.reason === "no_user" ? "the user who approved this request no longer exists" : "this client no longer exists",
+          recorded.reason,
+        );
+      }
       const created = await env.GRANTS.get(id).createActive({
         data: newData,
         refresh_hash,
@@ -161,6 +166,7 @@ export async function issueApproved(
         lifetimes: { expires_at: now + cfg.REFRESH_TOKEN_TTL, idle_ttl: cfg.REFRESH_TOKEN_IDLE_TTL, reuse_window: cfg.REFRESH_TOKEN_REUSE_WINDOW },
         now,
       });
+      if (!created.ok && created.reason === "revoked") throw new InvalidGrant("the grant was revoked while it was being made", created.reason);
       if (!created.ok) throw new ServerError("could not create the grant", "unique grant id already existed");
     };
   }
