@@ -175,6 +175,12 @@ describe('clients that registered themselves: only what a resource opens to them
     const closedDescription = `${CLOSED} grants client_credentials only to clients an administrator registered, and opens no scope to clients that registered themselves`;
     await expectError(await token({ resource: CLOSED }), 400, "unauthorized_client", closedDescription);
     await expectError(await token({ resource: CLOSED, scope: "" }), 400, "unauthorized_client", closedDescription);
+    await expectError(
+      await token({}),
+      400,
+      "unauthorized_client",
+      "a client that registered itself gets client_credentials tokens only for a resource that opens scopes to it: name one",
+    );
   });
 
   it("is refused when none of the scopes it registered is open and it names none", async () => {

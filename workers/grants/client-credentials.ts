@@ -54,7 +54,8 @@ export const clientCredentials: GrantHandler = {
 /** What a client that registered itself may have of `scope` for `aud` (see above); throws when that is nothing it asked for. */
 function arranged(decision: Decision, aud: string, scope: string[], explicit: boolean): string[] {
   const resource = decision.resources.find((r) => r.resource === aud);
-  if (!resource) return scope;
+  if (!resource)
+    throw new UnauthorizedClient("a client that registered itself gets client_credentials tokens only for a resource that opens scopes to it: name one");
   const open = resource.self_registered_client_credentials_scopes ?? [];
   if (!open.length) {
     throw new UnauthorizedClient(
