@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { now } from "../../workers/clock";
 import { parseHandle } from "../../workers/tokens/handles";
-import { obtainCode, pkce } from "./browser";
+import { authorizeUrl, Browser, obtainCode, pkce, signIn } from "./browser";
 import { basic, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 /** RFC 7592 client configuration endpoint: read, replace and delete a registration with its registration access token. */
@@ -118,7 +118,11 @@ describe("PUT /register/{client_id} (RFC 7592 §2.2)", () => {
     const read = (await (await manage("GET", r.client_id, body.registration_access_token)).json()) as Registered;
     expect(read.client_name).toBe("Agent v2");
     // The secret still works.
-    const token = await postForm("/token", { grant_type: "client_credentials" }, { Authorization: basic(r.client_id, r.client_secret as string) });
+    const token = await postForm(
+      "/token",
+      { grant_type: "client_credentials", resource: MCP_RESOURCE },
+      { Authorization: basic(r.client_id, r.client_secret as string) },
+    );
     expect(token.status).toBe(200);
   });
 
@@ -134,6 +138,30 @@ describe("PUT /register/{client_id} (RFC 7592 §2.2)", () => {
     const res = await manage("PUT", r.client_id, r.registration_access_token, { ...ping, client_id: r.client_id, client_name: "Local ping agent v2" });
     expect(res.status, await res.clone().text()).toBe(200);
     expect(await res.json()).toMatchObject({ client_name: "Local ping agent v2", backchannel_client_notification_endpoint: "http://127.0.0.1:9/cb" });
+  });
+
+  it("sends no code to a redirect URI an update removed while the user was signing in", async () => {
+    const [a, b] = ["https://agent.example/a", "https://agent.example/b"];
+    const spa = { client_name: "SPA", redirect_uris: [a, b], token_endpoint_auth_method: "none" };
+    const r = await register(spa);
+    const p = await pkce();
+    const browser = new Browser();
+    const params = {
+      response_type: "code",
+      client_id: r.client_id,
+      redirect_uri: b,
+      code_challenge: p.challenge,
+      code_challenge_method: "S256",
+      resource: MCP_RESOURCE,
+      scope: "mcp:read",
+    };
+    const login = await browser.get(authorizeUrl(params));
+    expect((await manage("PUT", r.client_id, r.registration_access_token, { ...spa, client_id: r.client_id, redirect_uris: [a] })).status).toBe(200);
+    // The sign-in form's post finds the client changed: an error page, no redirect, no code.
+    const after = await signIn(browser, login);
+    expect(after.status).toBe(400);
+    expect(after.headers.get("location")).toBeNull();
+    expect(await after.text()).toContain("the client changed since this request began and no longer accepts it; start again from the application");
   });
 
   it("accepts the current client_secret in the body and refuses any other", async () => {

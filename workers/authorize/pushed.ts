@@ -3,6 +3,7 @@ import type { ConsumeResult } from "../../durable-objects/pushed-request";
 import { type Client, DYNAMIC_CLIENT_ID, type PushedRegistration } from "../../schemas/client";
 import { markUsed } from "../clients/last-used";
 import { dynamicClient, pushedClient } from "../clients/pushed-registration";
+import { matchRedirectUri } from "../clients/redirect-uri";
 import { resolveClient } from "../clients/resolve";
 import { now } from "../clock";
 import { InvalidRequest, InvalidRequestUri, OAuthError, unreachable } from "../errors";
@@ -96,9 +97,16 @@ export function pushedRequestUsedUp(reason: Exclude<ConsumeResult, { ok: true }>
   return new InvalidRequestUri("this authorization request was already answered or has expired; start again from the application", reason);
 }
 
-/** The client an interaction is for: an unregistered client is rebuilt from what it pushed. */
+/**
+ * The client an interaction is for, as it is now: an unregistered client is rebuilt from what it pushed. A
+ * client changed since the request (an RFC 7592 update, a new metadata document) that no longer has the
+ * request's redirect URI, or the code grant, is refused: the answer must not go where the client no longer is.
+ */
 export async function interactionClient(env: Env, interaction: Interaction): Promise<Client | null> {
   const client = await resolveClient(env, interaction.client_id);
-  if (client?.client_id !== DYNAMIC_CLIENT_ID) return client;
-  return dynamicClient(interaction.pushed?.registration, interaction.redirect_uri);
+  if (client?.client_id === DYNAMIC_CLIENT_ID) return dynamicClient(interaction.pushed?.registration, interaction.redirect_uri);
+  if (client && (!matchRedirectUri(client.redirect_uris, interaction.redirect_uri) || !client.grant_types.includes("authorization_code"))) {
+    throw new InvalidRequest("the client changed since this request began and no longer accepts it; start again from the application");
+  }
+  return client;
 }
