@@ -24,6 +24,8 @@ export interface Rotated {
   sealed_successor: string;
   /** A retry got the successor: the rotation stands. */
   retried?: true;
+  /** This rotation bound the family to a DPoP key (`undoRotation` unbinds it). */
+  bound?: true;
 }
 
 export interface Stored extends GrantLifetimes {
@@ -116,6 +118,8 @@ export interface RefreshInput {
   scope?: string[];
   /** RFC 9449: thumbprint of the key that signed the refresh request's DPoP proof, if it had one. */
   dpop_jkt?: string;
+  /** RFC 9449 §5: bind a family not bound yet to `dpop_jkt` (the caller decides: public clients only). */
+  bind_refresh_to_key?: boolean;
   /** Thumbprint of the Client Instance Key of the request's client attestation, if it had one. */
   instance_jkt?: string;
   /** RFC 8707 `resource` values of the request. */

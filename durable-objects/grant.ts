@@ -212,8 +212,12 @@ export class GrantObject extends DurableObject<Env> {
     if (input.now - g.refresh.last_used_at >= g.idle_ttl) return { ok: false, reason: "expired" };
     if (refused) return refused;
     const retiring = g.rotated?.hash;
-    g.rotated = { ...g.refresh, rotated_at: input.now, sealed_successor: input.sealed_successor };
+    // RFC 9449 §5: a public client's refresh token issued with a DPoP proof is bound to its key, so a family
+    // that was not bound yet is bound from this rotation on.
+    const binds = input.bind_refresh_to_key === true && input.dpop_jkt !== undefined && g.dpop_jkt === undefined;
+    g.rotated = { ...g.refresh, rotated_at: input.now, sealed_successor: input.sealed_successor, ...(binds ? { bound: true as const } : {}) };
     g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };
+    if (binds) g.dpop_jkt = input.dpop_jkt;
     await this.save(g, retiring);
     return { ok: true, data: g.data, retry: false };
   }
@@ -241,6 +245,7 @@ export class GrantObject extends DurableObject<Env> {
     const r = g?.rotated;
     if (!g || !r || !rotationUntouched(g, input)) return { ok: false, reason: "changed" };
     g.refresh = { hash: r.hash, issued_at: r.issued_at ?? r.rotated_at, last_used_at: r.last_used_at ?? r.rotated_at };
+    if (r.bound) delete g.dpop_jkt;
     g.rotated = null;
     await this.save(g);
     return { ok: true };

@@ -88,15 +88,19 @@ describe("public client: refresh tokens bound to the DPoP key (RFC 9449 §5)", (
     expect(jkt(await ok(await refresh(spa, first.refresh_token, key)))).toBe(key.jkt);
   });
 
-  it("leaves the family unbound when the code was redeemed without DPoP; a later proof binds only that access token", async () => {
+  it("leaves the family unbound when the code was redeemed without DPoP; the first refresh with a proof binds it (RFC 9449 §5)", async () => {
     const first = await ok(await redeem(spa, await code(spa)));
     expect(first.token_type).toBe("Bearer");
     expect(jkt(first)).toBeUndefined();
-    const second = await ok(await refresh(spa, first.refresh_token, key));
+    const unbound = await ok(await refresh(spa, first.refresh_token));
+    expect(unbound.token_type).toBe("Bearer");
+    const second = await ok(await refresh(spa, unbound.refresh_token, key));
     expect(second.token_type).toBe("DPoP");
     expect(jkt(second)).toBe(key.jkt);
-    const third = await ok(await refresh(spa, second.refresh_token));
-    expect(third.token_type).toBe("Bearer");
+    // The refresh token it got is bound to that key now: without a proof, or with another key, it is refused.
+    await expectError(await refresh(spa, second.refresh_token), 400, "invalid_grant", REFRESH_BOUND);
+    await expectError(await refresh(spa, second.refresh_token, otherKey), 400, "invalid_grant", REFRESH_BOUND);
+    expect(jkt(await ok(await refresh(spa, second.refresh_token, key)))).toBe(key.jkt);
   });
 });
 

@@ -37,6 +37,7 @@ export const refreshToken: GrantHandler = {
       sealed_successor: await sealSuccessor(presented, successor.token),
       ...(requested ? { scope: requested } : {}),
       dpop_jkt: dpop?.jkt,
+      bind_refresh_to_key: c.get("auth_method") === "none",
       // draft-ietf-oauth-attestation-based-client-auth-11 §11: a family issued under attestation refreshes
       // only with an attestation for the same Client Instance Key.
       instance_jkt: c.get("attestation")?.facts.jkt,
