@@ -85,6 +85,33 @@ describe("agent step-up through CIBA", () => {
     expect(decodeJwt(onB.access_token as string)).toMatchObject({ aud: b, scope: "docs:delete" });
   });
 
+  it("leaves the grant as it was when the token request that would widen it fails", async () => {
+    const first = await approved(agent, { scope: "openid offline_access mcp:read", resource: MCP_RESOURCE, login_hint: "alice@example.com" }, "KEEP-1");
+    const res = await asClient(agent, "/bc-authorize", {
+      scope: "openid mcp:write",
+      resource: MCP_RESOURCE,
+      id_token_hint: first.id_token as string,
+      grant_token: first.refresh_token as string,
+      binding_message: "KEEP-2",
+    });
+    const { auth_req_id } = (await res.json()) as { auth_req_id: string };
+    expect(await decideNewest(alice, "approve", "KEEP-2")).toBe("/inbox?done=approved");
+    await expectError(
+      await pollCiba(agent, auth_req_id, { resource: "https://not-granted.example/api" }),
+      400,
+      "invalid_target",
+      "resource https://not-granted.example/api was not granted",
+    );
+    const refreshed = await postForm(
+      "/token",
+      { grant_type: "refresh_token", refresh_token: first.refresh_token as string },
+      { Authorization: basic(agent.client_id, agent.client_secret as string) },
+    );
+    const body = (await refreshed.json()) as Record<string, string>;
+    expect(refreshed.status, JSON.stringify(body)).toBe(200);
+    expect(decodeJwt(body.access_token as string).scope).toBe("mcp:read");
+  });
+
   it("accepts an unexpired access token of the grant as grant_token, and says so in the inbox", async () => {
     const first = await approved(agent, { scope: "openid offline_access mcp:read", resource: MCP_RESOURCE, login_hint: "alice@example.com" }, "AT-FIRST");
     const res = await asClient(agent, "/bc-authorize", {

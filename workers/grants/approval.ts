@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { PollResult } from "../../durable-objects/approval-queue";
+import { extended } from "../../durable-objects/grant-record";
 import type { Approval, ApprovalRequest } from "../../schemas/approval";
 import type { Client } from "../../schemas/client";
 import type { GrantData } from "../../schemas/grant";
@@ -128,11 +129,19 @@ export async function issueApproved(
   let refresh: { token: string; hash: string } | undefined;
   let create: (() => Promise<void>) | undefined;
   if (request.extends_grant) {
+    // The grant is read now and widened last, like a new one is created last: a request that fails on the
+    // way (a refused audience, policy, a signature) leaves the grant as it was.
     const stub = grantStub(env, request.extends_grant);
-    const extended = stub && (await stub.extend({ client_id: client.client_id, sub: approval.sub, scope: request.scope, resources: request.resources, now }));
-    if (!extended?.ok) throw new InvalidGrant("the grant this request extends is no longer active", extended?.reason);
+    const current = stub && (await stub.status({ now }));
+    const owned = current?.active && current.data.client_id === client.client_id && current.data.sub === approval.sub;
+    if (!stub || !current?.active || !owned)
+      throw new InvalidGrant("the grant this request extends is no longer active", current?.active ? "not owned" : "inactive");
     grant_id = request.extends_grant;
-    data = extended.data;
+    data = extended(current.data, request.scope, request.resources);
+    create = async () => {
+      const widened = await stub.extend({ client_id: client.client_id, sub: approval.sub, scope: request.scope, resources: request.resources, now });
+      if (!widened.ok) throw new InvalidGrant("the grant this request extends is no longer active", widened.reason);
+    };
   } else {
     const id = env.GRANTS.newUniqueId();
     grant_id = id.toString();
