@@ -246,7 +246,8 @@ export class Registry extends DurableObject<Env> {
     grant_id: string;
     sub: string;
     client_id: string;
-    consent?: { audiences: string[]; scopes: string[] };
+    /** Remembered under `holder` (the client, or the client at a redirect host: `consentHolder`). */
+    consent?: { holder: string; audiences: string[]; scopes: string[] };
   }): Promise<{ ok: true } | { ok: false; reason: "no_user" | "no_client" }> {
     if (!(await this.ctx.storage.get(`user:${input.sub}`))) return { ok: false, reason: "no_user" };
     // Likewise a registered client deleted while another isolate still had it cached (a URL client_id or the
@@ -258,7 +259,7 @@ export class Registry extends DurableObject<Env> {
       [`grant-of:user:${input.sub}\n${input.grant_id}`]: true,
     };
     for (const audience of input.consent?.audiences ?? []) {
-      const key = consentKey(input.sub, input.client_id, audience);
+      const key = consentKey(input.sub, input.consent?.holder ?? input.client_id, audience);
       const before = (await this.ctx.storage.get<string[]>(key)) ?? [];
       writes[key] = [...new Set([...before, ...(input.consent?.scopes ?? [])])].sort();
     }

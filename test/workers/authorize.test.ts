@@ -215,6 +215,25 @@ describe("sign-in, consent and the code", () => {
     expect(vouched).not.toContain("you will be sent to");
   });
 
+  it("asks a self-registered client's user again for another of its redirect hosts: consent is remembered for the host it showed", async () => {
+    const [shown, other] = ["https://lookalike.example/cb", "https://elsewhere.example/cb"];
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ client_name: "Two hosts", redirect_uris: [shown, other], token_endpoint_auth_method: "none" }),
+    });
+    const self = (await registered.json()) as { client_id: string };
+    const params = (redirect_uri: string) => ({ ...base(), client_id: self.client_id, redirect_uri });
+    const browser = new Browser();
+    const consent = await follow(browser, await signIn(browser, await browser.get(authorizeUrl(params(shown)))));
+    expect(clientRedirect(await decide(browser, consent, "allow"), shown).get("code")).toBeTruthy();
+    // The same host again: remembered. Another host: the consent page, which names it.
+    expect(clientRedirect(await browser.get(authorizeUrl(params(shown))), shown).get("code")).toBeTruthy();
+    const again = await browser.get(authorizeUrl(params(other)));
+    expect(again.status).toBe(200);
+    expect(await again.text()).toContain('you will be sent to <strong class="host">elsewhere.example</strong>');
+  });
+
   it("takes a POST as the same request made again as a GET, which carries the session cookie (SameSite=Lax)", async () => {
     const form = new URLSearchParams(base() as Record<string, string>);
     const init = { method: "POST", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: form.toString(), redirect: "manual" as const };

@@ -65,7 +65,7 @@ describe("revoking a deleted owner's grants", () => {
     const { sub } = await userWithGrants(0);
     for (let batch = 0; batch < 3; batch++) {
       const audiences = Array.from({ length: 50 }, (_, i) => `https://api-${batch}-${i}.example/`);
-      await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: CLIENT, consent: { audiences, scopes: ["read"] } });
+      await registry(env).recordGrant({ grant_id: "not-an-object-id", sub, client_id: CLIENT, consent: { holder: CLIENT, audiences, scopes: ["read"] } });
     }
     const consents = () => runInDurableObject(registry(env), async (_, state) => (await state.storage.list({ prefix: `consent:${sub}\n` })).size);
     expect(await consents()).toBe(150);

@@ -6,7 +6,7 @@ import { now } from "../clock";
 import { ConsentRequired, LoginRequired, type OAuthError } from "../errors";
 import type { AppEnv } from "../types";
 import { ConsentPage, type ConsentView, LoginPage } from "../ui/pages";
-import { audiences, issueCode } from "./issue-code";
+import { audiences, consentHolder, issueCode, redirectTarget } from "./issue-code";
 import { errorPage, page, redirectError } from "./respond";
 import { activeSession, csrfToken, type Interaction, type Session, type SignedIn, sealInteraction } from "./session";
 
@@ -26,7 +26,7 @@ export async function resume(c: Context<AppEnv>, client: Client, interaction: In
     }
     return loginPage(c, client, interaction, token);
   }
-  if (await needsConsent(c, signedIn.session, interaction)) {
+  if (await needsConsent(c, client, signedIn.session, interaction)) {
     if (interaction.prompt.includes("none"))
       return redirectError(c, interaction.redirect_uri, new ConsentRequired("the user has not allowed this access"), interaction.state);
     return consentPage(c, client, signedIn, interaction, token);
@@ -69,13 +69,14 @@ export async function errorForClient(
   return redirectError(c, redirectUri, error, state);
 }
 
-async function needsConsent(c: Context<AppEnv>, session: Session, interaction: Interaction): Promise<boolean> {
+async function needsConsent(c: Context<AppEnv>, client: Client, session: Session, interaction: Interaction): Promise<boolean> {
   if (interaction.prompt.includes("consent")) return true;
   // Every unregistered client shares one client_id, so a yes to one of them is no yes to the next.
   if (interaction.client_id === DYNAMIC_CLIENT_ID) return true;
   const reg = registry(c.env);
+  const holder = consentHolder(client, interaction.redirect_uri);
   for (const audience of audiences(interaction, c.get("cfg").ISSUER)) {
-    const allowed = new Set(await reg.getConsent(session.sub, interaction.client_id, audience));
+    const allowed = new Set(await reg.getConsent(session.sub, holder, audience));
     // An audience never consented to needs consent even for an empty scope.
     if (allowed.size === 0 || interaction.scope.some((s) => !allowed.has(s))) return true;
   }
@@ -132,10 +133,4 @@ function displayName(client: Client): string {
   const host = documentHost(client);
   if (host) return client.client_name ? `${client.client_name} (${host})` : host;
   return client.client_name ?? client.client_id;
-}
-
-/** The host (or, for a private-use scheme, the scheme) a redirect URI sends the browser to. */
-function redirectTarget(uri: string): string {
-  const u = new URL(uri);
-  return u.protocol === "http:" || u.protocol === "https:" ? u.host : u.protocol.slice(0, -1);
 }

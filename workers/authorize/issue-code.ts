@@ -31,7 +31,9 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
     grant_id,
     sub: session.sub,
     client_id: client.client_id,
-    ...(consented && client.client_id !== DYNAMIC_CLIENT_ID ? { consent: { audiences: audiences(interaction, cfg.ISSUER), scopes: interaction.scope } } : {}),
+    ...(consented && client.client_id !== DYNAMIC_CLIENT_ID
+      ? { consent: { holder: consentHolder(client, interaction.redirect_uri), audiences: audiences(interaction, cfg.ISSUER), scopes: interaction.scope } }
+      : {}),
   });
   if (!recorded.ok) {
     // The account or the client was deleted after it was checked.
@@ -78,4 +80,19 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
 /** Consent is remembered per resource; a request without one is for the issuer itself (OIDC). */
 export function audiences(interaction: Pick<Interaction, "resources">, issuer: string): string[] {
   return interaction.resources.length ? interaction.resources : [issuer];
+}
+
+/**
+ * Whose consent is remembered: the client's, and for a client that registered itself the client's at the
+ * host its answer goes to, since that host is what the consent page showed the user (another redirect URI
+ * of the same registration asks again).
+ */
+export function consentHolder(client: Client, redirectUri: string): string {
+  return client.registered_by === "admin" ? client.client_id : `${client.client_id} ${redirectTarget(redirectUri)}`;
+}
+
+/** The host (or, for a private-use scheme, the scheme) a redirect URI sends the browser to. */
+export function redirectTarget(uri: string): string {
+  const u = new URL(uri);
+  return u.protocol === "http:" || u.protocol === "https:" ? u.host : u.protocol.slice(0, -1);
 }
