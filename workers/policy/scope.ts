@@ -61,7 +61,8 @@ export async function decide(env: Env, client: Client, requested: string[] | und
   const clientScope = registeredScope(client);
   // A registered scope limits a client only when an administrator set it. A client that registered
   // itself chose its own `scope`: as a limit it protects nothing, and MCP clients register with their
-  // first scope and later step up. For them the user's consent is the gate.
+  // first scope and later step up. For them the user's consent is the gate (and, for client_credentials, what
+  // the resource opens to clients that registered themselves: grants/client-credentials.ts).
   const limit = client.registered_by === "admin" ? clientScope : null;
   const allowedForClient = (s: string) => !limit || s === "openid" || limit.has(s);
   if (requested === undefined) {
