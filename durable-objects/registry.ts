@@ -3,6 +3,7 @@ import type { AttestationPolicy, Attester } from "../schemas/attestation";
 import { type Client, DYNAMIC_CLIENT_ID } from "../schemas/client";
 import type { CreateClientResult, InitialAccessToken, RegistrationGate } from "../schemas/registration";
 import type { Resource, ResourceInput, User } from "../schemas/resource";
+import { isClientIdUrl } from "../workers/clients/client-id-url";
 import { now as clock } from "../workers/clock";
 import { config } from "../workers/config";
 import { log } from "../workers/observe/log";
@@ -252,7 +253,7 @@ export class Registry extends DurableObject<Env> {
     if (!(await this.ctx.storage.get(`user:${input.sub}`))) return { ok: false, reason: "no_user" };
     // Likewise a registered client deleted while another isolate still had it cached (a URL client_id or the
     // unregistered clients' shared one has no record here).
-    const unrecorded = input.client_id.startsWith("https://") || input.client_id.startsWith("http://") || input.client_id === DYNAMIC_CLIENT_ID;
+    const unrecorded = isClientIdUrl(input.client_id) || input.client_id === DYNAMIC_CLIENT_ID;
     if (!unrecorded && !(await this.ctx.storage.get(`client:${input.client_id}`))) return { ok: false, reason: "no_client" };
     const writes: Record<string, unknown> = {
       [`grant-of:client:${input.client_id}\n${input.grant_id}`]: true,

@@ -31,6 +31,15 @@ async function approved(client: CreatedClient, fields: Record<string, string>, b
   return body;
 }
 
+/** A refresh by the agent, authenticated with its secret. */
+function refreshAsAgent(token: string, extra: Record<string, string> = {}): Promise<Response> {
+  return postForm(
+    "/token",
+    { grant_type: "refresh_token", refresh_token: token, ...extra },
+    { Authorization: basic(agent.client_id, agent.client_secret as string) },
+  );
+}
+
 describe("agent step-up through CIBA", () => {
   it("extends the agent's own grant: same grant id, wider scope, and its refresh token now refreshes the wider scope", async () => {
     const first = await approved(agent, { scope: "openid offline_access mcp:read", resource: MCP_RESOURCE, login_hint: "alice@example.com" }, "FIRST");
@@ -44,11 +53,7 @@ describe("agent step-up through CIBA", () => {
     expect(at).toMatchObject({ gid, sub: "usr_dev_alice", aud: MCP_RESOURCE, scope: "mcp:read mcp:write" });
     // The agent keeps the refresh token it has; the grant behind it is wider now.
     expect(more.refresh_token).toBeUndefined();
-    const refreshed = await postForm(
-      "/token",
-      { grant_type: "refresh_token", refresh_token: first.refresh_token as string },
-      { Authorization: basic(agent.client_id, agent.client_secret as string) },
-    );
+    const refreshed = await refreshAsAgent(first.refresh_token as string);
     const body = (await refreshed.json()) as Record<string, string>;
     expect(refreshed.status, JSON.stringify(body)).toBe(200);
     expect(decodeJwt(body.access_token as string)).toMatchObject({ gid, scope: "mcp:read mcp:write" });
@@ -70,11 +75,7 @@ describe("agent step-up through CIBA", () => {
     );
     expect(decodeJwt(more.access_token as string)).toMatchObject({ aud: b, scope: "docs:delete" });
     const refresh = async (token: string, resource: string) => {
-      const res = await postForm(
-        "/token",
-        { grant_type: "refresh_token", refresh_token: token, resource },
-        { Authorization: basic(agent.client_id, agent.client_secret as string) },
-      );
+      const res = await refreshAsAgent(token, { resource });
       const body = (await res.json()) as Record<string, string>;
       expect(res.status, JSON.stringify(body)).toBe(200);
       return body;
@@ -102,11 +103,7 @@ describe("agent step-up through CIBA", () => {
       "invalid_target",
       "resource https://not-granted.example/api was not granted",
     );
-    const refreshed = await postForm(
-      "/token",
-      { grant_type: "refresh_token", refresh_token: first.refresh_token as string },
-      { Authorization: basic(agent.client_id, agent.client_secret as string) },
-    );
+    const refreshed = await refreshAsAgent(first.refresh_token as string);
     const body = (await refreshed.json()) as Record<string, string>;
     expect(refreshed.status, JSON.stringify(body)).toBe(200);
     expect(decodeJwt(body.access_token as string).scope).toBe("mcp:read");

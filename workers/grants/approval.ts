@@ -133,9 +133,10 @@ export async function issueApproved(
     // way (a refused audience, policy, a signature) leaves the grant as it was.
     const stub = grantStub(env, request.extends_grant);
     const current = stub && (await stub.status({ now }));
-    const owned = current?.active && current.data.client_id === client.client_id && current.data.sub === approval.sub;
-    if (!stub || !current?.active || !owned)
-      throw new InvalidGrant("the grant this request extends is no longer active", current?.active ? "not owned" : "inactive");
+    if (!stub || !current?.active) throw new InvalidGrant("the grant this request extends is no longer active", "inactive");
+    if (current.data.client_id !== client.client_id || current.data.sub !== approval.sub) {
+      throw new InvalidGrant("the grant this request extends is no longer active", "not this client's and user's");
+    }
     grant_id = request.extends_grant;
     data = extended(current.data, request.scope, request.resources);
     create = async () => {

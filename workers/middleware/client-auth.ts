@@ -20,20 +20,6 @@ type Presented =
   | { method: typeof HTTPSIG_CLIENT_AUTH; client_id?: string };
 
 /**
- * Client authentication at the token, pushed authorization request, introspection and revocation
- * endpoints (OAuth 2.1 §2.4; RFC 9126 §2: "The rules for client authentication ... for token endpoint
- * requests ... apply for the PAR endpoint as well").
- * Finds which method the request uses (exactly one), resolves the client and checks it registered
- * that method. Every failure is `invalid_client` with 401; one presented in the Authorization header
- * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2). A client assertion (RFC 7523 §2.2)
- * names its client itself and is checked by `clients/private-key-jwt.ts`; so does a Client Attestation
- * (draft-ietf-oauth-attestation-based-client-auth-11), checked by `attestation/authenticate.ts`. Every
- * response to a request carrying one gets a fresh `OAuth-Client-Attestation-Challenge` header (§8.2).
- * An HTTP message signature tagged `httpsig-oauth-token-request` (draft-richer-oauth-httpsig-03) is
- * checked by `clients/httpsig-auth.ts`, which also hands its key to the token endpoint in `c.get("httpsig")`
- * for binding.
- */
-/**
  * draft -11 §8.2: every response to a request carrying an attestation header, errors included (those of
  * middleware before client authentication too), gets the next `OAuth-Client-Attestation-Challenge`. First
  * on every endpoint that authenticates clients.
@@ -44,6 +30,20 @@ export const attestationChallenge: MiddlewareHandler<AppEnv> = async (c, next) =
   c.res.headers.set(CHALLENGE_HEADER, await currentChallenge(c.get("cfg").SESSION_SECRET, now()));
 };
 
+/**
+ * Client authentication at the token, pushed authorization request, introspection and revocation
+ * endpoints (OAuth 2.1 §2.4; RFC 9126 §2: "The rules for client authentication ... for token endpoint
+ * requests ... apply for the PAR endpoint as well").
+ * Finds which method the request uses (exactly one), resolves the client and checks it registered
+ * that method. Every failure is `invalid_client` with 401; one presented in the Authorization header
+ * gets a matching `WWW-Authenticate` challenge (RFC 6749 §5.2). A client assertion (RFC 7523 §2.2)
+ * names its client itself and is checked by `clients/private-key-jwt.ts`; so does a Client Attestation
+ * (draft-ietf-oauth-attestation-based-client-auth-11), checked by `attestation/authenticate.ts`; the
+ * challenge header for it comes from `attestationChallenge`.
+ * An HTTP message signature tagged `httpsig-oauth-token-request` (draft-richer-oauth-httpsig-03) is
+ * checked by `clients/httpsig-auth.ts`, which also hands its key to the token endpoint in `c.get("httpsig")`
+ * for binding.
+ */
 export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
   const presented = present(c);
   if (presented.method === "attestation") {
