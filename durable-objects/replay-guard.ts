@@ -2,9 +2,10 @@ import { DurableObject } from "cloudflare:workers";
 import { now as clock } from "../workers/clock";
 
 /**
- * ReplayGuard: remembers single-use identifiers (client assertion `jti`s, DPoP proof `jti`s,
- * attestation PoPs, ID-JAGs) until they expire. Sharded by a hash of the identifier
- * (`workers/replay.ts`), so no single object is hot.
+ * ReplayGuard: remembers identifiers until they expire: single-use ones (client assertion `jti`s, DPoP
+ * proof `jti`s, attestation PoPs, ID-JAGs) and revoked `client_credentials` access tokens
+ * (`workers/tokens/revoked.ts`). Sharded by a hash of the identifier (`workers/replay.ts`), so no single
+ * object is hot.
  *
  *   (unseen) ──claim──► seen ──exp passes (alarm)──► (forgotten)
  *                         └──claim again──► replayed
@@ -34,6 +35,11 @@ export class ReplayGuard extends DurableObject<Env> {
     this.alarmAt ??= await this.ctx.storage.getAlarm();
     if (this.alarmAt === null || this.alarmAt > input.exp * 1000) await this.setAlarm(input.exp * 1000);
     return { ok: true };
+  }
+
+  /** Whether `id` is recorded and not yet expired. Reads only. */
+  async seen(input: { id: string; now: number }): Promise<boolean> {
+    return this.ctx.storage.sql.exec("SELECT 1 FROM seen WHERE id = ? AND exp > ?", input.id, input.now).toArray().length > 0;
   }
 
   /** Forgets what has expired and wakes again for the next expiry. */

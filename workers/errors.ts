@@ -77,8 +77,6 @@ export class InvalidTarget extends code("invalid_target", 400) {}
 // RFC 6750 §3.1 (resource endpoints: userinfo, admin).
 export class InvalidToken extends code("invalid_token", 401) {}
 export class InsufficientScope extends code("insufficient_scope", 403) {}
-// RFC 7009 §2.2.1.
-export class UnsupportedTokenType extends code("unsupported_token_type", 400) {}
 // RFC 7591 §3.2.2.
 export class InvalidRedirectUri extends code("invalid_redirect_uri", 400) {}
 export class InvalidClientMetadata extends code("invalid_client_metadata", 400) {}

@@ -213,12 +213,13 @@ describe("hot-path budget (DESIGN.md): binding calls per request", () => {
     expect(c.counts).toEqual({ gets: ["GRANTS.get"], calls: ["GRANTS.refresh"], kv: [] });
   });
 
-  it("introspection: none for a client's own token, one GrantObject call for a token of a user's grant", async () => {
+  it("introspection: one ReplayGuard call for a client's own token (was it revoked?), one GrantObject call for a token of a user's grant", async () => {
     const own = ((await (await clientCredentials()).json()) as { access_token: string }).access_token;
     const users = ((await (await redeem(await code())).json()) as { access_token: string }).access_token;
     c.reset();
     expect(await (await form("/introspect", { token: own }, agentAuth())).json()).toMatchObject({ active: true });
-    expect(c.counts).toEqual({ gets: [], calls: [], kv: [] });
+    expect(c.counts).toEqual({ gets: ["REPLAY_GUARD.get"], calls: ["REPLAY_GUARD.seen"], kv: [] });
+    c.reset();
     expect(await (await form("/introspect", { token: users }, agentAuth())).json()).toMatchObject({ active: true });
     expect(c.counts).toEqual({ gets: ["GRANTS.get"], calls: ["GRANTS.status"], kv: [] });
   });

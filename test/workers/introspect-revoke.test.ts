@@ -187,19 +187,30 @@ describe("revocation (RFC 7009)", () => {
     expect((await postForm("/revoke", { token: "nothing-we-issued" }, asApp())).status).toBe(200);
   });
 
-  it("says unsupported_token_type for a client_credentials access token, which has no grant to revoke", async () => {
-    const cc = await postForm(
-      "/token",
-      { grant_type: "client_credentials", resource: MCP_RESOURCE },
-      { Authorization: basic(agent.client_id, agent.client_secret as string) },
-    );
+  it("revokes a client_credentials access token for introspection, leaving the client's other tokens alone", async () => {
+    const asAgent = { Authorization: basic(agent.client_id, agent.client_secret as string) };
+    const issue = async () =>
+      ((await (await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE }, asAgent)).json()) as { access_token: string })
+        .access_token;
+    const [revoked, kept] = [await issue(), await issue()];
+    expect(await (await postForm("/introspect", { token: revoked }, asRs())).json()).toMatchObject({ active: true });
+    const res = await postForm("/revoke", { token: revoked, token_type_hint: "access_token" }, asAgent);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("");
+    expect(await (await postForm("/introspect", { token: revoked }, asRs())).json()).toEqual({ active: false });
+    expect(await (await postForm("/introspect", { token: revoked }, asAgent)).json()).toEqual({ active: false });
+    expect(await (await postForm("/introspect", { token: kept }, asRs())).json()).toMatchObject({ active: true, client_id: agent.client_id });
+    // Revoking it again is still a success, and changes nothing.
+    expect((await postForm("/revoke", { token: revoked }, asAgent)).status).toBe(200);
+    expect(await (await postForm("/introspect", { token: kept }, asRs())).json()).toMatchObject({ active: true });
+  });
+
+  it("answers 200 but changes nothing when a client revokes another client's client_credentials token", async () => {
+    const asAgent = { Authorization: basic(agent.client_id, agent.client_secret as string) };
+    const cc = await postForm("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE }, asAgent);
     const { access_token } = (await cc.json()) as { access_token: string };
-    await expectError(
-      await postForm("/revoke", { token: access_token }, { Authorization: basic(agent.client_id, agent.client_secret as string) }),
-      400,
-      "unsupported_token_type",
-      "access tokens from client_credentials cannot be revoked; they expire within 600 seconds",
-    );
+    expect((await postForm("/revoke", { token: access_token }, asApp())).status).toBe(200);
+    expect(await (await postForm("/introspect", { token: access_token }, asRs())).json()).toMatchObject({ active: true });
   });
 
   it("requires client authentication and a token", async () => {

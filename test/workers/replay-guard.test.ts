@@ -17,6 +17,18 @@ describe("ReplayGuard", () => {
     expect(await stub.claim({ id: "a", exp: 2000, now: 1000 })).toEqual({ ok: true });
   });
 
+  it("says whether an id is recorded and unexpired, writing nothing", async () => {
+    const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName("t-seen"));
+    const t = Math.floor(Date.now() / 1000);
+    expect(await stub.seen({ id: "a", now: t })).toBe(false);
+    await stub.claim({ id: "a", exp: t + 100, now: t });
+    expect(await stub.seen({ id: "a", now: t + 99 })).toBe(true);
+    expect(await stub.seen({ id: "a", now: t + 100 })).toBe(false);
+    expect(await stub.seen({ id: "b", now: t })).toBe(false);
+    const rows = await runInDurableObject(stub, (_o: ReplayGuard, state) => state.storage.sql.exec<{ id: string }>("SELECT id FROM seen").toArray());
+    expect(rows).toEqual([{ id: "a" }]);
+  });
+
   it("gives exactly one success to 20 simultaneous claims", async () => {
     const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName("t2"));
     const results = await Promise.all(Array.from({ length: 20 }, () => stub.claim({ id: "same", exp: 5000, now: 1 })));

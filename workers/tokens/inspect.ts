@@ -5,6 +5,7 @@ import type { Config } from "../config";
 import { grantStub } from "../grants/issue";
 import { type AccessTokenClaims, verifyAccessToken } from "./access-token";
 import { parseHandle } from "./handles";
+import { clientTokenRevoked } from "./revoked";
 
 /** What a presented token turned out to be, for introspection, revocation and userinfo. */
 export type Inspected =
@@ -16,7 +17,8 @@ export type Inspected =
  * Identifies a token Latchkey issued. An access token is verified (signature, typ, issuer, expiry)
  * and, when it derives from a grant, the grant is asked whether it is still active and the token not
  * revoked — one GrantObject call. A client's own token (client_credentials, no grant) is active only
- * while its client exists (the cached record: a deletion counts within the cache bound). A refresh
+ * while its client exists (the cached record: a deletion counts within the cache bound) and the token
+ * was not revoked — one ReplayGuard call (`revoked.ts`). A refresh
  * token is only parsed; its grant decides the rest.
  */
 export async function inspectToken(env: Env, cfg: Config, token: string, now: number): Promise<Inspected> {
@@ -26,8 +28,8 @@ export async function inspectToken(env: Env, cfg: Config, token: string, now: nu
   if (!claims) return { kind: "unknown" };
   if (!claims.gid) {
     // A client ID metadata document that cannot be resolved now counts as a client that is gone.
-    const client = await findClient(env, claims.client_id).catch(() => null);
-    return client ? { kind: "access_token", claims, grant: null } : { kind: "unknown" };
+    const [client, revoked] = await Promise.all([findClient(env, claims.client_id).catch(() => null), clientTokenRevoked(env, claims.jti, now)]);
+    return client && !revoked ? { kind: "access_token", claims, grant: null } : { kind: "unknown" };
   }
   const stub = grantStub(env, claims.gid);
   const status = stub ? await stub.status({ jti: claims.jti, now }) : { active: false as const };
