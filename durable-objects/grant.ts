@@ -293,7 +293,6 @@ export class GrantObject extends DurableObject<Env> {
     return { ok: true };
   }
 
-  /** any → revoked (admin deletion of the client or user, or a security event). */
   /**
    * any → revoked (admin deletion of the client or user, or a security event). Reaching an object before its
    * grant was created (the grant is indexed first, then created), it leaves a mark that refuses the creation.

@@ -8,6 +8,7 @@ import { type OutboundPolicy, setOutboundTransport } from "../../workers/clients
 import { setClock } from "../../workers/clock";
 import { authorizeUrl, Browser, clientRedirect, decide, follow, pkce, signIn } from "./browser";
 import { call, expectError, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
+import { type SigningKey, signedPost, signingKey } from "./httpsig-signer";
 
 /**
  * Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document) inside workerd, with
@@ -114,7 +115,7 @@ describe("documents that are refused", () => {
     ...["client_secret_basic", "client_secret_post", "client_secret_jwt", "tls_client_auth"].map((method): [string, (id: string) => unknown, string] => [
       `token_endpoint_auth_method ${method}`,
       (id) => publicDocument(id, { token_endpoint_auth_method: method }),
-      "token_endpoint_auth_method must be none or private_key_jwt (a document cannot share a secret)",
+      "token_endpoint_auth_method must be none, private_key_jwt or httpsig_client_auth (a document cannot share a secret)",
     ]),
     [
       "private_key_jwt without keys",
@@ -361,6 +362,38 @@ describe("a confidential client identified by its metadata document (private_key
         "the client assertion's aud must be the issuer identifier, as a single string (RFC 10070)",
       );
       // A confidential document client cannot present itself as public.
+      await expectError(await postForm("/token", { grant_type: "client_credentials", client_id: id }), 401, "invalid_client", "client authentication failed");
+    });
+  }
+});
+
+describe("a client whose document registers httpsig_client_auth", () => {
+  let key: SigningKey;
+  beforeAll(async () => {
+    key = await signingKey("ES256", "agent-sig");
+  });
+
+  for (const kind of ["jwks", "jwks_uri"] as const) {
+    it(`authenticates by an HTTP message signature with keys from ${kind}, and gets an httpsig-bound token`, async () => {
+      const id = newClientId();
+      const jwksUri = `${id.replace(".json", "")}/jwks.json`;
+      const keys = kind === "jwks" ? { jwks: { keys: [key.jwk] } } : { jwks_uri: jwksUri };
+      publish(id, { client_id: id, grant_types: ["client_credentials"], token_endpoint_auth_method: "httpsig_client_auth", scope: "mcp:read", ...keys });
+      publish(jwksUri, { keys: [key.jwk] }, { "Content-Type": "application/jwk-set+json" });
+      const res = await signedPost("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE, client_id: id }, key);
+      expect(res.status, await res.clone().text()).toBe(200);
+      const body = (await res.json()) as { access_token: string; token_type: string };
+      expect(body.token_type).toBe("httpsig");
+      const { kty, crv, x, y } = key.jwk;
+      expect(decodeJwt(body.access_token)).toMatchObject({ client_id: id, scope: "mcp:read", cnf: { jwk: { kty, crv, x, y, kid: "agent-sig", alg: "ES256" } } });
+      // Another key under the same kid proves nothing; nor does an unsigned request naming the client.
+      const impostor = await signingKey("ES256", "agent-sig");
+      await expectError(
+        await signedPost("/token", { grant_type: "client_credentials", resource: MCP_RESOURCE, client_id: id }, impostor),
+        401,
+        "invalid_client",
+        "the signature does not verify with the key agent-sig",
+      );
       await expectError(await postForm("/token", { grant_type: "client_credentials", client_id: id }), 401, "invalid_client", "client authentication failed");
     });
   }

@@ -87,7 +87,7 @@ async function fetchDocument(env: Env, cfg: Config, clientId: string, known: boo
 /** Members a metadata document must never carry ("Credential and Key Material Restrictions"). */
 const FORBIDDEN = ["client_secret", "client_secret_expires_at"];
 /** Methods without a shared secret; a missing method means `none` (not RFC 7591's client_secret_basic). */
-const DOCUMENT_AUTH_METHODS = ["none", "private_key_jwt"];
+const DOCUMENT_AUTH_METHODS = ["none", "private_key_jwt", "httpsig_client_auth"];
 
 /**
  * Validates a fetched document as client metadata: the document's own rules, then every rule a
@@ -106,7 +106,7 @@ export function validateMetadataDocument(clientId: string, document: unknown, po
   // client_secret_jwt, or any other method based around a shared symmetric secret"
   const method = doc.token_endpoint_auth_method ?? "none";
   if (typeof method !== "string" || !DOCUMENT_AUTH_METHODS.includes(method)) {
-    throw invalid("token_endpoint_auth_method must be none or private_key_jwt (a document cannot share a secret)");
+    throw invalid("token_endpoint_auth_method must be none, private_key_jwt or httpsig_client_auth (a document cannot share a secret)");
   }
   let metadata: ReturnType<typeof validateClientMetadata>;
   try {
