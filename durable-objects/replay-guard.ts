@@ -8,7 +8,8 @@ import { now as clock } from "../workers/clock";
  * object is hot.
  *
  *   (unseen) ──claim──► seen ──exp passes (alarm)──► (forgotten)
- *                         └──claim again──► replayed
+ *                         ├──claim again──► replayed
+ *                         └──release (what the claim was for did not happen)──► (unseen)
  *
  * `claim` is one SQLite statement, so two simultaneous claims of one id cannot both succeed.
  */
@@ -34,6 +35,12 @@ export class ReplayGuard extends DurableObject<Env> {
     if (written === 0) return { ok: false, reason: "replayed" };
     this.alarmAt ??= await this.ctx.storage.getAlarm();
     if (this.alarmAt === null || this.alarmAt > input.exp * 1000) await this.setAlarm(input.exp * 1000);
+    return { ok: true };
+  }
+
+  /** Forgets `id` at once: its claimer gives it back because the request it authorised came to nothing. */
+  async release(input: { id: string }): Promise<{ ok: true }> {
+    this.ctx.storage.sql.exec("DELETE FROM seen WHERE id = ?", input.id);
     return { ok: true };
   }
 

@@ -20,6 +20,12 @@ export async function claimOnce(env: Env, namespace: string, id: string, exp: nu
   return result.ok;
 }
 
+/** Gives back a claim made by `claimOnce`, so the identifier may be used once more. */
+export async function releaseClaim(env: Env, namespace: string, id: string): Promise<void> {
+  const { stub, key } = await shardOf(env, namespace, id);
+  await stub.release({ id: key });
+}
+
 /** Whether `id` was claimed in `namespace` and its claim has not yet expired. */
 export async function wasClaimed(env: Env, namespace: string, id: string, now: number): Promise<boolean> {
   const { stub, key } = await shardOf(env, namespace, id);

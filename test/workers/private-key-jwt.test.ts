@@ -49,14 +49,18 @@ function assertion({ claims = {}, header = {}, signWith = key, clientId = agent.
     .sign(signWith);
 }
 
-function token(clientAssertion: string, extra: Record<string, string> = {}): Promise<Response> {
-  return postForm("/token", {
-    grant_type: "client_credentials",
-    resource: MCP_RESOURCE,
-    client_assertion_type: JWT_BEARER,
-    client_assertion: clientAssertion,
-    ...extra,
-  });
+function token(clientAssertion: string, extra: Record<string, string> = {}, headers: Record<string, string> = {}): Promise<Response> {
+  return postForm(
+    "/token",
+    {
+      grant_type: "client_credentials",
+      resource: MCP_RESOURCE,
+      client_assertion_type: JWT_BEARER,
+      client_assertion: clientAssertion,
+      ...extra,
+    },
+    headers,
+  );
 }
 
 /** An unsigned JWT (`alg: none`), built by hand since jose will not make one. */
@@ -133,6 +137,28 @@ describe("private_key_jwt at the token endpoint", () => {
 
   it("refuses a replayed jti", async () => {
     const jwt = await assertion();
+    expect((await token(jwt)).status).toBe(200);
+    await expectError(await token(jwt), 401, "invalid_client", "the client assertion was already used (its jti is single-use)");
+  });
+
+  it("leaves the assertion usable when the request it authenticated is refused later, and spent once it earns a token", async () => {
+    const jwt = await assertion();
+    const dpop = await DpopKey.generate();
+    const nonce = (await postForm("/token", { grant_type: "client_credentials" }, { DPoP: await dpop.proof({ nonce: null }) })).headers.get("dpop-nonce");
+    await expectError(
+      await token(jwt, { resource: "https://unknown.example/mcp" }),
+      400,
+      "invalid_target",
+      "resource https://unknown.example/mcp is not known to this authorization server",
+    );
+    await expectError(await token(jwt, { grant_type: "" }), 400, "invalid_request", "grant_type is required");
+    await expectError(
+      await token(jwt, {}, { DPoP: await dpop.proof({ nonce, htu: `${ISSUER}/elsewhere` }) }),
+      400,
+      "invalid_dpop_proof",
+      "the DPoP proof's htu does not match the request URI",
+    );
+    await expectError(await postForm("/introspect", { client_assertion_type: JWT_BEARER, client_assertion: jwt }), 400, "invalid_request", "token is required");
     expect((await token(jwt)).status).toBe(200);
     await expectError(await token(jwt), 401, "invalid_client", "the client assertion was already used (its jti is single-use)");
   });

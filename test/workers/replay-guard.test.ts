@@ -29,6 +29,16 @@ describe("ReplayGuard", () => {
     expect(rows).toEqual([{ id: "a" }]);
   });
 
+  it("forgets a released id at once, so it may be claimed again", async () => {
+    const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName("t-release"));
+    const t = Math.floor(Date.now() / 1000);
+    await stub.claim({ id: "a", exp: t + 100, now: t });
+    await stub.claim({ id: "b", exp: t + 100, now: t });
+    expect(await stub.release({ id: "a" })).toEqual({ ok: true });
+    expect(await stub.claim({ id: "a", exp: t + 100, now: t })).toEqual({ ok: true });
+    expect(await stub.claim({ id: "b", exp: t + 100, now: t })).toEqual({ ok: false, reason: "replayed" });
+  });
+
   it("gives exactly one success to 20 simultaneous claims", async () => {
     const stub = env.REPLAY_GUARD.get(env.REPLAY_GUARD.idFromName("t2"));
     const results = await Promise.all(Array.from({ length: 20 }, () => stub.claim({ id: "same", exp: 5000, now: 1 })));

@@ -3,12 +3,15 @@ import { ASSERTION_ALGS, type Client } from "../../schemas/client";
 import { now } from "../clock";
 import type { Config } from "../config";
 import { InvalidClient } from "../errors";
-import { claimOnce } from "../replay";
+import { claimOnce, releaseClaim } from "../replay";
 import { findClient } from "./cache";
 import { ClientKeysUnavailable, clientKeys } from "./client-keys";
 
 /** RFC 7523 §2.2 `client_assertion_type`. */
 export const JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/** Where used assertion `jti`s are remembered (`replay.ts`). */
+const ASSERTION_NAMESPACE = "client-assertion";
 
 /** Clock skew allowed on `exp`, `nbf` and `iat`. */
 const SKEW = 30;
@@ -23,9 +26,10 @@ export interface PresentedAssertion {
 /**
  * Authenticates a client by a JWT it signed (`private_key_jwt`: RFC 7523 §2.2 and §3, as updated by
  * RFC 10070). Returns the client, or throws `invalid_client` (RFC 7521 §4.2.1) saying what was wrong.
- * The jti is claimed last, once everything else holds, so a forged assertion cannot burn a real one's jti.
+ * The jti is claimed last, once everything else holds, so a forged assertion cannot burn a real one's jti;
+ * `release` gives it back when the request it authenticated is refused later, as nothing was issued for it.
  */
-export async function authenticateByAssertion(env: Env, cfg: Config, input: PresentedAssertion): Promise<Client> {
+export async function authenticateByAssertion(env: Env, cfg: Config, input: PresentedAssertion): Promise<{ client: Client; release: () => Promise<void> }> {
   if (input.client_assertion_type !== JWT_BEARER) throw new InvalidClient(`client_assertion_type must be ${JWT_BEARER}`);
   let header: ReturnType<typeof decodeProtectedHeader>;
   let unverified: JWTPayload;
@@ -87,10 +91,11 @@ export async function authenticateByAssertion(env: Env, cfg: Config, input: Pres
     throw new InvalidClient("the client assertion's jti must be a string of at most 256 characters");
   // RFC 7523 §3: the AS "MAY ensure that JWTs are not replayed by maintaining the set of used jti
   // values for the length of time for which the JWT would be considered valid"; OIDC Core §9 requires it.
-  if (!(await claimOnce(env, "client-assertion", `${clientId}\u0000${payload.jti}`, exp + SKEW, t))) {
+  const replayId = `${clientId}\u0000${payload.jti}`;
+  if (!(await claimOnce(env, ASSERTION_NAMESPACE, replayId, exp + SKEW, t))) {
     throw new InvalidClient("the client assertion was already used (its jti is single-use)");
   }
-  return client;
+  return { client, release: () => releaseClaim(env, ASSERTION_NAMESPACE, replayId) };
 }
 
 /** The `invalid_client` for a JWT that jose refused. */

@@ -10,6 +10,7 @@ import { now } from "../clock";
 import { sha256, timingSafeEqualStrings } from "../crypto";
 import { nonceToProvide } from "../dpop/accept";
 import { InvalidClient, InvalidRequest, OAuthError } from "../errors";
+import { log } from "../observe/log";
 import type { AppEnv } from "../types";
 import { clientIp } from "./rate-limit";
 
@@ -70,11 +71,16 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     return next();
   }
   if (presented.method === "private_key_jwt") {
-    const client = await authenticateByAssertion(c.env, c.get("cfg"), presented);
+    const { client, release } = await authenticateByAssertion(c.env, c.get("cfg"), presented);
     markUsed(c, client);
     c.set("client", client);
     c.set("auth_method", presented.method);
-    return next();
+    await next();
+    // A request refused after authentication got nothing for its assertion, so the assertion stays good
+    // for the corrected retry (clients such as the MCP SDK's resend the same one). Hono leaves the refusal in `c.error`.
+    // Should the give-back fail, the assertion merely stays spent, as before: the refusal still goes out.
+    if (c.error) await release().catch((error) => log("warn", "assertion_release_failed", { error: String(error) }));
+    return;
   }
   const fail = (description: string, detail?: string) => {
     const error = new InvalidClient(description, detail);
