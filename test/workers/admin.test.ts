@@ -86,6 +86,31 @@ describe("admin API", () => {
     );
   });
 
+  it("refuses redirect URIs that are not RFC 3986 URIs, or whose path has dot segments the parser would resolve", async () => {
+    const characters =
+      "must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)";
+    const dots = "must not contain dot segments (/./ or /../)";
+    const cases: Array<[uri: string, shown: string, problem: string]> = [
+      ["https://a.example/cb?x=%G1", "https://a.example/cb?x=%G1", characters],
+      ["https://a.example/%", "https://a.example/%", characters],
+      ["https://a.example/cb?%E0%A4%A", "https://a.example/cb?%E0%A4%A", characters],
+      ["https://exämple.com/cb", "https://ex?mple.com/cb", characters],
+      ['https://a.example/"\\\u0001', "https://a.example/'/?", characters],
+      ["https://a.example/c b", "https://a.example/c b", characters],
+      ["https://a.example/a/../cb", "https://a.example/a/../cb", dots],
+      ["https://a.example/./cb", "https://a.example/./cb", dots],
+      ["https://a.example/%2E%2e/cb", "https://a.example/%2E%2e/cb", dots],
+      ["com.example.app:/cb/..", "com.example.app:/cb/..", dots],
+    ];
+    for (const [uri, shown, problem] of cases) {
+      await expectError(await adminCall("POST", "/clients", { redirect_uris: [uri] }), 400, "invalid_redirect_uri", `redirect_uri '${shown}' ${problem}`);
+    }
+    // Escapes, and dots that are not whole path segments or that sit in the query, are fine.
+    const redirect_uris = ["https://a.example/cb?%E0%A4%A8", "https://a.example/v1.0/..cb?next=/../x", "http://127.0.0.1:8080/cb", "com.example.app:/cb"];
+    const created = await createClient({ redirect_uris, application_type: "native", token_endpoint_auth_method: "none" });
+    expect(created.redirect_uris).toEqual(redirect_uris);
+  });
+
   it("manages resources", async () => {
     const res = await adminCall("POST", "/resources", { resource: "https://api.example/v1", name: "API", scopes_supported: ["read", "write", "read"] });
     expect(res.status).toBe(201);

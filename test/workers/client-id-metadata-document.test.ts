@@ -142,6 +142,11 @@ describe("documents that are refused", () => {
       (id) => publicDocument(id, { redirect_uris: ["http://agent.example/cb"] }),
       "redirect_uri 'http://agent.example/cb' must use https (http is allowed only for loopback)",
     ],
+    [
+      "a redirect URI with a stray %",
+      (id) => publicDocument(id, { redirect_uris: ["https://agent.example/%"] }),
+      "redirect_uri 'https://agent.example/%' must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)",
+    ],
     ["no redirect URI", (id) => publicDocument(id, { redirect_uris: [] }), "redirect_uris is required for the authorization_code grant"],
     [
       "client_credentials without keys",
@@ -385,7 +390,11 @@ describe("a client whose document registers httpsig_client_auth", () => {
       const body = (await res.json()) as { access_token: string; token_type: string };
       expect(body.token_type).toBe("httpsig");
       const { kty, crv, x, y } = key.jwk;
-      expect(decodeJwt(body.access_token)).toMatchObject({ client_id: id, scope: "mcp:read", cnf: { jwk: { kty, crv, x, y, kid: "agent-sig", alg: "ES256" } } });
+      expect(decodeJwt(body.access_token)).toMatchObject({
+        client_id: id,
+        scope: "mcp:read",
+        cnf: { jwk: { kty, crv, x, y, kid: "agent-sig", alg: "ES256" } },
+      });
       // Another key under the same kid proves nothing; nor does an unsigned request naming the client.
       const impostor = await signingKey("ES256", "agent-sig");
       await expectError(

@@ -70,6 +70,24 @@ describe("dynamic client registration (RFC 7591)", () => {
     }
   });
 
+  it("refuses a redirect URI the URL parser would repair: the registered string would not be where the redirect goes", async () => {
+    const headers = { "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.210" };
+    const send = (uri: string) =>
+      call("/register", { method: "POST", headers, body: JSON.stringify({ redirect_uris: [uri], token_endpoint_auth_method: "none" }) });
+    await expectError(
+      await send("https://a.example/cb?x=%G1"),
+      400,
+      "invalid_redirect_uri",
+      "redirect_uri 'https://a.example/cb?x=%G1' must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)",
+    );
+    await expectError(
+      await send("https://a.example/x/../cb"),
+      400,
+      "invalid_redirect_uri",
+      "redirect_uri 'https://a.example/x/../cb' must not contain dot segments (/./ or /../)",
+    );
+  });
+
   it("allows CORS for browser-based clients", async () => {
     const res = await call("/register", { method: "OPTIONS", headers: { Origin: "https://spa.example", "Access-Control-Request-Method": "POST" } });
     expect(res.headers.get("access-control-allow-origin")).toBe("*");

@@ -6,8 +6,24 @@
 const LOOPBACK_IPS = new Set(["127.0.0.1", "[::1]"]);
 const LOOPBACK_NAMES = new Set([...LOOPBACK_IPS, "localhost"]);
 
+/**
+ * RFC 3986 §2: a URI is unreserved and reserved characters, and `%` followed by two hex digits. The
+ * WHATWG parser behind `new URL()` takes more (spaces, `\`, `"`, non-ASCII, a bare `%`) and repairs it,
+ * so the registered string and the address a redirect really goes to could differ.
+ */
+const RFC3986 = /^(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/;
+/**
+ * A dot segment (RFC 3986 §5.2.4) before any query or fragment: the parser removes it, taking `%2e` for
+ * a dot too, so `/a/../cb` would be registered but `/cb` redirected to.
+ */
+const DOT_SEGMENT = /^[^?#]*\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
+
 /** Why a redirect URI cannot be registered, or null when it can. */
 export function redirectUriProblem(uri: string): string | null {
+  if (!RFC3986.test(uri)) {
+    return "must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)";
+  }
+  if (DOT_SEGMENT.test(uri)) return "must not contain dot segments (/./ or /../)";
   let url: URL;
   try {
     url = new URL(uri);
