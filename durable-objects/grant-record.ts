@@ -1,5 +1,5 @@
 import type { CodeBinding, GrantData, GrantLifetimes } from "../schemas/grant";
-import { audienceRefusal } from "../workers/policy/scope";
+import { audienceRefusal, userinfoAudience } from "../workers/policy/scope";
 
 /**
  * The GrantObject's stored record, the inputs and result unions of its transitions, and the pure rules
@@ -136,9 +136,9 @@ export function deadline(g: Stored): number | null {
   return null;
 }
 
-/** RFC 8707 §2.2: the refusal when `resource` names no one audience of the grant, else null. */
-export function refusedTarget(g: Stored, resource: readonly string[]): TargetRefused | null {
-  const description = audienceRefusal(g.data.resources, resource);
+/** RFC 8707 §2.2: the refusal when `resource` names no one audience of the grant (the issuer counts, for a grant with openid), else null. */
+export function refusedTarget(g: Stored, resource: readonly string[], issuer: string): TargetRefused | null {
+  const description = audienceRefusal(g.data.resources, resource, userinfoAudience(g.data.scope, issuer));
   return description ? { ok: false, reason: "target_refused", description } : null;
 }
 

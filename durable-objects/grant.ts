@@ -160,7 +160,7 @@ export class GrantObject extends DurableObject<Env> {
     }
     if (g.state === "expired" || input.now >= g.code.expires_at) return { ok: false, reason: "expired" };
     // A refused resource leaves the code unspent, so the client can correct its request and redeem it.
-    const targetRefused = refusedTarget(g, input.resource);
+    const targetRefused = refusedTarget(g, input.resource, this.env.ISSUER);
     if (targetRefused) return targetRefused;
     g.state = "active";
     g.code = { ...g.code, redeemed_at: input.now };
@@ -195,7 +195,7 @@ export class GrantObject extends DurableObject<Env> {
     if (g.state !== "active" || input.now >= g.expires_at) return { ok: false, reason: "expired" };
     // A refused scope or resource must leave everything as it was: the presented token stays the live one.
     const exceeding = input.scope?.filter((s) => !g.data.scope.includes(s)) ?? [];
-    const refused = exceeding.length ? ({ ok: false, reason: "scope_exceeded", exceeding } as const) : refusedTarget(g, input.resource);
+    const refused = exceeding.length ? ({ ok: false, reason: "scope_exceeded", exceeding } as const) : refusedTarget(g, input.resource, this.env.ISSUER);
     if (isRotated && g.rotated && input.now - g.rotated.rotated_at < g.reuse_window) {
       if (refused) return refused;
       // The successor goes out with this answer, so the rotation can no longer be undone.

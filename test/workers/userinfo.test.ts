@@ -13,7 +13,10 @@ beforeAll(async () => {
   });
 });
 
-async function accessToken(extra: Record<string, string>) {
+const asApp = () => ({ Authorization: basic(app.client_id, app.client_secret as string) });
+
+/** Tokens for the grant of one authorization request; `redeem` adds parameters to the code redemption. */
+async function tokens(extra: Record<string, string>, redeem: Record<string, string> = {}) {
   const p = await pkce();
   const { code } = await obtainCode(
     {
@@ -27,12 +30,11 @@ async function accessToken(extra: Record<string, string>) {
     },
     REDIRECT,
   );
-  const res = await postForm(
-    "/token",
-    { grant_type: "authorization_code", code, code_verifier: p.verifier },
-    { Authorization: basic(app.client_id, app.client_secret as string) },
-  );
-  return ((await res.json()) as { access_token: string }).access_token;
+  return postForm("/token", { grant_type: "authorization_code", code, code_verifier: p.verifier, ...redeem }, asApp());
+}
+
+async function accessToken(extra: Record<string, string>) {
+  return ((await (await tokens(extra)).json()) as { access_token: string }).access_token;
 }
 
 function userinfo(token?: string) {
@@ -61,6 +63,32 @@ describe("userinfo (OIDC Core §5.3)", () => {
     const res = await userinfo(token);
     expect(res.headers.get("www-authenticate")).toBe('Bearer error="invalid_token", error_description="the access token is bound to another resource"');
     await expectError(res, 401, "invalid_token", "the access token is bound to another resource");
+  });
+
+  it("serves a grant bound to a resource once the client asks for a token for the issuer (resource=ISSUER), at redemption or refresh", async () => {
+    const request = { scope: "openid profile email offline_access mcp:read", resource: MCP_RESOURCE };
+    const redeemed = await tokens(request, { resource: ISSUER });
+    expect(redeemed.status).toBe(200);
+    const first = (await redeemed.json()) as { access_token: string; refresh_token: string; scope: string };
+    expect(first.scope).toBe("openid profile email offline_access");
+    expect(await (await userinfo(first.access_token)).json()).toEqual({ sub: "usr_dev_alice", name: "Alice Example", email: "alice@example.com" });
+    // The same grant still gives tokens for its resource, and one for the issuer on refresh.
+    const forResource = await postForm("/token", { grant_type: "refresh_token", refresh_token: first.refresh_token }, asApp());
+    const second = (await forResource.json()) as { access_token: string; refresh_token: string; scope: string };
+    expect(second.scope).toBe("mcp:read");
+    const forIssuer = await postForm("/token", { grant_type: "refresh_token", refresh_token: second.refresh_token, resource: ISSUER }, asApp());
+    const third = (await forIssuer.json()) as { access_token: string };
+    expect((await userinfo(third.access_token)).status).toBe(200);
+  });
+
+  it("gives no token for the issuer from a grant without openid (invalid_target), and spends nothing", async () => {
+    const p = await pkce();
+    const params = { response_type: "code", client_id: app.client_id, redirect_uri: REDIRECT, code_challenge: p.challenge, code_challenge_method: "S256" };
+    const { code } = await obtainCode({ ...params, scope: "mcp:read", resource: MCP_RESOURCE }, REDIRECT);
+    const redeem = (extra: Record<string, string>) =>
+      postForm("/token", { grant_type: "authorization_code", code, code_verifier: p.verifier, ...extra }, asApp());
+    await expectError(await redeem({ resource: ISSUER }), 400, "invalid_target", `resource ${ISSUER} was not granted`);
+    expect((await redeem({})).status).toBe(200);
   });
 
   it("refuses a token without openid with 403 insufficient_scope", async () => {

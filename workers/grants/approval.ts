@@ -182,7 +182,7 @@ export async function issueApproved(
   }
   // The token is for the resource the client names, else the one this request was about, else the grant's only one.
   const wanted = input.resource.length ? input.resource : request.resources.length === 1 ? request.resources : [];
-  const aud = pickAudience(data.resources, wanted, cfg.ISSUER);
+  const aud = pickAudience(data.resources, wanted, cfg.ISSUER, data.scope);
   const scope = await scopesForAudience(env, data.scope, aud, cfg.ISSUER, data.resource_scopes);
   const outcome = enforce({ scope, resources: aud === cfg.ISSUER ? [] : [await findResource(env, aud)] });
   const at = await mintAccessToken(env, cfg, {

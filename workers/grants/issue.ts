@@ -29,7 +29,7 @@ export async function issueFromGrant(
   const params = c.get("params");
   const bound = binding(c);
   const t = now();
-  const aud = pickAudience(input.data.resources, params.all("resource"), cfg.ISSUER);
+  const aud = pickAudience(input.data.resources, params.all("resource"), cfg.ISSUER, input.data.scope);
   const scope = await scopesForAudience(c.env, input.data.scope, aud, cfg.ISSUER, input.data.resource_scopes);
   const outcome = enforceAttestationPolicy(c, { scope, resources: aud === cfg.ISSUER ? [] : [await findResource(c.env, aud)] });
   const at = await mintAccessToken(c.env, cfg, {

@@ -81,23 +81,33 @@ export async function decide(env: Env, client: Client, requested: string[] | und
 }
 
 /**
- * Why `requested` names no one audience among `granted` (RFC 8707 §2.2 `invalid_target`), or null when it
- * does. The GrantObject asks before a transition, so a refused `resource` leaves the code unredeemed and
- * the refresh token live; `pickAudience` asks again when it mints.
+ * The issuer, as an audience a grant covers besides its resources, when the grant includes `openid`: its
+ * access token is what the client presents at UserInfo (OIDC Core §5.3), and a grant bound to a resource
+ * would otherwise never reach it. A client asks for that token by naming the issuer as `resource`.
  */
-export function audienceRefusal(granted: readonly string[], requested: readonly string[]): string | null {
+export function userinfoAudience(grantScope: readonly string[], issuer: string): string | undefined {
+  return grantScope.includes("openid") ? issuer : undefined;
+}
+
+/**
+ * Why `requested` names no one audience among `granted` (and `userinfo`, see `userinfoAudience`) (RFC 8707
+ * §2.2 `invalid_target`), or null when it does. The GrantObject asks before a transition, so a refused
+ * `resource` leaves the code unredeemed and the refresh token live; `pickAudience` asks again when it mints.
+ */
+export function audienceRefusal(granted: readonly string[], requested: readonly string[], userinfo?: string): string | null {
   if (requested.length > 1) return "request a token for one resource at a time";
   const [wanted] = requested;
-  if (wanted !== undefined) return granted.includes(wanted) ? null : `resource ${wanted} was not granted`;
+  if (wanted !== undefined) return granted.includes(wanted) || wanted === userinfo ? null : `resource ${wanted} was not granted`;
   return granted.length > 1 ? "several resources were granted; name one with the resource parameter" : null;
 }
 
 /**
  * The one audience of a token minted from a grant (RFC 8707 §2.2): the resource the client names,
- * which must be one the grant covers; else the grant's only resource; else the issuer itself.
+ * which must be one the grant covers (the issuer too, for a grant with `openid` in `grantScope`); else the
+ * grant's only resource; else the issuer itself.
  */
-export function pickAudience(granted: readonly string[], requested: readonly string[], issuer: string): string {
-  const refusal = audienceRefusal(granted, requested);
+export function pickAudience(granted: readonly string[], requested: readonly string[], issuer: string, grantScope: readonly string[] = []): string {
+  const refusal = audienceRefusal(granted, requested, userinfoAudience(grantScope, issuer));
   if (refusal) throw new InvalidTarget(refusal);
   return requested[0] ?? granted[0] ?? issuer;
 }
