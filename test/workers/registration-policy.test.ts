@@ -24,13 +24,16 @@ async function issueToken(input: Record<string, unknown>): Promise<{ id: string;
 }
 
 describe("REGISTRATION_POLICY", () => {
-  it("closed: 403 access_denied", async () => {
-    await expectError(
-      await register(withVars({ REGISTRATION_POLICY: "closed" })),
-      403,
-      "access_denied",
-      "dynamic client registration is closed on this server",
-    );
+  it("closed: 403 access_denied, and no registration_endpoint in the metadata", async () => {
+    const closed = withVars({ REGISTRATION_POLICY: "closed" });
+    await expectError(await register(closed), 403, "access_denied", "dynamic client registration is closed on this server");
+    for (const path of ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]) {
+      expect(await (await closed(path)).json()).not.toHaveProperty("registration_endpoint");
+    }
+    for (const policy of ["open", "initial_access_token"]) {
+      const m = (await (await withVars({ REGISTRATION_POLICY: policy })("/.well-known/oauth-authorization-server")).json()) as Record<string, unknown>;
+      expect(m.registration_endpoint).toBe(`${ISSUER}/register`);
+    }
   });
 
   describe("initial_access_token", () => {

@@ -18,7 +18,9 @@ export function serverMetadata(cfg: Config) {
     pushed_authorization_request_endpoint: `${iss}/par`,
     token_endpoint: `${iss}/token`,
     jwks_uri: `${iss}/jwks`,
-    registration_endpoint: `${iss}/register`,
+    // RFC 8414 §2 names the RFC 7591 endpoint; with registration closed there is none to name, so MCP clients
+    // turn to a client ID metadata document or a pre-registered client instead of a certain 403.
+    ...(cfg.REGISTRATION_POLICY === "closed" ? {} : { registration_endpoint: `${iss}/register` }),
     userinfo_endpoint: `${iss}/userinfo`,
     introspection_endpoint: `${iss}/introspect`,
     revocation_endpoint: `${iss}/revoke`,
