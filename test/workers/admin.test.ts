@@ -202,6 +202,26 @@ describe("admin API", () => {
     await expectError(bad, 400, "invalid_request", "the request body is not valid JSON");
   });
 
+  it("takes only a JSON object as a body: an array used to create a usable initial access token", async () => {
+    const post = (path: string, body: string, contentType = "application/json") =>
+      call(`/admin${path}`, { method: "POST", headers: { Authorization: "Bearer dev-admin-token", "Content-Type": contentType }, body });
+    const nested = `${"[".repeat(500)}${"]".repeat(500)}`;
+    for (const body of ["[]", nested, "null", '"x"', "1"]) {
+      await expectError(await post("/initial-access-tokens", body), 400, "invalid_request", "the request body must be a JSON object");
+    }
+    await expectError(await post("/clients", "[]"), 400, "invalid_request", "the request body must be a JSON object");
+    await expectError(await post("/attesters", "[]"), 400, "invalid_request", "the request body must be a JSON object");
+  });
+
+  it("matches the media type exactly, not by prefix; parameters and case do not matter", async () => {
+    const post = (contentType: string) =>
+      call("/admin/initial-access-tokens", { method: "POST", headers: { Authorization: "Bearer dev-admin-token", "Content-Type": contentType }, body: "{}" });
+    for (const contentType of ["application/jsonx", "application/json-patch+json", "application/json5; charset=utf-8"]) {
+      await expectError(await post(contentType), 400, "invalid_request", "the request body must be application/json");
+    }
+    expect((await post(" Application/JSON ; charset=utf-8")).status).toBe(201);
+  });
+
   it("deleting a user or a client revokes their grants", async () => {
     const REDIRECT = "https://app.example/callback";
     const app = await createClient({

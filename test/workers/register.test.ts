@@ -88,6 +88,17 @@ describe("dynamic client registration (RFC 7591)", () => {
     );
   });
 
+  it("matches the media type exactly, not by prefix; parameters and case do not matter", async () => {
+    const send = (contentType: string) =>
+      call("/register", {
+        method: "POST",
+        headers: { "Content-Type": contentType, "CF-Connecting-IP": "203.0.113.211" },
+        body: JSON.stringify({ redirect_uris: ["https://a.example/cb"] }),
+      });
+    await expectError(await send("application/jsonx"), 400, "invalid_client_metadata", "the registration request must be application/json");
+    expect((await send("Application/JSON; charset=utf-8")).status).toBe(201);
+  });
+
   it("allows CORS for browser-based clients", async () => {
     const res = await call("/register", { method: "OPTIONS", headers: { Origin: "https://spa.example", "Access-Control-Request-Method": "POST" } });
     expect(res.headers.get("access-control-allow-origin")).toBe("*");

@@ -9,6 +9,7 @@ import { now } from "../clock";
 import { randomToken, sha256, timingSafeEqualStrings } from "../crypto";
 import { InvalidRequest, InvalidToken, NotFound, TemporarilyUnavailable } from "../errors";
 import { noStore } from "../middleware/headers";
+import { isJson } from "../middleware/registration-body";
 import { audit } from "../observe/audit";
 import { hashPassword } from "../password";
 import type { AppEnv } from "../types";
@@ -46,13 +47,17 @@ const auditChanges: MiddlewareHandler<AppEnv> = async (c, next) => {
 admin.use(noStore, requireAdmin, auditChanges);
 admin.route("/", adminAttestation);
 
-export async function json(c: { req: { json: () => Promise<unknown>; header: (n: string) => string | undefined } }): Promise<unknown> {
-  if (!c.req.header("content-type")?.toLowerCase().startsWith("application/json")) throw new InvalidRequest("the request body must be application/json");
+/** An admin request's body: a JSON object (valibot's `v.object` would take an array), else 400 `invalid_request`. */
+export async function json(c: { req: { json: () => Promise<unknown>; header: (n: string) => string | undefined } }): Promise<Record<string, unknown>> {
+  if (!isJson(c.req.header("content-type"))) throw new InvalidRequest("the request body must be application/json");
+  let body: unknown;
   try {
-    return await c.req.json();
+    body = await c.req.json();
   } catch {
     throw new InvalidRequest("the request body is not valid JSON");
   }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new InvalidRequest("the request body must be a JSON object");
+  return body as Record<string, unknown>;
 }
 
 export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {

@@ -8,12 +8,20 @@ import type { AppEnv } from "../types";
  * is `invalid_client_metadata` (RFC 7591 §3.2.2), as registration clients expect.
  */
 export async function readRegistrationBody(c: Context<AppEnv>): Promise<Record<string, unknown>> {
-  if (!c.req.header("content-type")?.toLowerCase().startsWith("application/json")) {
+  if (!isJson(c.req.header("content-type"))) {
     throw new InvalidClientMetadata("the registration request must be application/json");
   }
   const length = Number(c.req.header("content-length") ?? 0);
   if (length > MAX_REGISTRATION_BYTES) throw new InvalidClientMetadata("the registration request is too large");
   return parseMetadataJson(await c.req.text(), "the registration request");
+}
+
+/**
+ * Whether a Content-Type header value is `application/json`: RFC 9110 §8.3.1, the type and subtype
+ * before any parameters (`; charset=utf-8`), case-insensitive. Not a prefix: `application/jsonx` is not JSON.
+ */
+export function isJson(contentType: string | undefined): boolean {
+  return contentType?.split(";")[0]?.trim().toLowerCase() === "application/json";
 }
 
 /**
