@@ -58,17 +58,30 @@ function header(resource: string, params: ChallengeParams, o: ChallengeOptions):
   return o.offerDpop && o.scheme !== "DPoP" ? `${main}, ${challenge(resource, scope ? { scope } : {}, "DPoP", o.algs)}` : main;
 }
 
-/**
- * 401: no token (a bare challenge per accepted scheme, RFC 9449 §7.2 Figure 17: Bearer and DPoP, or DPoP
- * alone when `o.scheme` is DPoP), or one that is not valid here. `error` is `invalid_token` unless a DPoP
- * proof was the problem (`invalid_dpop_proof`).
- */
 /** 400: RFC 6750 §3.1 `invalid_request`, a malformed request. */
 function malformed(c: Context, resource: string, description: string): Response {
   c.header("WWW-Authenticate", challenge(resource, { error: "invalid_request", error_description: description }));
   return c.json({ error: "invalid_request", error_description: description }, 400);
 }
 
+/**
+ * 503: the issuer's keys could not be had, so the token could not be checked. Not RFC 6750 `invalid_token`
+ * (§3.1: "expired, revoked, malformed, or invalid for other reasons"): MCP clients answer that by refreshing or
+ * re-authorizing, which would turn a JWKS outage into a storm against the authorization server. RFC 9110
+ * §15.6.4: the server "MAY send a Retry-After header field ... to suggest an appropriate amount of time
+ * for the client to wait before retrying the request".
+ */
+function unavailable(c: Context, description: string, retryAfterSeconds: number): Response {
+  c.header("Retry-After", String(retryAfterSeconds));
+  c.header("Cache-Control", "no-store");
+  return c.json({ error: "temporarily_unavailable", error_description: description }, 503);
+}
+
+/**
+ * 401: no token (a bare challenge per accepted scheme, RFC 9449 §7.2 Figure 17: Bearer and DPoP, or DPoP
+ * alone when `o.scheme` is DPoP), or one that is not valid here. `error` is `invalid_token` unless a DPoP
+ * proof was the problem (`invalid_dpop_proof`).
+ */
 export function unauthorized(c: Context, resource: string, description?: string, o: ChallengeOptions & { error?: string } = {}): Response {
   if (!description) {
     c.header("WWW-Authenticate", header(resource, {}, { ...o, offerDpop: true }));
@@ -98,8 +111,9 @@ export function insufficientScope(c: Context, resource: string, token: AccessTok
  * token must come with the DPoP scheme and a proof for this request by its key (RFC 9449 §7); sent as
  * Bearer it is refused (§7.2). A token bound by `cnf.jwk` must come as `Authorization: HTTPSig <token>`
  * with a signature by that key (draft-richer-oauth-httpsig §5, `resource-server/httpsig.ts`), and is
- * refused in any other scheme. The token stays here — it is never forwarded to another API (the MCP
- * spec forbids token passthrough).
+ * refused in any other scheme. When the issuer's keys cannot be had the answer is 503 with `Retry-After`,
+ * not a refusal. The token stays here — it is never forwarded to another API (the MCP spec forbids
+ * token passthrough).
  */
 export function requireAccessToken<E extends { Variables: TokenVariables } = { Variables: TokenVariables }>(
   options: RequireTokenOptions,
@@ -121,7 +135,7 @@ export function requireAccessToken<E extends { Variables: TokenVariables } = { V
     const token = m[2] as string;
     const refuse = (description: string, o: ChallengeOptions & { error?: string } = {}) => unauthorized(c, resource, description, { scheme, algs, ...o });
     const result = await options.verify(token);
-    if (!result.ok) return refuse(result.description);
+    if (!result.ok) return "unavailable" in result ? unavailable(c, result.description, result.retryAfterSeconds) : refuse(result.description);
     const jkt = result.token.cnf?.jkt;
     const jwk = result.token.cnf?.jwk;
     // draft-richer-oauth-httpsig §4: "All presentations of this token at any RS MUST contain an HTTP message signature".

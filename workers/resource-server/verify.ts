@@ -1,4 +1,5 @@
-import { createRemoteJWKSet, customFetch, errors, type JWK, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { errors, type JWK, type JWTPayload, jwtVerify } from "jose";
+import { createKeySet, KeysUnavailable } from "./jwks-cache";
 
 /** What a resource server needs to know to trust Latchkey's access tokens. */
 export interface VerifierOptions {
@@ -52,20 +53,24 @@ export interface AccessToken extends JWTPayload {
   scopes: string[];
 }
 
-export type VerifyResult = { ok: true; token: AccessToken } | { ok: false; description: string };
+export type VerifyResult =
+  | { ok: true; token: AccessToken }
+  | { ok: false; description: string }
+  /**
+   * The issuer's keys could not be had, so the token could not be checked: the server's problem, answered
+   * with 503 and `Retry-After`, never `invalid_token` (which sends MCP clients to refresh or re-authorize).
+   */
+  | { ok: false; unavailable: true; description: string; retryAfterSeconds: number };
 
 /**
- * A verifier for Latchkey access tokens: signature against the issuer's JWKS (cached per isolate by
- * jose; an unknown `kid` triggers a refetch at most every 30 seconds), `typ: at+jwt` (RFC 9068 §4),
- * issuer, audience equal to this resource, expiry with a small clock skew.
+ * A verifier for Latchkey access tokens: signature against the issuer's JWKS, `typ: at+jwt` (RFC 9068 §4),
+ * issuer, audience equal to this resource, expiry with a small clock skew. The JWKS is kept per verifier
+ * (so per isolate) for 10 minutes (`jwks-cache.ts`): one fetch at a time, none within 30 seconds of the
+ * last (an unknown `kid` refetches at most that often), and the last good set kept while the endpoint
+ * fails. Only with no set at all, or a `kid` it could not look for, is the result `unavailable`.
  */
 export function createTokenVerifier(options: VerifierOptions): (token: string) => Promise<VerifyResult> {
-  const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(options.jwksUri ?? `${options.issuer}/jwks`), {
-    cooldownDuration: 30_000,
-    cacheMaxAge: 600_000,
-    timeoutDuration: 5_000,
-    ...(options.fetch ? { [customFetch]: options.fetch } : {}),
-  });
+  const keys = createKeySet({ url: new URL(options.jwksUri ?? `${options.issuer}/jwks`).href, ...(options.fetch ? { fetch: options.fetch } : {}) });
   return async (token) => {
     try {
       const { payload } = await jwtVerify<AccessToken>(token, keys, {
@@ -78,6 +83,8 @@ export function createTokenVerifier(options: VerifierOptions): (token: string) =
       });
       return { ok: true, token: { ...payload, scopes: payload.scope ? payload.scope.split(" ") : [] } };
     } catch (error) {
+      if (error instanceof KeysUnavailable)
+        return { ok: false, unavailable: true, description: "the authorization server's keys cannot be fetched", retryAfterSeconds: error.retryAfterSeconds };
       return { ok: false, description: describe(error) };
     }
   };
