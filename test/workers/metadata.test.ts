@@ -57,4 +57,38 @@ describe("authorization server metadata (RFC 8414, OIDC Discovery)", () => {
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({ error: "not_found", error_description: "no such endpoint" });
   });
+
+  // RFC 9110 §15.5.6: a known path with a method it does not support is 405 with Allow, never 404.
+  const ALLOWED: Array<[string, string, string]> = [
+    ["/health", "DELETE", "GET"],
+    ["/jwks", "PUT", "GET"],
+    ["/.well-known/oauth-authorization-server", "POST", "GET"],
+    ["/.well-known/openid-configuration", "DELETE", "GET"],
+    ["/userinfo", "PUT", "GET, POST"],
+    ["/authorize", "DELETE", "GET, POST"],
+    ["/authorize/continue", "POST", "GET"],
+    ["/inbox", "PATCH", "GET"],
+    ["/inbox/live", "POST", "GET"],
+    ["/inbox/push-subscriptions", "GET", "POST, DELETE"],
+    ["/webhook-keys", "POST", "GET"],
+    ["/assets/latchkey.css", "POST", "GET"],
+    ["/assets/inbox.js", "POST", "GET"],
+    ["/inbox/sw.js", "POST", "GET"],
+  ];
+  for (const [path, method, allow] of ALLOWED) {
+    it(`answers ${method} ${path} with 405 and Allow: ${allow}`, async () => {
+      const res = await call(path, { method });
+      expect(res.headers.get("allow")).toBe(allow);
+      expect(await res.json()).toEqual({ error: "method_not_allowed", error_description: `use ${allow}` });
+      expect(res.status).toBe(405);
+    });
+  }
+
+  it("still answers CORS preflights where browser clients call", async () => {
+    for (const path of ["/jwks", "/userinfo", "/.well-known/openid-configuration"]) {
+      const res = await call(path, { method: "OPTIONS", headers: { Origin: "https://app.example", "Access-Control-Request-Method": "GET" } });
+      expect(res.status).toBe(204);
+      expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    }
+  });
 });

@@ -58,6 +58,24 @@ describe("userinfo (OIDC Core §5.3)", () => {
     expect(await res.json()).toEqual({ sub: "usr_dev_alice" });
   });
 
+  it("puts the challenge on a form body it refuses too (RFC 6750 §3), and reads no body of another type", async () => {
+    const token = await accessToken({ scope: "openid" });
+    const repeated = await call("/userinfo", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: `access_token=${token}&access_token=${token}`,
+    });
+    expect(repeated.headers.get("www-authenticate")).toBe('Bearer error="invalid_request", error_description="parameter access_token is repeated"');
+    await expectError(repeated, 400, "invalid_request", "parameter access_token is repeated");
+    const otherType = await call("/userinfo", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencodedX" },
+      body: `access_token=${token}`,
+    });
+    expect(otherType.headers.get("www-authenticate")).toBe(`Bearer realm="${ISSUER}", DPoP realm="${ISSUER}", algs="ES256 ES384 EdDSA Ed25519 RS256 PS256"`);
+    await expectError(otherType, 401, "invalid_token", "an access token is required");
+  });
+
   it("refuses a token bound to a resource with 401 invalid_token", async () => {
     const token = await accessToken({ scope: "openid mcp:read", resource: MCP_RESOURCE });
     const res = await userinfo(token);

@@ -7,6 +7,7 @@ import { errorPage } from "../authorize/respond";
 import { openInteraction } from "../authorize/session";
 import { InvalidRequest, OAuthError } from "../errors";
 import { queryOrFormBody } from "../middleware/form-body";
+import { methodNotAllowed } from "../middleware/method";
 import type { AppEnv } from "../types";
 
 /**
@@ -52,3 +53,6 @@ authorize.get("/authorize/continue", async (c) => {
   if (!client) return errorPage(c, new InvalidRequest("the client is not known to this server"));
   return resume(c, client, interaction, c.req.query("interaction"));
 });
+
+authorize.all("/authorize", methodNotAllowed("GET, POST"));
+authorize.all("/authorize/continue", methodNotAllowed("GET"));

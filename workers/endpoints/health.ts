@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { methodNotAllowed } from "../middleware/method";
 import type { AppEnv } from "../types";
 
 /**
@@ -10,3 +11,4 @@ export const health = new Hono<AppEnv>();
 health.get("/health", (c) =>
   c.json({ status: "ok", environment: c.get("cfg").ENVIRONMENT, issuer: c.get("cfg").ISSUER }, 200, { "Cache-Control": "no-store" }),
 );
+health.all("/health", methodNotAllowed("GET"));

@@ -169,4 +169,15 @@ function notificationProblem(c: Context<AppEnv>, value: string): string | null {
   return notificationUrlProblem(value, outboundPolicy(cfg), cfg.ENVIRONMENT === "dev");
 }
 
-for (const path of ["/inbox/decide", "/inbox/webhook", "/signin"]) inbox.all(path, methodNotAllowed(path === "/signin" ? "GET, POST" : "POST"));
+const ALLOWED: Record<string, string> = {
+  "/inbox/decide": "POST",
+  "/inbox/webhook": "POST",
+  "/signin": "GET, POST",
+  "/inbox": "GET",
+  "/inbox/live": "GET",
+  "/inbox/push-subscriptions": "POST, DELETE",
+  "/webhook-keys": "GET",
+  "/assets/inbox.js": "GET",
+  "/inbox/sw.js": "GET",
+};
+for (const [path, allow] of Object.entries(ALLOWED)) inbox.all(path, methodNotAllowed(allow));

@@ -4,6 +4,7 @@ import { ATTESTATION_ALGS } from "../attestation/verify";
 import type { Config } from "../config";
 import { DPOP_ALGS } from "../dpop/proof";
 import { OIDC_SCOPES } from "../policy/scope";
+import { methodNotAllowed } from "../middleware/method";
 import type { AppEnv } from "../types";
 
 /**
@@ -80,6 +81,7 @@ export const metadata = new Hono<AppEnv>();
 // RFC 8414 §3 and OIDC Discovery §4: the issuer has no path, so both documents sit at the root.
 metadata.get("/.well-known/oauth-authorization-server", serve);
 metadata.get("/.well-known/openid-configuration", serve);
+for (const path of ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]) metadata.all(path, methodNotAllowed("GET"));
 
 function serve(c: import("hono").Context<AppEnv>) {
   const cfg = c.get("cfg");

@@ -91,3 +91,4 @@ ui.post(
 );
 
 for (const path of ["/login", "/consent"]) ui.all(path, methodNotAllowed("POST"));
+ui.all("/assets/latchkey.css", methodNotAllowed("GET"));

@@ -4,8 +4,9 @@ import { now } from "../clock";
 import { acceptProof, nonceToProvide } from "../dpop/accept";
 import { DPOP_ALGS, readDpopHeader } from "../dpop/proof";
 import { InsufficientScope, InvalidDpopProofAtResource, InvalidRequest, InvalidToken, OAuthError, UseDpopNonceAtResource } from "../errors";
-import { formBody } from "../middleware/form-body";
+import { formBody, mediaType } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
+import { methodNotAllowed } from "../middleware/method";
 import { inspectToken } from "../tokens/inspect";
 import type { AppEnv } from "../types";
 
@@ -121,9 +122,15 @@ async function handle(c: Context<AppEnv>, bodyToken?: string) {
 
 userinfo.get("/userinfo", noStore, (c) => handle(c));
 userinfo.post("/userinfo", noStore, async (c) => {
-  // RFC 6750 §2.2: a form-encoded body may carry access_token.
-  if (c.req.header("content-type")?.startsWith("application/x-www-form-urlencoded")) {
-    return formBody(c, async () => {}).then(() => handle(c, c.get("params").get("access_token")));
+  // RFC 6750 §2.2: a form-encoded body may carry access_token; a body of any other type is not read.
+  if (mediaType(c.req.header("content-type")) !== "application/x-www-form-urlencoded") return handle(c);
+  try {
+    await formBody(c, async () => {});
+  } catch (error) {
+    // RFC 6750 §3: every error of a protected resource carries the challenge, a refused form body's too.
+    if (error instanceof OAuthError) throw challenge(error, "Bearer");
+    throw error;
   }
-  return handle(c);
+  return handle(c, c.get("params").get("access_token"));
 });
+userinfo.all("/userinfo", methodNotAllowed("GET, POST"));

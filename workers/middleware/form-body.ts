@@ -49,10 +49,14 @@ export class Params {
   }
 }
 
+/** The media type of a Content-Type field (RFC 9110 §8.3.1): type/subtype, lower case, parameters dropped. */
+export function mediaType(contentType: string | undefined): string | undefined {
+  return contentType?.split(";")[0]?.trim().toLowerCase();
+}
+
 /** Reads the body once as `application/x-www-form-urlencoded` into `c.get("params")`. */
 export const formBody: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
-  if (type !== "application/x-www-form-urlencoded") {
+  if (mediaType(c.req.header("content-type")) !== "application/x-www-form-urlencoded") {
     throw new InvalidRequest("the request body must be application/x-www-form-urlencoded");
   }
   const length = Number(c.req.header("content-length") ?? 0);
