@@ -222,6 +222,24 @@ describe("admin API", () => {
     expect((await post(" Application/JSON ; charset=utf-8")).status).toBe(201);
   });
 
+  it("answers 405 with Allow to another method on a known path, after checking the admin token", async () => {
+    const cases: Array<[method: string, path: string, allow: string]> = [
+      ["PATCH", "/clients/lk_x", "GET, DELETE"],
+      ["PUT", "/clients/lk_x", "GET, DELETE"],
+      ["PUT", "/users/usr_x", "GET, DELETE"],
+      ["PATCH", "/resources/res_x", "GET, PUT, DELETE"],
+      ["GET", "/initial-access-tokens", "POST"],
+      ["PATCH", "/policies/clients/lk_x", "GET, PUT, DELETE"],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await adminCall(method, path);
+      expect(res.headers.get("allow"), `${method} ${path}`).toBe(allow);
+      await expectError(res, 405, "method_not_allowed", `use ${allow}`);
+    }
+    await expectError(await call("/admin/clients/lk_x", { method: "PATCH" }), 401, "invalid_token", "a valid admin bearer token is required");
+    await expectError(await adminCall("PATCH", "/policies/other/x"), 404, "not_found", "no such endpoint");
+  });
+
   it("deleting a user or a client revokes their grants", async () => {
     const REDIRECT = "https://app.example/callback";
     const app = await createClient({

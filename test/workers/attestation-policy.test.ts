@@ -5,7 +5,7 @@ import { createTokenVerifier } from "../../workers/resource-server";
 import { decideNewest, signedInBrowser } from "./approvals";
 import { attestationHeaders, Instance, serverChallenge, TestAttester } from "./attestation";
 import type { Browser } from "./browser";
-import { adminCall, basic, type CreatedClient, createClient, expectError, ISSUER, postForm } from "./helpers";
+import { adminCall, basic, type CreatedClient, call, createClient, expectError, ISSUER, postForm } from "./helpers";
 
 /**
  * Attestation policy (README "Attestation policy"): per client and per resource, managed through
@@ -252,6 +252,18 @@ describe("trusted attesters (/admin/attesters)", () => {
       [{ issuer: attester.issuer, jwks: { keys: [attester.jwk] }, clients: ["a"] }, `an attester with issuer ${attester.issuer} is already configured`],
     ];
     for (const [body, description] of cases) await expectError(await adminCall("POST", "/attesters", body), 400, "invalid_request", description);
+  });
+
+  it("answers 405 with Allow to other methods, after checking the admin token", async () => {
+    for (const method of ["PUT", "PATCH", "DELETE"]) {
+      const res = await adminCall(method, "/attesters");
+      expect(res.headers.get("allow")).toBe("GET, POST");
+      await expectError(res, 405, "method_not_allowed", "use GET, POST");
+    }
+    const one = await adminCall("PUT", "/attesters/att_x");
+    expect(one.headers.get("allow")).toBe("GET, DELETE");
+    await expectError(one, 405, "method_not_allowed", "use GET, DELETE");
+    await expectError(await call("/admin/attesters", { method: "PUT" }), 401, "invalid_token", "a valid admin bearer token is required");
   });
 });
 

@@ -6,6 +6,7 @@ import { outboundPolicy, outboundUrlProblem } from "../clients/safe-fetch";
 import { now } from "../clock";
 import { randomToken } from "../crypto";
 import { InvalidRequest, NotFound, unreachable } from "../errors";
+import { methodNotAllowed } from "../middleware/method";
 import type { AppEnv } from "../types";
 import { json, parse } from "./admin";
 
@@ -93,3 +94,8 @@ adminAttestation.delete("/policies/:kind/:id", async (c) => {
   evict(result.cache_key);
   return c.body(null, 204);
 });
+
+// Other methods on these paths: 405 with Allow (RFC 9110 §15.5.6); the admin token is checked first.
+adminAttestation.all("/attesters", methodNotAllowed("GET, POST"));
+adminAttestation.all("/attesters/:id", methodNotAllowed("GET, DELETE"));
+for (const kind of Object.keys(targets)) adminAttestation.all(`/policies/${kind}/:id`, methodNotAllowed("GET, PUT, DELETE"));

@@ -9,6 +9,7 @@ import { now } from "../clock";
 import { randomToken, sha256, timingSafeEqualStrings } from "../crypto";
 import { InvalidRequest, InvalidToken, NotFound, TemporarilyUnavailable } from "../errors";
 import { noStore } from "../middleware/headers";
+import { methodNotAllowed } from "../middleware/method";
 import { isJson } from "../middleware/registration-body";
 import { audit } from "../observe/audit";
 import { hashPassword } from "../password";
@@ -170,3 +171,16 @@ admin.delete("/users/:id", async (c) => {
   if (!result.ok) throw new NotFound("no such user");
   return c.body(null, 204);
 });
+
+// Other methods on these paths: 405 with Allow (RFC 9110 §15.5.6), once the admin token has been checked.
+const ALLOWED = {
+  "/clients": "POST",
+  "/clients/:id": "GET, DELETE",
+  "/initial-access-tokens": "POST",
+  "/initial-access-tokens/:id": "GET, DELETE",
+  "/resources": "POST",
+  "/resources/:id": "GET, PUT, DELETE",
+  "/users": "POST",
+  "/users/:id": "GET, DELETE",
+};
+for (const [path, allow] of Object.entries(ALLOWED)) admin.all(path, methodNotAllowed(allow));
