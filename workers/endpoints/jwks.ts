@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { now } from "../clock";
-import { publishedJwks } from "../tokens/keys";
 import { methodNotAllowed } from "../middleware/method";
+import { publishedJwks } from "../tokens/keys";
 import type { AppEnv } from "../types";
 
 /** RFC 7517 JWK Set at `jwks_uri`: from isolate memory, cacheable until the next key change. */

@@ -3,8 +3,8 @@ import { ASSERTION_ALGS, AUTH_METHODS, CIBA_DELIVERY_MODES, GRANT_TYPES, ID_TOKE
 import { ATTESTATION_ALGS } from "../attestation/verify";
 import type { Config } from "../config";
 import { DPOP_ALGS } from "../dpop/proof";
-import { OIDC_SCOPES } from "../policy/scope";
 import { methodNotAllowed } from "../middleware/method";
+import { OIDC_SCOPES } from "../policy/scope";
 import type { AppEnv } from "../types";
 
 /**
