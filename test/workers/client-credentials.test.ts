@@ -86,6 +86,19 @@ describe("client_credentials grant (OAuth 2.1 §4.2)", () => {
     await expectError(res, 401, "invalid_client", "malformed HTTP Basic client credentials");
   });
 
+  it("challenges a client that tried the Authorization header without usable Basic credentials (RFC 6749 §5.2)", async () => {
+    const challenge = `Basic realm="${ISSUER}", charset="UTF-8"`;
+    for (const [header, description] of [
+      ["Basic", "malformed HTTP Basic client credentials"],
+      [`Basic\t${btoa("a:b")}`, "client authentication failed"],
+      ["Bearer some-token", "the Authorization header must carry HTTP Basic client credentials"],
+    ]) {
+      const res = await postForm("/token", { grant_type: "client_credentials" }, { Authorization: header as string });
+      expect(res.headers.get("www-authenticate"), header).toBe(challenge);
+      await expectError(res, 401, "invalid_client", description);
+    }
+  });
+
   it("answers an unknown client with 401 invalid_client", async () => {
     const res = await postForm("/token", { grant_type: "client_credentials", client_id: "nobody", client_secret: "x" });
     expect(res.headers.get("www-authenticate")).toBeNull();

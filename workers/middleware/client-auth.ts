@@ -104,7 +104,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
 /** The client_id a request names (Basic header or body) before it is authenticated; for rate limiting. */
 export function claimedClientId(c: Context<AppEnv>): string | undefined {
   const header = c.req.header("authorization");
-  if (header?.match(/^basic /i)) return parseBasic(header)?.client_id;
+  if (header?.match(/^basic(\s|$)/i)) return parseBasic(header)?.client_id;
   return c.get("params").get("client_id");
 }
 
@@ -132,7 +132,7 @@ function present(c: Context<AppEnv>): Presented {
   const assertionType = params.get("client_assertion_type");
   const attested = readAttestationHeaders(headers);
   const methods = [
-    authorization?.match(/^basic /i) ? "basic" : null,
+    authorization?.match(/^basic(\s|$)/i) ? "basic" : null,
     bodySecret ? "post" : null,
     assertion || assertionType ? "jwt" : null,
     attested.attestation || attested.pop ? "attestation" : null,
@@ -156,7 +156,13 @@ function present(c: Context<AppEnv>): Presented {
     if (bodyId !== undefined && bodyId !== basic.client_id) throw new InvalidRequest("client_id does not match the authenticated client");
     return { method: "client_secret_basic", ...basic };
   }
-  if (bodyId === undefined) throw new InvalidClient("client authentication is required (client_id is missing)");
+  if (bodyId === undefined) {
+    // RFC 6749 §5.2: a client that tried the Authorization header (with a scheme other than Basic) gets the challenge.
+    if (authorization === undefined) throw new InvalidClient("client authentication is required (client_id is missing)");
+    const error = new InvalidClient("the Authorization header must carry HTTP Basic client credentials");
+    error.headers["WWW-Authenticate"] = basicChallenge(c);
+    throw error;
+  }
   if (methods[0] === "post") return { method: "client_secret_post", client_id: bodyId, secret: bodySecret };
   return { method: "none", client_id: bodyId };
 }
