@@ -283,6 +283,7 @@ describe("MCP SDK clients against the example MCP server", () => {
     expect(challenged.status).toBe(401);
     expect(challenged.headers.get("access-control-allow-origin")).toBe("*");
     expect(challenged.headers.get("access-control-expose-headers")).toContain("WWW-Authenticate");
+    expect(challenged.headers.get("access-control-expose-headers")).toContain("Retry-After");
     const metadata = await fetch(mcp.resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"), { headers: { Origin: origin } });
     expect(metadata.headers.get("access-control-allow-origin")).toBe("*");
   });

@@ -60,7 +60,7 @@ app.use(
     origin: "*",
     allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
     allowHeaders: ["Authorization", "DPoP", "Content-Type", "Accept", "Mcp-Protocol-Version", "Mcp-Session-Id", "Last-Event-ID"],
-    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce", "Mcp-Session-Id", "Mcp-Protocol-Version"],
+    exposeHeaders: ["WWW-Authenticate", "DPoP-Nonce", "Retry-After", "Mcp-Session-Id", "Mcp-Protocol-Version"],
     maxAge: 600,
   }),
 );
