@@ -233,6 +233,16 @@ describe("PUT /register/{client_id} (RFC 7592 §2.2)", () => {
     const read = (await (await manage("GET", r.client_id, r.registration_access_token)).json()) as Registered;
     expect(read.client_name).toBe("Agent");
   });
+
+  it("checks the token before the body: a bad token learns nothing from the validation (RFC 6750 §3.1)", async () => {
+    const r = await register(confidential);
+    await expectBadToken(await manage("PUT", r.client_id, "lkm_wrong", { client_id: "another" }));
+    await expectBadToken(await manage("PUT", r.client_id, "lkm_wrong", { client_id: r.client_id, grant_types: ["bogus"] }));
+    await expectBadToken(
+      await call(`/register/${r.client_id}`, { method: "PUT", headers: { Authorization: "Bearer lkm_wrong", "Content-Type": "text/plain" }, body: "x" }),
+    );
+    await expectBadToken(await manage("PUT", "lk_nobody", "lkm_wrong", { client_id: "lk_nobody" }));
+  });
 });
 
 describe("DELETE /register/{client_id} (RFC 7592 §2.3)", () => {

@@ -17,7 +17,8 @@ import type { AppEnv } from "../types";
  * Every read and update rotates that token, since only its hash is kept: the response carries the new
  * one, and the old one stops working (RFC 7592 §3 allows the rotation). A bad token, an unknown client
  * and a client registered through the admin API all answer 401 `invalid_token`: RFC 7592 §2.1 "If the
- * client does not exist on this server, the server MUST respond with HTTP 401 Unauthorized".
+ * client does not exist on this server, the server MUST respond with HTTP 401 Unauthorized". An update's
+ * token is checked before its body, so a caller without it learns nothing from the validation.
  */
 export const clientConfiguration = new Hono<AppEnv>();
 
@@ -38,6 +39,10 @@ clientConfiguration.get("/register/:client_id", noStore, async (c) => {
 clientConfiguration.put("/register/:client_id", noStore, async (c) => {
   const clientId = c.req.param("client_id");
   const tokenHash = await sha256(requireBearer(c, "the registration access token"));
+  // The token first (RFC 7592 §2.2, RFC 6750 §3.1): without it, nobody learns what the body would have
+  // met, nor which client_ids exist. `manageClient` checks it again, atomically with the update.
+  const current = await registry(c.env).getClient(clientId);
+  if (current?.registration_access_token_hash !== tokenHash) throw invalidToken(c, BAD_TOKEN);
   const body = await readRegistrationBody(c);
   // RFC 7592 §2.2: "The client MUST include its client_id field in the request, and it MUST be the same
   // as its currently issued client identifier."
