@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { KEYSET_CACHE_SECONDS, type KeyRing, type KeySet, SIGNING_ALGS } from "../../durable-objects/key-ring";
 import { setClock } from "../../workers/clock";
 import { config } from "../../workers/config";
-import { publishedJwks, resetKeyCache, signingKey } from "../../workers/tokens/keys";
+import { ownKeys, publishedJwks, resetKeyCache, signingKey } from "../../workers/tokens/keys";
 
 /**
  * KeyRing: one signing and one published next key per algorithm, kids are RFC 7638 thumbprints,
@@ -288,5 +288,28 @@ describe("KeyRing: a changed KEY_ENCRYPTION_KEY", () => {
     }
     // And nothing changes on the next call.
     expect(kids(await at(stub, T + 20))).toEqual(kids(after));
+  });
+
+  it("an isolate holding the older set loads it again for a token of the new key, at most every 30 s", async () => {
+    const named = env.KEY_RING.get(env.KEY_RING.idFromName("key-ring"));
+    await ownKeys(env, T); // this isolate's copy, from before the change
+    const original = env.KEY_ENCRYPTION_KEY;
+    await runInDurableObject(named, (instance) => {
+      (instance as unknown as { env: Env }).env = { ...env, KEY_ENCRYPTION_KEY: "a-different-key-encryption-key-0123456789" };
+    });
+    try {
+      const cfg = config(env);
+      const retain_seconds = Math.max(cfg.ACCESS_TOKEN_TTL, cfg.ID_TOKEN_TTL) + KEYSET_CACHE_SECONDS + 60;
+      const fresh = await named.current({ rotation_interval: cfg.KEY_ROTATION_INTERVAL, retain_seconds, now: T + 1 });
+      const { kid, private_jwk } = fresh.signing.ES256;
+      const jwt = await new SignJWT({ sub: "usr_alice" }).setProtectedHeader({ alg: "ES256", kid }).sign(await importJWK(private_jwk, "ES256"));
+      const verifyAt = async (t: number) => (await jwtVerify(jwt, await ownKeys(env, t), { currentDate: new Date(T * 1000) })).protectedHeader.kid;
+      await expect(verifyAt(T + 10)).rejects.toThrow("no applicable key found in the JSON Web Key Set");
+      expect(await verifyAt(T + 30)).toBe(kid);
+    } finally {
+      await runInDurableObject(named, (instance) => {
+        (instance as unknown as { env: Env }).env = { ...env, KEY_ENCRYPTION_KEY: original };
+      });
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { createLocalJWKSet, importJWK, type JWK, type JWTVerifyGetKey } from "jose";
+import { createLocalJWKSet, errors, importJWK, type JWK, type JWTVerifyGetKey } from "jose";
 import { KEYSET_CACHE_SECONDS, type KeySet, type SigningAlg } from "../../durable-objects/key-ring";
 import { config } from "../config";
 
@@ -10,7 +10,10 @@ interface Loaded {
 }
 
 /** Per-isolate copy of the KeyRing's answer; imported CryptoKeys are kept with it. */
-let loaded: { promise: Promise<Loaded>; refresh_at: number } | undefined;
+let loaded: { promise: Promise<Loaded>; refresh_at: number; loaded_at: number } | undefined;
+
+/** Least time between two loads that a token naming an unknown `kid` may cause, so such tokens cannot flood the KeyRing. */
+const UNKNOWN_KID_RELOAD_SECONDS = 30;
 
 function load(env: Env, now: number): Promise<Loaded> {
   if (loaded && now < loaded.refresh_at) return loaded.promise;
@@ -24,7 +27,7 @@ function load(env: Env, now: number): Promise<Loaded> {
     verify: createLocalJWKSet(set.jwks),
     body: JSON.stringify(set.jwks),
   }));
-  loaded = { promise, refresh_at: now + KEYSET_CACHE_SECONDS };
+  loaded = { promise, refresh_at: now + KEYSET_CACHE_SECONDS, loaded_at: now };
   promise.then(
     (l) => {
       if (loaded?.promise === promise) loaded.refresh_at = l.set.refresh_at;
@@ -54,9 +57,24 @@ export async function publishedJwks(env: Env, now: number): Promise<{ body: stri
   return { body: l.body, max_age: Math.max(0, Math.min(KEYSET_CACHE_SECONDS, l.set.refresh_at - now)) };
 }
 
-/** Key resolver for verifying tokens Latchkey itself issued. */
+/**
+ * Key resolver for verifying tokens Latchkey itself issued. Keys are published a rotation before they sign,
+ * so a `kid` this isolate's copy lacks is normally not ours; but after a changed KEY_ENCRYPTION_KEY the
+ * KeyRing signs with a new key at once, which isolates holding the older copy would refuse for up to
+ * KEYSET_CACHE_SECONDS. So an unknown `kid` loads the set again, at most every UNKNOWN_KID_RELOAD_SECONDS.
+ */
 export async function ownKeys(env: Env, now: number): Promise<JWTVerifyGetKey> {
-  return (await load(env, now)).verify;
+  const { verify } = await load(env, now);
+  return async (header, token) => {
+    try {
+      return await verify(header, token);
+    } catch (error) {
+      if (!(error instanceof errors.JWKSNoMatchingKey) || typeof header.kid !== "string") throw error;
+      if (loaded && now < loaded.loaded_at + UNKNOWN_KID_RELOAD_SECONDS) throw error;
+      loaded = undefined;
+      return (await load(env, now)).verify(header, token);
+    }
+  };
 }
 
 /** For tests: forget the isolate's copy. */
