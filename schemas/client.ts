@@ -1,3 +1,4 @@
+import { importJWK, type JWK } from "jose";
 import * as v from "valibot";
 import type { AttestationPolicy } from "./attestation";
 
@@ -71,6 +72,28 @@ export const PublicJwkSchema = v.pipe(
 /** RFC 7517 §5 JWK Set of public signing keys. */
 export const JwksSchema = v.object({ keys: v.pipe(v.array(PublicJwkSchema), v.minLength(1, "must contain a key"), v.maxLength(10)) });
 export type Jwks = v.InferOutput<typeof JwksSchema>;
+
+/** The algorithm a key without `alg` is imported for: the one its kty and crv imply (RFC 7518 §3.1, RFC 8037 §3.1). */
+const IMPLIED_ALG: Record<string, string> = { RSA: "RS256", "EC P-256": "ES256", "EC P-384": "ES384", "EC P-521": "ES512", "OKP Ed25519": "Ed25519" };
+
+/**
+ * The first key of a JWK Set (already valid for `JwksSchema`) that jose cannot import for its `alg`, or
+ * for the algorithm its kty and crv imply; null when every key imports. Importing checks the key material
+ * (base64url, lengths, a point on its curve) that the synchronous schema cannot, so an unusable key is
+ * refused when it is registered rather than failing every assertion made with it later.
+ */
+export async function unusableJwk(jwks: Jwks | undefined): Promise<{ description: string; detail: string } | null> {
+  for (const [i, key] of (jwks?.keys ?? []).entries()) {
+    const alg = key.alg ?? IMPLIED_ALG[key.kty === "RSA" ? "RSA" : `${key.kty} ${key.crv}`];
+    if (!alg) return { description: `jwks.keys.${i}: has no alg, and its kty and crv imply no signing algorithm`, detail: `crv ${key.crv}` };
+    try {
+      await importJWK(key as JWK, alg);
+    } catch (error) {
+      return { description: `jwks.keys.${i}: is not a usable ${alg} public key`, detail: String(error) };
+    }
+  }
+  return null;
+}
 
 /**
  * RFC 7591 §2 client metadata as accepted at `/register` and `POST /admin/clients`. Unknown members are

@@ -1,3 +1,4 @@
+import { exportJWK, generateKeyPair } from "jose";
 import { describe, expect, it } from "vitest";
 import { obtainCode, pkce } from "./browser";
 import { adminCall, basic, call, createClient, expectError, MCP_RESOURCE, postForm } from "./helpers";
@@ -109,6 +110,26 @@ describe("admin API", () => {
     const redirect_uris = ["https://a.example/cb?%E0%A4%A8", "https://a.example/v1.0/..cb?next=/../x", "http://127.0.0.1:8080/cb", "com.example.app:/cb"];
     const created = await createClient({ redirect_uris, application_type: "native", token_endpoint_auth_method: "none" });
     expect(created.redirect_uris).toEqual(redirect_uris);
+  });
+
+  it("refuses jwks keys jose cannot import, naming the key, instead of failing every client assertion later", async () => {
+    const ec = await exportJWK((await generateKeyPair("ES256", { extractable: true })).publicKey);
+    const ed = await exportJWK((await generateKeyPair("Ed25519", { extractable: true })).publicKey);
+    const zero = "A".repeat(43);
+    const cases: Array<[keys: object[], description: string]> = [
+      [[{ kty: "EC", crv: "P-256", x: "bad", y: "bad" }], "jwks.keys.0: is not a usable ES256 public key"],
+      [[{ kty: "EC", crv: "P-256", x: zero, y: zero }], "jwks.keys.0: is not a usable ES256 public key"],
+      [[ec, { kty: "OKP", crv: "Ed25519", x: "bad" }], "jwks.keys.1: is not a usable Ed25519 public key"],
+      [[{ ...ec, alg: "RS256" }], "jwks.keys.0: is not a usable RS256 public key"],
+      [[{ ...ec, alg: "none" }], "jwks.keys.0: is not a usable none public key"],
+      [[{ kty: "OKP", crv: "X25519", x: ed.x as string }], "jwks.keys.0: has no alg, and its kty and crv imply no signing algorithm"],
+    ];
+    const metadata = (keys: object[]) => ({ grant_types: ["client_credentials"], token_endpoint_auth_method: "private_key_jwt", jwks: { keys } });
+    for (const [keys, description] of cases)
+      await expectError(await adminCall("POST", "/clients", metadata(keys)), 400, "invalid_client_metadata", description);
+    // Keys with and without alg, as their kty and crv imply it.
+    const created = await createClient(metadata([ec, { ...ec, alg: "ES256", kid: "2" }, ed]));
+    expect(created.jwks).toEqual({ keys: [ec, { ...ec, alg: "ES256", kid: "2" }, ed] });
   });
 
   it("manages resources", async () => {

@@ -249,6 +249,11 @@ describe("trusted attesters (/admin/attesters)", () => {
       [{ issuer: "https://x.example", clients: ["a"] }, "body: exactly one of jwks and jwks_uri is required"],
       [{ issuer: "https://x.example", jwks_uri: "https://10.0.0.1/jwks", clients: ["a"] }, "jwks_uri must not point to a special-use IP address (private-use)"],
       [{ issuer: "https://x.example", jwks: { keys: [attester.jwk] }, clients: ["a*b"] }, "clients.0: may hold one *, at the end"],
+      [
+        { issuer: "https://x.example", jwks: { keys: [{ kty: "EC", crv: "P-256", x: "bad", y: "bad" }] }, clients: ["a"] },
+        "jwks.keys.0: is not a usable ES256 public key",
+      ],
+      [{ issuer: "https://x.example", jwks: { keys: [{ ...attester.jwk, alg: "PS256" }] }, clients: ["a"] }, "jwks.keys.0: is not a usable PS256 public key"],
       [{ issuer: attester.issuer, jwks: { keys: [attester.jwk] }, clients: ["a"] }, `an attester with issuer ${attester.issuer} is already configured`],
     ];
     for (const [body, description] of cases) await expectError(await adminCall("POST", "/attesters", body), 400, "invalid_request", description);

@@ -128,6 +128,11 @@ describe("documents that are refused", () => {
       "jwks.keys.0: must not contain private key material",
     ],
     [
+      "a key jose cannot import",
+      (id) => publicDocument(id, { token_endpoint_auth_method: "private_key_jwt", jwks: { keys: [{ kty: "EC", crv: "P-256", x: "bad", y: "bad" }] } }),
+      "jwks.keys.0: is not a usable ES256 public key",
+    ],
+    [
       "jwks and jwks_uri",
       (id) => publicDocument(id, { token_endpoint_auth_method: "private_key_jwt", jwks: { keys: [{ kty: "EC" }] }, jwks_uri: "https://agent.example/jwks" }),
       "jwks and jwks_uri must not both be present",

@@ -99,6 +99,16 @@ describe("dynamic client registration (RFC 7591)", () => {
     expect((await send("Application/JSON; charset=utf-8")).status).toBe(201);
   });
 
+  it("refuses a jwks key jose cannot import, naming it", async () => {
+    const body = JSON.stringify({
+      grant_types: ["client_credentials"],
+      token_endpoint_auth_method: "private_key_jwt",
+      jwks: { keys: [{ kty: "EC", crv: "P-256", x: "bad", y: "bad" }] },
+    });
+    const res = await call("/register", { method: "POST", headers: { "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.212" }, body });
+    await expectError(res, 400, "invalid_client_metadata", "jwks.keys.0: is not a usable ES256 public key");
+  });
+
   it("allows CORS for browser-based clients", async () => {
     const res = await call("/register", { method: "OPTIONS", headers: { Origin: "https://spa.example", "Access-Control-Request-Method": "POST" } });
     expect(res.headers.get("access-control-allow-origin")).toBe("*");

@@ -1,4 +1,4 @@
-import type { Client } from "../../schemas/client";
+import { type Client, unusableJwk } from "../../schemas/client";
 import { now } from "../clock";
 import { type Config, config } from "../config";
 import { InvalidClient, OAuthError } from "../errors";
@@ -72,6 +72,8 @@ async function fetchDocument(env: Env, cfg: Config, clientId: string, known: boo
   if (!fetched.ok) throw new InvalidClient(`the client's metadata document ${fetched.description}`, `${clientId}: ${fetched.reason}`);
   const t = now();
   const client = validateMetadataDocument(clientId, fetched.json, policy, t);
+  const unusable = await unusableJwk(client.jwks);
+  if (unusable) throw new InvalidClient(`the client's metadata document is invalid: ${unusable.description}`, `${clientId}: ${unusable.detail}`);
   const ttl = Math.min(cfg.CIMD_CACHE_MAX_TTL, Math.max(cfg.CIMD_CACHE_MIN_TTL, freshness(fetched.headers)));
   if (ttl > 0) {
     const entry: Cached = { client, expires_at: t + ttl };

@@ -1,4 +1,4 @@
-import type { Client } from "../../schemas/client";
+import { type Client, unusableJwk } from "../../schemas/client";
 import type { RegistrationGate } from "../../schemas/registration";
 import { now } from "../clock";
 import type { Config } from "../config";
@@ -28,6 +28,8 @@ export async function mintRegistrationAccessToken(): Promise<{ token: string; ha
  */
 export async function registerClient(env: Env, cfg: Config, input: unknown, registered_by: Client["registered_by"], gate?: RegistrationGate) {
   const metadata = validateClientMetadata(input, outboundPolicy(cfg), registrationOptions(cfg));
+  const unusable = await unusableJwk(metadata.jwks);
+  if (unusable) throw new InvalidClientMetadata(unusable.description, unusable.detail);
   const issued_at = now();
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const management = registered_by === "dynamic_registration" ? await mintRegistrationAccessToken() : undefined;

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import * as v from "valibot";
 import { AttestationPolicySchema, type Attester, AttesterInputSchema } from "../../schemas/attestation";
+import { unusableJwk } from "../../schemas/client";
 import { evict, registry } from "../clients/cache";
 import { outboundPolicy, outboundUrlProblem } from "../clients/safe-fetch";
 import { now } from "../clock";
@@ -25,6 +26,8 @@ export const adminAttestation = new Hono<AppEnv>();
 // ── trusted attesters ──────────────────────────────────────────────────────────────────────────
 adminAttestation.post("/attesters", async (c) => {
   const input = parse(AttesterInputSchema, await json(c));
+  const unusable = await unusableJwk(input.jwks);
+  if (unusable) throw new InvalidRequest(unusable.description, unusable.detail);
   if (input.jwks_uri) {
     const problem = outboundUrlProblem(input.jwks_uri, outboundPolicy(c.get("cfg")));
     if (problem) throw new InvalidRequest(`jwks_uri ${problem}`);
