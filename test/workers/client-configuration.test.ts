@@ -234,6 +234,21 @@ describe("PUT /register/{client_id} (RFC 7592 §2.2)", () => {
     expect(read.client_name).toBe("Agent");
   });
 
+  it("refuses an update whose jwks holds a key that does not import, or whose redirect URI is not an RFC 3986 URI", async () => {
+    const r = await register(confidential);
+    const keyed = { ...confidential, client_id: r.client_id, token_endpoint_auth_method: "private_key_jwt" };
+    const junk = { kty: "EC", crv: "P-256", x: "bad", y: "bad", kid: "k1" };
+    const res = await manage("PUT", r.client_id, r.registration_access_token, { ...keyed, jwks: { keys: [junk] } });
+    await expectError(res, 400, "invalid_client_metadata", "jwks.keys.0: is not a usable ES256 public key");
+    const dotted = { ...confidential, client_id: r.client_id, grant_types: ["authorization_code"], redirect_uris: ["https://agent.example/a/../cb"] };
+    await expectError(
+      await manage("PUT", r.client_id, r.registration_access_token, dotted),
+      400,
+      "invalid_redirect_uri",
+      "redirect_uri 'https://agent.example/a/../cb' must not contain dot segments (/./ or /../)",
+    );
+  });
+
   it("checks the token before the body: a bad token learns nothing from the validation (RFC 6750 §3.1)", async () => {
     const r = await register(confidential);
     await expectBadToken(await manage("PUT", r.client_id, "lkm_wrong", { client_id: "another" }));

@@ -1,5 +1,5 @@
 import { type Context, Hono } from "hono";
-import { type Client, clientInformation } from "../../schemas/client";
+import { type Client, clientInformation, unusableJwk } from "../../schemas/client";
 import { evict, registry } from "../clients/cache";
 import { registrationOptions, usesSecret, validateClientMetadata } from "../clients/metadata";
 import { mintRegistrationAccessToken, registrationClientUri } from "../clients/register";
@@ -55,6 +55,8 @@ clientConfiguration.put("/register/:client_id", noStore, async (c) => {
   if (client_secret !== undefined && typeof client_secret !== "string") throw new InvalidClientMetadata("client_secret must be a string");
   // RFC 7592 §2.2: validated as at registration.
   const metadata = validateClientMetadata(fields, outboundPolicy(c.get("cfg")), registrationOptions(c.get("cfg")));
+  const unusable = await unusableJwk(metadata.jwks);
+  if (unusable) throw new InvalidClientMetadata(unusable.description, unusable.detail);
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const next = await mintRegistrationAccessToken();
   const result = await registry(c.env).manageClient({
