@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import { MAX_REGISTRATION_BYTES, parseMetadataJson } from "../clients/metadata";
 import { InvalidClientMetadata, InvalidToken } from "../errors";
 import type { AppEnv } from "../types";
+import { mediaType } from "./form-body";
 
 /**
  * The JSON object of an RFC 7591 registration or RFC 7592 update request, at most 16 KB. Every problem
@@ -16,12 +17,9 @@ export async function readRegistrationBody(c: Context<AppEnv>): Promise<Record<s
   return parseMetadataJson(await c.req.text(), "the registration request");
 }
 
-/**
- * Whether a Content-Type header value is `application/json`: RFC 9110 §8.3.1, the type and subtype
- * before any parameters (`; charset=utf-8`), case-insensitive. Not a prefix: `application/jsonx` is not JSON.
- */
+/** Whether a Content-Type header value is `application/json` by its media type (`mediaType`): not a prefix, so `application/jsonx` is not JSON. */
 export function isJson(contentType: string | undefined): boolean {
-  return contentType?.split(";")[0]?.trim().toLowerCase() === "application/json";
+  return mediaType(contentType) === "application/json";
 }
 
 /**
