@@ -1,7 +1,8 @@
 /**
  * Latchkey driven by oauth4webapi (a strict, certified OAuth 2 / OIDC client) through the real sign-in
  * and consent pages in headless Chromium: discovery, authorization code + PKCE for a confidential and
- * a public client, resource indicators, refresh rotation, introspection, revocation and userinfo.
+ * a public client, resource indicators, refresh rotation, introspection, revocation (of a user's grant and
+ * of a client_credentials token) and userinfo.
  */
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
 import * as oauth from "oauth4webapi";
@@ -85,6 +86,11 @@ async function responseBodyError(promise: Promise<unknown>): Promise<oauth.Respo
   );
   expect(error).toBeInstanceOf(oauth.ResponseBodyError);
   return error as oauth.ResponseBodyError;
+}
+
+/** RFC 7662 introspection of `token` by `caller` (default the confidential client), as oauth4webapi validates it. */
+async function introspect(token: string, caller: ConfidentialClient = confidential): Promise<oauth.IntrospectionResponse> {
+  return oauth.processIntrospectionResponse(as, caller.client, await oauth.introspectionRequest(as, caller.client, caller.auth, token, insecure));
 }
 
 describe("discovery (RFC 8414, OpenID Connect Discovery 1.0)", () => {
@@ -205,11 +211,7 @@ describe("confidential client (client_secret_basic): openid offline_access", () 
       auth_time: authTime,
     });
 
-    const refresh = await oauth.processIntrospectionResponse(
-      as,
-      confidential.client,
-      await oauth.introspectionRequest(as, confidential.client, confidential.auth, tokens.refresh_token as string, insecure),
-    );
+    const refresh = await introspect(tokens.refresh_token as string);
     expect(refresh).toMatchObject({
       active: true,
       iss: server.issuer,
@@ -240,12 +242,6 @@ describe("confidential client (client_secret_basic): openid offline_access", () 
     expect(id).toMatchObject({ iss: server.issuer, sub: ALICE.sub, aud: confidential.registered.client_id, auth_time: authTime });
 
     // The successor is now the live token; the old one no longer introspects as active.
-    const introspect = async (token: string) =>
-      oauth.processIntrospectionResponse(
-        as,
-        confidential.client,
-        await oauth.introspectionRequest(as, confidential.client, confidential.auth, token, insecure),
-      );
     expect((await introspect(refreshed.refresh_token as string)).active).toBe(true);
     expect(await introspect(old)).toEqual({ active: false });
     tokens = refreshed;
@@ -266,14 +262,7 @@ describe("confidential client (client_secret_basic): openid offline_access", () 
       error_description: "the refresh token is invalid, expired or revoked",
     });
 
-    for (const token of [refreshToken, tokens.access_token]) {
-      const introspected = await oauth.processIntrospectionResponse(
-        as,
-        confidential.client,
-        await oauth.introspectionRequest(as, confidential.client, confidential.auth, token, insecure),
-      );
-      expect(introspected).toEqual({ active: false });
-    }
+    for (const token of [refreshToken, tokens.access_token]) expect(await introspect(token)).toEqual({ active: false });
     // The access token of a revoked grant is refused at userinfo too.
     const userinfo = await oauth.userInfoRequest(as, confidential.client, tokens.access_token, insecure);
     expect(userinfo.status).toBe(401);
@@ -302,12 +291,13 @@ describe("confidential client with a resource indicator (RFC 8707)", () => {
     const claims = decodeJwt(tokens.access_token);
     expect(claims).toMatchObject({ iss: server.issuer, aud: MCP_RESOURCE, sub: ALICE.sub, client_id: confidential.registered.client_id, scope: "mcp:read" });
 
-    const introspected = await oauth.processIntrospectionResponse(
-      as,
-      confidential.client,
-      await oauth.introspectionRequest(as, confidential.client, confidential.auth, tokens.access_token, insecure),
-    );
-    expect(introspected).toMatchObject({ active: true, aud: MCP_RESOURCE, sub: ALICE.sub, client_id: confidential.registered.client_id, scope: "mcp:read" });
+    expect(await introspect(tokens.access_token)).toMatchObject({
+      active: true,
+      aud: MCP_RESOURCE,
+      sub: ALICE.sub,
+      client_id: confidential.registered.client_id,
+      scope: "mcp:read",
+    });
 
     // A token for the MCP server is for the MCP server alone.
     const userinfo = await oauth.userInfoRequest(as, confidential.client, tokens.access_token, insecure);
@@ -350,6 +340,67 @@ describe("confidential client with a resource indicator (RFC 8707)", () => {
     expect(error).toBeInstanceOf(oauth.AuthorizationResponseError);
     expect((error as oauth.AuthorizationResponseError).error).toBe("access_denied");
     expect((error as oauth.AuthorizationResponseError).error_description).toBe("the user denied the request");
+  });
+});
+
+describe("client_credentials access token revocation (RFC 7009)", () => {
+  let agent: ConfidentialClient;
+
+  beforeAll(async () => {
+    agent = await registerConfidential(server, { client_name: "oauth4webapi agent", grant_types: ["client_credentials"] });
+  });
+
+  /** A client_credentials access token of the agent for the MCP server, as oauth4webapi validates the response. */
+  async function agentToken(): Promise<string> {
+    const response = await oauth.clientCredentialsGrantRequest(as, agent.client, agent.auth, { resource: MCP_RESOURCE, scope: "mcp:read" }, insecure);
+    expectTokenResponseHeaders(response);
+    const tokens = await oauth.processClientCredentialsResponse(as, agent.client, response);
+    expect(tokens).toEqual({ access_token: expect.any(String), token_type: "bearer", expires_in: 600, scope: "mcp:read" });
+    return tokens.access_token;
+  }
+
+  /** RFC 7009 §2.2: 200 with an empty body, whether or not anything was revoked. */
+  async function revokeAs(caller: ConfidentialClient, token: string): Promise<void> {
+    const response = await oauth.revocationRequest(as, caller.client, caller.auth, token, {
+      ...insecure,
+      additionalParameters: { token_type_hint: "access_token" },
+    });
+    expect(response.status).toBe(200);
+    expect(await response.clone().text()).toBe("");
+    expect(await oauth.processRevocationResponse(response)).toBeUndefined();
+  }
+
+  it("is active, survives another client's revocation, and is inactive once its own client revokes it", async () => {
+    const [token, kept] = [await agentToken(), await agentToken()];
+    const claims = decodeJwt(token);
+    const active = {
+      active: true,
+      iss: server.issuer,
+      sub: agent.registered.client_id,
+      aud: MCP_RESOURCE,
+      client_id: agent.registered.client_id,
+      token_type: "Bearer",
+      scope: "mcp:read",
+      exp: claims.exp,
+      iat: claims.iat,
+      jti: claims.jti,
+    };
+    // An administrator-registered client (here the confidential one, standing as a resource server) and the
+    // token's own client are told about it.
+    expect(await introspect(token)).toEqual(active);
+    expect(await introspect(token, agent)).toEqual(active);
+
+    // A client revokes only its own tokens (RFC 7009 §2.1); another client's attempt is a silent no-op.
+    await revokeAs(confidential, token);
+    expect(await introspect(token)).toEqual(active);
+
+    await revokeAs(agent, token);
+    expect(await introspect(token)).toEqual({ active: false });
+    expect(await introspect(token, agent)).toEqual({ active: false });
+    // Only that token: the agent's other token stays active, and revoking again changes nothing.
+    expect(await introspect(kept)).toMatchObject({ active: true, client_id: agent.registered.client_id, jti: decodeJwt(kept).jti });
+    await revokeAs(agent, token);
+    expect(await introspect(kept)).toMatchObject({ active: true });
   });
 });
 
