@@ -2,7 +2,8 @@
  * Latchkey driven by openid-client v6 (a certified OpenID Connect relying party) through the real
  * sign-in and consent pages in headless Chromium: discovery, authorization code + PKCE with nonce and
  * state, userinfo, refresh, introspection, revocation, silent authorization (`prompt=none`) and a
- * resource-bound token, for a confidential client using client_secret_post.
+ * resource-bound token (and userinfo for its grant through a token for the issuer), for a confidential
+ * client using client_secret_post.
  */
 import { decodeJwt } from "jose";
 import * as client from "openid-client";
@@ -245,5 +246,64 @@ describe("Bob, a mistyped password, and a token for the MCP server", () => {
     const challenge = error as client.WWWAuthenticateChallengeError;
     expect(challenge.status).toBe(401);
     expect(challenge.cause[0]).toMatchObject({ scheme: "bearer", parameters: { error: "invalid_token" } });
+  });
+});
+
+describe("a grant bound to the MCP server reaches userinfo through a token for the issuer (OIDC Core §5.3)", () => {
+  const scope = "openid profile email offline_access mcp:read";
+  /** What userinfo answers for Alice under `profile email` (the seeded user's name). */
+  const aliceInfo = { sub: ALICE.sub, name: "Alice Example", email: ALICE.email };
+  let page: Page;
+
+  /** userinfo through openid-client, which checks the answer's `sub` against `idTokenSub`, the ID token's. */
+  async function userinfoFor(accessToken: string, idTokenSub: string) {
+    const info = await client.fetchUserInfo(config, accessToken, idTokenSub);
+    const response = lastResponseFrom(config.serverMetadata().userinfo_endpoint);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    return info;
+  }
+
+  it("redeems the code for the MCP server, and a refresh with resource=<issuer> gives the token userinfo accepts", async () => {
+    const { url, checks } = await authorizationUrl({ scope, resource: MCP_RESOURCE });
+    page = await browser.newPage();
+    const landed = await visit(page, url, async (p) => {
+      await signIn(p, ALICE);
+      expect(await consent(p, "Allow")).toContain(MCP_RESOURCE);
+    });
+    const tokens = await client.authorizationCodeGrant(config, landed, checks);
+    expect(tokens.claims()).toMatchObject({ iss: server.issuer, aud: registered.client_id, sub: ALICE.sub, nonce: checks.expectedNonce });
+    expect(tokens).toMatchObject({ token_type: "bearer", expires_in: 600, scope: "mcp:read", refresh_token: expect.any(String) });
+    expect(decodeJwt(tokens.access_token)).toMatchObject({ aud: MCP_RESOURCE, sub: ALICE.sub, client_id: registered.client_id, scope: "mcp:read" });
+
+    const forIssuer = await client.refreshTokenGrant(config, tokens.refresh_token as string, { resource: server.issuer });
+    const response = lastResponseFrom(config.serverMetadata().token_endpoint);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    expect(forIssuer).toMatchObject({ token_type: "bearer", expires_in: 600, scope: "openid profile email offline_access" });
+    expect(forIssuer.claims()).toMatchObject({ iss: server.issuer, aud: registered.client_id, sub: ALICE.sub });
+    expect(decodeJwt(forIssuer.access_token)).toMatchObject({
+      iss: server.issuer,
+      aud: server.issuer,
+      sub: ALICE.sub,
+      client_id: registered.client_id,
+      scope: "openid profile email offline_access",
+    });
+    expect(await userinfoFor(forIssuer.access_token, tokens.claims()?.sub as string)).toEqual(aliceInfo);
+  });
+
+  it("redeems the code with resource=<issuer> as well; the grant still gives MCP tokens on refresh", async () => {
+    // Alice is signed in and consented to this very request above: the browser comes straight back.
+    const { url, checks } = await authorizationUrl({ scope, resource: MCP_RESOURCE });
+    const landed = await visit(page, url, async () => {});
+    const tokens = await client.authorizationCodeGrant(config, landed, checks, { resource: server.issuer });
+    expect(tokens.claims()).toMatchObject({ sub: ALICE.sub, nonce: checks.expectedNonce });
+    expect(tokens.scope).toBe("openid profile email offline_access");
+    expect(decodeJwt(tokens.access_token)).toMatchObject({ aud: server.issuer, sub: ALICE.sub, scope: "openid profile email offline_access" });
+    expect(await userinfoFor(tokens.access_token, tokens.claims()?.sub as string)).toEqual(aliceInfo);
+
+    const forResource = await client.refreshTokenGrant(config, tokens.refresh_token as string);
+    expect(forResource.scope).toBe("mcp:read");
+    expect(decodeJwt(forResource.access_token)).toMatchObject({ aud: MCP_RESOURCE, sub: ALICE.sub, scope: "mcp:read" });
   });
 });
