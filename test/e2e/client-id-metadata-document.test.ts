@@ -2,12 +2,14 @@
  * Client ID Metadata Documents end to end: the Worker under local workerd fetches documents from a real
  * loopback HTTP server, so every outbound-fetch rule meets real HTTP (redirects, sizes, gzip, slowness,
  * content types, statuses); a public client identified by its URL completes the code flow through the
- * real pages in Chromium, driven by oauth4webapi.
+ * real pages in Chromium, driven by oauth4webapi; an agent whose document registers httpsig_client_auth
+ * gets a key-bound client_credentials token by signing its request (RFC 9421).
  */
 import { gzipSync } from "node:zlib";
-import { decodeJwt } from "jose";
+import { decodeJwt, exportJWK, generateKeyPair, type JWK } from "jose";
 import * as oauth from "oauth4webapi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type SignRequestOptions, signRequest } from "../../workers/httpsig/sign";
 import { type DocumentServer, slowly, startDocumentServer, trickle } from "./document-server";
 import {
   ALICE,
@@ -253,5 +255,74 @@ describe("a public client identified by its metadata document, through the real 
     expect(decodeJwt(tokens.access_token)).toMatchObject({ client_id: clientId, sub: ALICE.sub, aud: MCP_RESOURCE, scope: "mcp:read" });
     // The document was fetched once for the whole flow (cached per Cache-Control).
     expect(docs.requested.filter((p) => p === "/public-client.json")).toHaveLength(1);
+  });
+});
+
+/**
+ * `httpsig_client_auth` (README "HTTP message signatures") as an oauth4webapi ClientAuth for the token
+ * endpoint: `client_id` in the form body, and an RFC 9421 signature tagged `httpsig-oauth-token-request`
+ * covering @method, @target-uri and the Content-Digest of exactly the body oauth4webapi then sends.
+ */
+function httpSigClientAuth(privateKey: SignRequestOptions["privateKey"], keyid: string): oauth.ClientAuth {
+  return async (as, client, body, headers) => {
+    body.set("client_id", client.client_id);
+    const request = { method: "POST", url: as.token_endpoint as string, headers, body: body.toString() };
+    const signed = await signRequest(request, { privateKey, alg: "ES256", keyid, tag: "httpsig-oauth-token-request" });
+    for (const [name, value] of signed) headers.set(name, value);
+  };
+}
+
+describe("a client whose document registers httpsig_client_auth with jwks", () => {
+  const clientId = () => `${docs.origin}/httpsig-agent.json`;
+  const client = (): oauth.Client => ({ client_id: clientId() });
+  const params = { resource: MCP_RESOURCE, scope: "mcp:read" };
+  let privateKey: SignRequestOptions["privateKey"];
+  let jwk: JWK;
+
+  beforeAll(async () => {
+    const pair = await generateKeyPair("ES256", { extractable: true });
+    privateKey = pair.privateKey;
+    jwk = { ...(await exportJWK(pair.publicKey)), kid: "agent-sig", alg: "ES256" };
+    // The seeded MCP server opens mcp:read to self-registered clients (self_registered_client_credentials_scopes).
+    docs.json(
+      "/httpsig-agent.json",
+      document("/httpsig-agent.json", { grant_types: ["client_credentials"], token_endpoint_auth_method: "httpsig_client_auth", jwks: { keys: [jwk] } }),
+    );
+  });
+
+  it("is advertised as a token endpoint authentication method", () => {
+    expect(as.token_endpoint_auth_methods_supported).toContain("httpsig_client_auth");
+  });
+
+  it("earns a signed client_credentials request a token bound to the key (token_type httpsig, cnf.jwk)", async () => {
+    const response = await oauth.clientCredentialsGrantRequest(as, client(), httpSigClientAuth(privateKey, "agent-sig"), params, insecure);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    // oauth4webapi accepts only bearer and dpop unless told of another token type (RFC 6749 §7.1).
+    const tokens = await oauth.processClientCredentialsResponse(as, client(), response, { recognizedTokenTypes: { httpsig: () => {} } });
+    expect(tokens).toEqual({ access_token: expect.any(String), token_type: "httpsig", expires_in: 600, scope: "mcp:read" });
+    const claims = decodeJwt(tokens.access_token);
+    expect(claims).toMatchObject({ iss: server.issuer, sub: clientId(), aud: MCP_RESOURCE, client_id: clientId(), scope: "mcp:read" });
+    // RFC 7800 §3.2: the public key itself, exactly as the document registered it.
+    expect(claims.cnf).toEqual({ jwk });
+  });
+
+  it("refuses an unsigned request, and one signed by another key under the same kid, with 401 invalid_client", async () => {
+    const refusal = async (auth: oauth.ClientAuth) => {
+      const response = await oauth.clientCredentialsGrantRequest(as, client(), auth, params, insecure);
+      const error = await oauth.processClientCredentialsResponse(as, client(), response).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(oauth.ResponseBodyError);
+      const { status, cause } = error as oauth.ResponseBodyError;
+      return { status, body: cause };
+    };
+    expect(await refusal(oauth.None())).toEqual({ status: 401, body: { error: "invalid_client", error_description: "client authentication failed" } });
+    const impostor = await generateKeyPair("ES256", { extractable: true });
+    expect(await refusal(httpSigClientAuth(impostor.privateKey, "agent-sig"))).toEqual({
+      status: 401,
+      body: { error: "invalid_client", error_description: "the signature does not verify with the key agent-sig" },
+    });
   });
 });
