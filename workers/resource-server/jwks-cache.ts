@@ -1,4 +1,4 @@
-import { createLocalJWKSet, errors, type FlattenedJWSInput, type JWSHeaderParameters } from "jose";
+import { type CryptoKey, createLocalJWKSet, errors, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters } from "jose";
 
 /**
  * The issuer's keys could not be had: its JWKS did not load (network error, timeout, non-200, not a JWK
@@ -114,7 +114,7 @@ async function load(url: string, fetchImpl: typeof fetch, timeoutMs: number): Pr
     });
     if (response.status !== 200) throw new Error(`answered HTTP ${response.status}, not 200`);
     // Throws JWKSInvalid for anything but a JWK Set.
-    return createLocalJWKSet(await response.json());
+    return createLocalJWKSet((await response.json()) as JSONWebKeySet);
   })();
   try {
     return await Promise.race([fetched, deadline]);
