@@ -202,33 +202,27 @@ export class Registry extends DurableObject<Env> {
 
   // ── sign-in attempts ────────────────────────────────────────────────────────────────────────
   /**
-   * The account behind a sign-in attempt, or when it may next try. Lockout is kept per email, known or
-   * not, so it never tells which emails have accounts.
+   * The account behind a sign-in attempt, or when it may next try. Each attempt counts as a failure
+   * from the moment it begins, in this one transition: simultaneous guesses cannot all slip past the
+   * lock while their passwords are being checked. After LOCKOUT_AFTER consecutive failures the email is
+   * locked for a minute, doubling with each further failure up to an hour; `loginSucceeded` resets it.
+   * Lockout is kept per email, known or not, so it never tells which emails have accounts.
    */
   async beginLogin(email: string, now: number): Promise<{ ok: true; user: User | null } | { ok: false; reason: "locked"; retry_after: number }> {
-    const lock = await this.ctx.storage.get<LoginFailures>(`login-failures:${email}`);
-    if (lock && lock.locked_until > now) return { ok: false, reason: "locked", retry_after: lock.locked_until - now };
-    if (lock && now - lock.last_failure > FAILURES_FORGOTTEN_AFTER) await this.ctx.storage.delete(`login-failures:${email}`);
+    const key = `login-failures:${email}`;
+    const stored = await this.ctx.storage.get<LoginFailures>(key);
+    if (stored && stored.locked_until > now) return { ok: false, reason: "locked", retry_after: stored.locked_until - now };
+    const count = (stored && now - stored.last_failure <= FAILURES_FORGOTTEN_AFTER ? stored.count : 0) + 1;
+    const over = count - LOCKOUT_AFTER;
+    const locked_for = over >= 0 ? Math.min(60 * 2 ** over, 3600) : 0;
+    await this.ctx.storage.put(key, { count, locked_until: now + locked_for, last_failure: now } satisfies LoginFailures);
     return { ok: true, user: await this.getUserByEmail(email) };
   }
 
-  /**
-   * Records the outcome of a sign-in attempt. After LOCKOUT_AFTER consecutive failures the email is
-   * locked for a minute, doubling with each further failure up to an hour; a success resets it.
-   */
-  async finishLogin(input: { email: string; success: boolean; now: number }): Promise<{ ok: true; locked_for: number }> {
-    const key = `login-failures:${input.email}`;
-    if (input.success) {
-      await this.ctx.storage.delete(key);
-      return { ok: true, locked_for: 0 };
-    }
-    const stored = await this.ctx.storage.get<LoginFailures>(key);
-    const before = stored && input.now - stored.last_failure <= FAILURES_FORGOTTEN_AFTER ? stored : { count: 0 };
-    const count = before.count + 1;
-    const over = count - LOCKOUT_AFTER;
-    const locked_for = over >= 0 ? Math.min(60 * 2 ** over, 3600) : 0;
-    await this.ctx.storage.put(key, { count, locked_until: input.now + locked_for, last_failure: input.now } satisfies LoginFailures);
-    return { ok: true, locked_for };
+  /** The attempt `beginLogin` counted was the right password: the email's failures are forgotten. */
+  async loginSucceeded(email: string): Promise<{ ok: true }> {
+    await this.ctx.storage.delete(`login-failures:${email}`);
+    return { ok: true };
   }
 
   // ── consent and the grant index ─────────────────────────────────────────────────────────────

@@ -184,6 +184,36 @@ describe("abuse limits", () => {
       }
       expect(statuses, email).toEqual([401, 401, 401, 401, 401, 429, 429]);
     }
+    // Guesses sent at the same moment are counted as they begin: five are checked, the rest refused.
+    const pages = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const browser = new Browser();
+        const html = await (
+          await browser.get(
+            authorizeUrl({
+              response_type: "code",
+              client_id: app.client_id,
+              redirect_uri: REDIRECT,
+              code_challenge: p.challenge,
+              code_challenge_method: "S256",
+            }),
+          )
+        ).text();
+        return { browser, html };
+      }),
+    );
+    const burst = await Promise.all(
+      pages.map(({ browser, html }, i) =>
+        browser.post("/login", {
+          email: "carol-race@example.com",
+          password: `guess-${i}`,
+          interaction: hidden(html, "interaction"),
+          csrf: hidden(html, "csrf"),
+        }),
+      ),
+    );
+    const counted = burst.map((r) => r.status).sort();
+    expect(counted).toEqual([401, 401, 401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
     // Even the right password is refused while locked.
     const browser = new Browser();
     const page = await browser.get(

@@ -11,7 +11,7 @@ export type SignInResult = { ok: true; user: User } | { ok: false; status: 401 |
 
 /**
  * Checks a password sign-in, with the abuse limits in front of it: LOGIN_LIMIT per IP, then a lockout
- * per email with backoff (Registry.beginLogin / finishLogin). An unknown email costs as much as a
+ * per email with backoff (Registry.beginLogin counts every attempt as it begins; loginSucceeded forgets them). An unknown email costs as much as a
  * wrong password and is locked the same way, so neither timing nor lockout tells which emails exist.
  */
 export async function checkPassword(c: Context<AppEnv>, email: string, password: string): Promise<SignInResult> {
@@ -34,7 +34,7 @@ export async function checkPassword(c: Context<AppEnv>, email: string, password:
   }
   const user = begun.user;
   const ok = user ? await verifyPassword(password, user.password) : await burnPasswordCheck(password);
-  await reg.finishLogin({ email, success: ok, now: t });
+  if (ok) await reg.loginSucceeded(email);
   if (!user || !ok) {
     audit(c, { event: "login.failed", outcome: "failure" });
     return { ok: false, status: 401, message: "The email or password is incorrect." };
