@@ -102,6 +102,13 @@ describe("admin API", () => {
       ["https://a.example/./cb", "https://a.example/./cb", dots],
       ["https://a.example/%2E%2e/cb", "https://a.example/%2E%2e/cb", dots],
       ["com.example.app:/cb/..", "com.example.app:/cb/..", dots],
+      [
+        "https://a.example/cb?iss=https://evil.example",
+        "https://a.example/cb?iss=https://evil.example",
+        "must not carry the response parameter iss in its query",
+      ],
+      ["https://a.example/cb?x=1&state=s", "https://a.example/cb?x=1&state=s", "must not carry the response parameter state in its query"],
+      ["https://a.example/cb?code=c", "https://a.example/cb?code=c", "must not carry the response parameter code in its query"],
     ];
     for (const [uri, shown, problem] of cases) {
       await expectError(await adminCall("POST", "/clients", { redirect_uris: [uri] }), 400, "invalid_redirect_uri", `redirect_uri '${shown}' ${problem}`);

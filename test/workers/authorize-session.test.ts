@@ -114,6 +114,48 @@ describe("prompt=login and max_age are satisfied only by signing in", () => {
   });
 });
 
+describe("a sign-in made for the request stands in for prompt=login and max_age only so far", () => {
+  it("max_age: a consent page left open longer than max_age (and the minute of grace) asks for a sign-in again", async () => {
+    const { browser } = await obtainCode(base(), REDIRECT);
+    const t = Date.now();
+    setClock(() => t + 120_000);
+    const page = await browser.get(authorizeUrl({ ...base(), scope: "mcp:read mcp:write", max_age: "90" }));
+    const consent = await follow(browser, await signIn(browser, page));
+    expect(await consent.clone().text()).toContain("Allow");
+    setClock(() => t + 120_000 + 91_000);
+    await expectSignInPage(await decide(browser, consent, "allow"));
+  });
+
+  it("prompt=login: the continue URL gives one code; replayed from the history it gives an error, not a second code", async () => {
+    const { browser } = await obtainCode(base(), REDIRECT);
+    const signedIn = await signIn(browser, await browser.get(authorizeUrl({ ...base(), prompt: "login" })));
+    const continueUrl = signedIn.headers.get("location") as string;
+    expect(clientRedirect(await browser.get(continueUrl), REDIRECT).get("code")).toBeTruthy();
+    const replayed = await browser.get(continueUrl);
+    expect(replayed.status).toBe(400);
+    expect(replayed.headers.get("location")).toBeNull();
+    expect(await replayed.text()).toContain("this sign-in was already used; start again from the application");
+  });
+
+  it("the consent form answers for the account it was shown to: another account signed in meanwhile is asked anew", async () => {
+    const browser = new Browser();
+    const consent = await follow(browser, await signIn(browser, await browser.get(authorizeUrl({ ...base(), scope: "mcp:read mcp:write" }))));
+    const html = await consent.text();
+    expect(html).toContain("alice@example.com");
+    // Another tab signs in as bob.
+    await signIn(browser, await browser.get(authorizeUrl({ ...base(), prompt: "login" })), "bob@example.com", "bob-dev-password");
+    const answer = await browser.post("/consent", {
+      decision: "allow",
+      interaction: hidden(html, "interaction"),
+      csrf: hidden(html, "csrf"),
+      for: hidden(html, "for"),
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("location")).toBeNull();
+    expect(await answer.text()).toContain("bob@example.com");
+  });
+});
+
 describe("id_token_hint (OIDC Core §3.1.2.1)", () => {
   /** Alice's browser after a sign-in and consent with openid, and the ID token that flow issued to `app`. */
   async function aliceWithIdToken(): Promise<{ browser: Browser; idToken: string }> {
@@ -141,6 +183,13 @@ describe("id_token_hint (OIDC Core §3.1.2.1)", () => {
     expect(refused.get("error")).toBe("login_required");
     expect(refused.get("error_description")).toBe("the user is not signed in");
     await expectSignInPage(await bob.get(authorizeUrl({ ...silent, prompt: undefined })));
+  });
+
+  it("a sign-in as another user than the hint names, made for the request, gets no code: the sign-in page again", async () => {
+    const { idToken } = await aliceWithIdToken();
+    const fresh = new Browser();
+    const page = await fresh.get(authorizeUrl({ ...base(), scope: "openid mcp:read", id_token_hint: idToken }));
+    await expectSignInPage(await follow(fresh, await signIn(fresh, page, "bob@example.com", "bob-dev-password")));
   });
 
   it("refuses a hint this server did not issue to the client", async () => {

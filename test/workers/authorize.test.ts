@@ -375,6 +375,37 @@ describe("sign-in, consent and the code", () => {
     expect(await res.text()).toContain("this sign-in has expired or is invalid");
   });
 
+  it("remembers a self-registered native client's consent across loopback ports, which change from run to run", async () => {
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ client_name: "CLI", redirect_uris: ["http://127.0.0.1/callback"], token_endpoint_auth_method: "none" }),
+    });
+    const cli = (await registered.json()) as { client_id: string };
+    const params = {
+      response_type: "code",
+      client_id: cli.client_id,
+      code_challenge: challenge,
+      code_challenge_method: "S256",
+      resource: MCP_RESOURCE,
+      scope: "mcp:read",
+    };
+    const { browser } = await obtainCode({ ...params, redirect_uri: "http://127.0.0.1:5000/callback" }, "http://127.0.0.1:5000/callback");
+    const again = await browser.get(authorizeUrl({ ...params, redirect_uri: "http://127.0.0.1:5001/callback" }));
+    expect(clientRedirect(again, "http://127.0.0.1:5001/callback").get("code")).toBeTruthy();
+  });
+
+  it("sends the code in a redirect no cache may keep, and answers HEAD with 405 rather than running the flow", async () => {
+    const { browser } = await obtainCode(base(), REDIRECT);
+    const res = await browser.get(authorizeUrl(base()));
+    expect(res.status).toBe(303);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const head = await call(authorizeUrl(base()), { method: "HEAD", headers: { Cookie: browser.cookieHeader }, redirect: "manual" });
+    expect(head.status).toBe(405);
+    expect(head.headers.get("allow")).toBe("GET, POST");
+    expect(head.headers.get("location")).toBeNull();
+  });
+
   it("lets a loopback redirect URI vary only its port (RFC 8252 §7.3)", async () => {
     const params = { response_type: "code", client_id: native.client_id, code_challenge: challenge, code_challenge_method: "S256" };
     const { query } = await obtainCode({ ...params, redirect_uri: "http://127.0.0.1:49152/callback" }, "http://127.0.0.1:49152/callback");

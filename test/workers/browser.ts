@@ -82,7 +82,7 @@ export async function decide(browser: Browser, page: Response, decision: "allow"
   expect(page.status).toBe(200);
   const html = await page.text();
   expect(html).toContain("Allow");
-  return browser.post("/consent", { decision, interaction: hidden(html, "interaction"), csrf: hidden(html, "csrf") });
+  return browser.post("/consent", { decision, interaction: hidden(html, "interaction"), csrf: hidden(html, "csrf"), for: hidden(html, "for") });
 }
 
 /** The query of a redirect to the client, asserting it goes to `redirectUri`. */

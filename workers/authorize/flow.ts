@@ -34,17 +34,22 @@ export async function resume(c: Context<AppEnv>, client: Client, interaction: In
   return issueCode(c, client, interaction, signedIn.session, false);
 }
 
+/** How long a sign-in made for an interaction stands in for `max_age` however small: time to read the consent page. */
+const SIGNED_IN_GRACE = 60;
+
 /** Whether this interaction needs a sign-in first, given the browser's session. */
 export function needsLogin(session: Session | null, interaction: Interaction): boolean {
   if (!session) return true;
-  // A sign-in made for this interaction (POST /login) counts even when it crossed a second boundary:
-  // max_age=0 would otherwise ask again at every step.
-  const signed = interaction.signed_in;
-  if (signed && signed.sub === session.sub && signed.auth_time === session.auth_time) return false;
-  // OIDC Core §3.1.2.1 id_token_hint: someone other than the user it names is signed in.
+  // OIDC Core §3.1.2.1 id_token_hint: the user it names must be the one signed in, however they signed in.
   if (interaction.id_token_hint_sub !== undefined && interaction.id_token_hint_sub !== session.sub) return true;
-  if (interaction.prompt.includes("login")) return true;
-  return interaction.max_age !== undefined && now() - session.auth_time > interaction.max_age;
+  const age = now() - session.auth_time;
+  // A sign-in made for this interaction (POST /login) satisfies prompt=login, and max_age for at least
+  // SIGNED_IN_GRACE seconds (max_age=0 would otherwise ask again at every step); a page left open longer
+  // than max_age asks again, so no code carries an auth_time staler than the client asked for.
+  const signed = interaction.signed_in;
+  const forThis = signed?.sub === session.sub && signed.auth_time === session.auth_time;
+  if (interaction.max_age !== undefined && age > Math.max(interaction.max_age, forThis ? SIGNED_IN_GRACE : 0)) return true;
+  return interaction.prompt.includes("login") && !forThis;
 }
 
 /**
@@ -116,6 +121,7 @@ export async function consentPage(c: Context<AppEnv>, client: Client, signedIn: 
     redirectTo: redirectTarget(interaction.redirect_uri),
     unregistered: unregistered ? { redirectTo: redirectTarget(interaction.redirect_uri) } : undefined,
     userEmail: signedIn.user.email,
+    userId: signedIn.user.id,
     scopes: interaction.scope,
     resources,
   };

@@ -1,14 +1,16 @@
 import type { Context } from "hono";
 import { type Client, DYNAMIC_CLIENT_ID } from "../../schemas/client";
 import { registry } from "../clients/cache";
+import { isLoopbackIpRedirect } from "../clients/redirect-uri";
 import { now } from "../clock";
 import { AccessDenied, InvalidRequest, ServerError } from "../errors";
 import { audit } from "../observe/audit";
+import { claimOnce } from "../replay";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
 import { consumePushedRequest, pushedRequestUsedUp } from "./pushed";
 import { errorPage, redirectToClient } from "./respond";
-import { clearSession, type Interaction, type Session } from "./session";
+import { clearSession, INTERACTION_TTL, type Interaction, type Session } from "./session";
 
 /**
  * The user said yes (now or before): create the grant with its code and send the code to the client.
@@ -19,6 +21,11 @@ import { clearSession, type Interaction, type Session } from "./session";
  */
 export async function issueCode(c: Context<AppEnv>, client: Client, interaction: Interaction, session: Session, consented: boolean): Promise<Response> {
   const cfg = c.get("cfg");
+  // A sign-in made for the interaction lets it past prompt=login; it yields one code, so a /authorize/continue
+  // URL replayed from the browser's history asks for a sign-in again (the request starts over).
+  if (interaction.signed_in && !(await claimOnce(c.env, "signed-in-interaction", interaction.signed_in.id, interaction.iat + INTERACTION_TTL, now()))) {
+    return errorPage(c, new InvalidRequest("this sign-in was already used; start again from the application"));
+  }
   if (interaction.pushed) {
     const consumed = await consumePushedRequest(c, interaction.pushed);
     if (!consumed.ok) return errorPage(c, pushedRequestUsedUp(consumed.reason));
@@ -88,7 +95,9 @@ export function audiences(interaction: Pick<Interaction, "resources">, issuer: s
  * of the same registration asks again).
  */
 export function consentHolder(client: Client, redirectUri: string): string {
-  return client.registered_by === "admin" ? client.client_id : `${client.client_id} ${redirectTarget(redirectUri)}`;
+  if (client.registered_by === "admin") return client.client_id;
+  // A native app's loopback port changes from run to run (RFC 8252 §7.3); the address is what the user saw.
+  return `${client.client_id} ${isLoopbackIpRedirect(redirectUri) ? new URL(redirectUri).hostname : redirectTarget(redirectUri)}`;
 }
 
 /** The host (or, for a private-use scheme, the scheme) a redirect URI sends the browser to. */

@@ -13,6 +13,8 @@ export function redirectToClient(c: Context<AppEnv>, redirectUri: string, params
   const url = new URL(redirectUri);
   for (const [name, value] of Object.entries(params)) if (value !== undefined) url.searchParams.append(name, value);
   url.searchParams.append("iss", c.get("cfg").ISSUER);
+  // The Location carries a code (or an error for it): no cache may keep it.
+  c.header("Cache-Control", "no-store");
   return c.redirect(url.toString(), 303);
 }
 

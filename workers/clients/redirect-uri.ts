@@ -18,6 +18,15 @@ const RFC3986 = /^(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/;
  */
 const DOT_SEGMENT = /^[^?#]*\/(?:\.|%2e){1,2}(?:[/?#]|$)/i;
 
+/** Parameters of the authorization response (OAuth 2.1 §4.1.2, §4.1.2.1; RFC 9207 §2). */
+const RESPONSE_PARAMETERS = ["code", "state", "iss", "error", "error_description", "error_uri"];
+
+/** Whether a redirect URI is http on a loopback IP literal, whose port may vary (RFC 8252 §7.3). */
+export function isLoopbackIpRedirect(uri: string): boolean {
+  const u = new URL(uri);
+  return u.protocol === "http:" && LOOPBACK_IPS.has(u.hostname);
+}
+
 /** Why a redirect URI cannot be registered, or null when it can. */
 export function redirectUriProblem(uri: string): string | null {
   if (!RFC3986.test(uri)) {
@@ -33,6 +42,9 @@ export function redirectUriProblem(uri: string): string | null {
   // OAuth 2.1 §2.3.1: "The redirect URI MUST NOT include a fragment component."
   if (uri.includes("#")) return "must not contain a fragment";
   if (url.username || url.password) return "must not contain user information";
+  // The authorization response appends these; one already in the query would be read in its place (RFC 9207's `iss` above all).
+  const reserved = RESPONSE_PARAMETERS.find((name) => url.searchParams.has(name));
+  if (reserved) return `must not carry the response parameter ${reserved} in its query`;
   if (url.protocol === "https:") return null;
   if (url.protocol === "http:") {
     // RFC 8252 §7.3 loopback redirection for native apps; any other http URI is refused.

@@ -19,6 +19,8 @@ import type { AppEnv } from "../types";
 export const authorize = new Hono<AppEnv>();
 
 authorize.on(["GET", "POST"], "/authorize", async (c) => {
+  // Hono answers HEAD with the GET handler; here that would run the whole flow (even issue a code).
+  if (c.req.method === "HEAD") return methodNotAllowed("GET, POST")();
   try {
     await queryOrFormBody(c, async () => {});
   } catch (error) {
@@ -40,6 +42,7 @@ authorize.on(["GET", "POST"], "/authorize", async (c) => {
 
 /** Where the sign-in form sends the browser back to: the same decision, with the same request. */
 authorize.get("/authorize/continue", async (c) => {
+  if (c.req.method === "HEAD") return methodNotAllowed("GET")();
   const interaction = await openInteraction(c, c.req.query("interaction"));
   if (!interaction) return errorPage(c, new InvalidRequest("this sign-in has expired or is invalid; start again from the application"));
   let client: Awaited<ReturnType<typeof interactionClient>>;

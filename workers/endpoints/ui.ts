@@ -6,6 +6,7 @@ import { errorPage, redirectError } from "../authorize/respond";
 import { activeSession, csrfValid, openInteraction, sealInteraction, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
 import { now } from "../clock";
+import { randomToken } from "../crypto";
 import { AccessDenied, Forbidden, InvalidRequest, OAuthError } from "../errors";
 import { formBody } from "../middleware/form-body";
 import { methodNotAllowed } from "../middleware/method";
@@ -62,7 +63,7 @@ ui.post(
     await writeSession(c, session);
     // This sign-in satisfies prompt=login and max_age; carrying it on keeps the next step from asking again.
     const { iat, ...request } = ctx.interaction;
-    const next = await sealInteraction(c, { ...request, signed_in: { sub: session.sub, auth_time: session.auth_time } }, iat);
+    const next = await sealInteraction(c, { ...request, signed_in: { sub: session.sub, auth_time: session.auth_time, id: randomToken(16) } }, iat);
     return c.redirect(`/authorize/continue?interaction=${encodeURIComponent(next)}`, 303);
   }),
 );
@@ -77,6 +78,8 @@ ui.post(
     // not stand in for the sign-in that prompt=login or max_age asks for.
     if (!signedIn || needsLogin(signedIn.session, interaction)) return loginPage(c, client, interaction, ctx.token);
     const { session } = signedIn;
+    // The page was shown to another account than the one signed in now (another tab): ask this one.
+    if (ctx.params.get("for") !== session.sub) return consentPage(c, client, signedIn, interaction, ctx.token);
     const decision = ctx.params.get("decision");
     if (decision === "deny") {
       audit(c, { event: "authorization.denied", outcome: "failure", client_id: client.client_id, subject: session.sub });

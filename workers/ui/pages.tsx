@@ -61,6 +61,8 @@ export interface ConsentView {
   /** Pushed client registration: no registration at all; the name is self-asserted. `redirectTo`: where the answer goes. */
   unregistered?: { redirectTo: string };
   userEmail: string;
+  /** The `sub` of that user: the form says whose answer it is, so another account signed in meanwhile is asked anew. */
+  userId: string;
   scopes: string[];
   resources: Array<{ name: string; uri: string }>;
 }
@@ -134,6 +136,7 @@ export function ConsentPage(props: { interaction: string; csrf: string; view: Co
       <form method="post" action="/consent">
         <input type="hidden" name="interaction" value={props.interaction} />
         <input type="hidden" name="csrf" value={props.csrf} />
+        <input type="hidden" name="for" value={v.userId} />
         <div class="actions">
           <button type="submit" name="decision" value="allow">
             Allow
