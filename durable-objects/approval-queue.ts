@@ -90,9 +90,12 @@ export class ApprovalQueue extends DurableObject<Env> {
     if (!r) return { ok: false, reason: "unknown" };
     // CIBA §10.1: the auth_req_id must have been issued to the client that presents it.
     if (r.client_id !== input.client_id) return { ok: false, reason: "client_mismatch" };
-    if (r.state === "denied" || r.state === "redeemed") return { ok: false, reason: r.state };
-    if (r.state === "expired" || input.now >= r.expires_at) return { ok: false, reason: "expired" };
+    if (r.state === "denied") return { ok: false, reason: r.state };
     const tooSoon = r.last_polled_at !== undefined && input.now - r.last_polled_at < r.interval;
+    // A poll that comes while another poll's redemption may still be issuing (within its interval) is told to
+    // slow down, not that the request is used up: should that issue fail, the approval is released for the next poll.
+    if (r.state === "redeemed" && !tooSoon) return { ok: false, reason: r.state };
+    if (r.state === "expired" || input.now >= r.expires_at) return { ok: false, reason: "expired" };
     r.last_polled_at = input.now;
     if (tooSoon) r.interval += 5;
     if (r.state === "pending" || tooSoon) {

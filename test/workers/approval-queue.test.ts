@@ -144,7 +144,20 @@ describe("ApprovalQueue transitions", () => {
       Array.from({ length: 20 }, () => second.stub.poll({ handle_hash: second.request.handle_hash, client_id: "client_a", now: T + 200 })),
     );
     expect(polls.filter((p) => p.ok)).toHaveLength(1);
-    expect(polls.filter((p) => !p.ok && p.reason === "redeemed")).toHaveLength(19);
+    // The others came while the redemption may still be issuing: slow down, not "used up" (the issue may fail and release it).
+    expect(polls.filter((p) => !p.ok && p.reason === "slow_down")).toHaveLength(19);
+    // Once an interval has passed, a redeemed request is used up.
+    expect(await second.stub.poll({ handle_hash: second.request.handle_hash, client_id: "client_a", now: T + 400 })).toEqual({ ok: false, reason: "redeemed" });
+  });
+
+  it("a poll racing a redemption whose issue fails gets slow_down, and the approval after the release", async () => {
+    const { stub, request } = await queued();
+    const poll = (now: number) => stub.poll({ handle_hash: request.handle_hash, client_id: "client_a", now });
+    await stub.approve({ id: request.id, approval: ALICE, now: T + 100 });
+    expect(await poll(T + 200)).toMatchObject({ ok: true });
+    expect(await poll(T + 201)).toEqual({ ok: false, reason: "slow_down", interval: 10 });
+    expect(await stub.release({ handle_hash: request.handle_hash, client_id: "client_a" })).toEqual({ ok: true });
+    expect(await poll(T + 202)).toMatchObject({ ok: true, approval: ALICE });
   });
 
   it("expires a pending request by alarm, refuses decisions after expiry, and purges it later", async () => {

@@ -253,7 +253,12 @@ describe("CIBA token requests (CIBA §10.1, §11)", () => {
     const idt = await jwtVerify(body.id_token as string, keys, { issuer: ISSUER, audience: poller.client_id });
     expect(idt.payload).toMatchObject({ sub: "usr_dev_alice", amr: ["pwd"], at_hash: await atHash(body.access_token as string) });
     expect(idt.payload).not.toHaveProperty("urn:openid:params:jwt:claim:auth_req_id");
+    // A poll at once could race an issue that fails and releases the approval: slow_down. Once the interval is over, it is used up.
+    await expectError(await pollCiba(poller, id), 400, "slow_down", "polling too fast; wait at least 10 seconds between requests");
+    const t = Date.now();
+    setClock(() => t + 11_000);
     await expectError(await pollCiba(poller, id), 400, "invalid_grant", "the auth_req_id is invalid, expired or already used");
+    setClock();
 
     // A real grant: refresh, introspection and revocation work as for any other.
     const auth = { Authorization: basic(poller.client_id, poller.client_secret as string) };
@@ -282,6 +287,8 @@ describe("CIBA token requests (CIBA §10.1, §11)", () => {
     expect(res.status, JSON.stringify(body)).toBe(200);
     expect(decodeJwt(body.access_token as string)).toMatchObject({ aud: MCP_RESOURCE, sub: "usr_dev_alice" });
     expect(await grantsOf(poller.client_id)).toHaveLength(grantsBefore.length + 1);
+    const t = Date.now();
+    setClock(() => t + 11_000);
     await expectError(await pollCiba(poller, id), 400, "invalid_grant", "the auth_req_id is invalid, expired or already used");
   });
 

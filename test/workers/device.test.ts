@@ -128,6 +128,8 @@ describe("the /device page and the device_code grant (RFC 8628 §3.3–§3.5)", 
     );
     const res = await poll(d.device_code);
     expect(res.status, await res.clone().text()).toBe(200);
+    const t = Date.now();
+    setClock(() => t + 11_000);
     await expectError(await poll(d.device_code), 400, "invalid_grant", "the device_code is invalid, expired or already used");
   });
 
