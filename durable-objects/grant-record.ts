@@ -22,8 +22,12 @@ export interface Rotated {
   rotated_at: number;
   /** The successor token, encrypted under a key derived from the replaced token (only its holder can open it). */
   sealed_successor: string;
-  /** A retry got the successor: the rotation stands. */
-  retried?: true;
+  /**
+   * Requests given the successor whose answers may yet fail: the rotation's own, and one more per retry in the
+   * reuse window. Each failure's `undoRotation` takes one back; the last one taken back restores the presented
+   * token. A request that succeeded never takes its hand-out back, so then the rotation stands. (Absent: 1.)
+   */
+  handouts?: number;
   /** This rotation bound the family to a DPoP key (`undoRotation` unbinds it). */
   bound?: true;
 }
@@ -68,7 +72,7 @@ export type RedeemResult =
 
 export type RefreshResult =
   | { ok: true; data: GrantData; retry: false }
-  | { ok: true; data: GrantData; retry: true; sealed_successor: string }
+  | { ok: true; data: GrantData; retry: true; sealed_successor: string; successor_hash: string }
   | { ok: false; reason: "unknown" | "expired" | "revoked" | "client_mismatch" | "dpop_key_mismatch" | "instance_key_mismatch" | "reused" }
   | { ok: false; reason: "scope_exceeded"; exceeding: string[] }
   | TargetRefused;
@@ -153,13 +157,12 @@ export function redemptionUntouched(g: Stored, input: { code_hash: string; redee
   );
 }
 
-/** Whether `g` is still as the rotation of `token_hash` left it: its successor unused, no retry handed it out. */
+/** Whether `g` is still as the rotation of `token_hash` left it: its successor unused. */
 export function rotationUntouched(g: Stored, input: { token_hash: string; successor_hash: string }): boolean {
   const r = g.rotated;
   return (
     g.state === "active" &&
     r?.hash === input.token_hash &&
-    !r.retried &&
     g.refresh?.hash === input.successor_hash &&
     g.refresh.issued_at === r.rotated_at &&
     g.refresh.last_used_at === r.rotated_at

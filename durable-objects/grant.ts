@@ -38,7 +38,7 @@ const TOMBSTONE_KEPT = 86_400;
  *                                                           ▼
  *   revoke | code replayed | old refresh token reused ──► revoked
  *   (none) ──createActive (CIBA, device: approved out of band)──► active
- *   active ──undoRedemption──► pending;  active ──undoRotation──► active (the presented token current again)
+ *   active ──undoRedemption──► pending;  active ──undoRotation (the last hand-out)──► active (the presented token current again)
  *
  * The two undos take back a redemption or a rotation whose tokens were never handed out, because the
  * request failed after the transition (a policy refusal that depends on the grant, a signing key that
@@ -196,14 +196,12 @@ export class GrantObject extends DurableObject<Env> {
     // A refused scope or resource must leave everything as it was: the presented token stays the live one.
     const exceeding = input.scope?.filter((s) => !g.data.scope.includes(s)) ?? [];
     const refused = exceeding.length ? ({ ok: false, reason: "scope_exceeded", exceeding } as const) : refusedTarget(g, input.resource, this.env.ISSUER);
-    if (isRotated && g.rotated && input.now - g.rotated.rotated_at < g.reuse_window) {
+    if (isRotated && g.rotated && g.refresh && input.now - g.rotated.rotated_at < g.reuse_window) {
       if (refused) return refused;
-      // The successor goes out with this answer, so the rotation can no longer be undone.
-      if (!g.rotated.retried) {
-        g.rotated.retried = true;
-        await this.save(g);
-      }
-      return { ok: true, data: g.data, retry: true, sealed_successor: g.rotated.sealed_successor };
+      // One more request holds the successor until its answer is out; if that fails, its undo gives it back.
+      g.rotated.handouts = (g.rotated.handouts ?? 1) + 1;
+      await this.save(g);
+      return { ok: true, data: g.data, retry: true, sealed_successor: g.rotated.sealed_successor, successor_hash: g.refresh.hash };
     }
     if (!isCurrent || !g.refresh) {
       await this.revokeWith(g, "refresh_token_reused");
@@ -215,7 +213,7 @@ export class GrantObject extends DurableObject<Env> {
     // RFC 9449 §5: a public client's refresh token issued with a DPoP proof is bound to its key, so a family
     // that was not bound yet is bound from this rotation on.
     const binds = input.bind_refresh_to_key === true && input.dpop_jkt !== undefined && g.dpop_jkt === undefined;
-    g.rotated = { ...g.refresh, rotated_at: input.now, sealed_successor: input.sealed_successor, ...(binds ? { bound: true as const } : {}) };
+    g.rotated = { ...g.refresh, rotated_at: input.now, sealed_successor: input.sealed_successor, handouts: 1, ...(binds ? { bound: true as const } : {}) };
     g.refresh = { hash: input.successor_hash, issued_at: input.now, last_used_at: input.now };
     if (binds) g.dpop_jkt = input.dpop_jkt;
     await this.save(g, retiring);
@@ -236,14 +234,21 @@ export class GrantObject extends DurableObject<Env> {
   }
 
   /**
-   * active → active: takes back a rotation whose successor was never handed out, so the presented token
-   * is the current one again, as used as it was. Only while the successor is unused and no retry got it.
-   * The token the rotation retired into the ring stays there: its successor had been presented.
+   * active → active: a request given the successor failed before handing it out. The last such request
+   * (no other holds it: `Rotated.handouts`) takes the rotation back, so the presented token is the current
+   * one again, as used as it was. Only while the successor is unused. The token the rotation retired into
+   * the ring stays there: its successor had been presented.
    */
   async undoRotation(input: { token_hash: string; successor_hash: string }): Promise<{ ok: true } | { ok: false; reason: "changed" }> {
     const g = this.grant;
     const r = g?.rotated;
     if (!g || !r || !rotationUntouched(g, input)) return { ok: false, reason: "changed" };
+    const others = (r.handouts ?? 1) - 1;
+    if (others > 0) {
+      r.handouts = others;
+      await this.save(g);
+      return { ok: true };
+    }
     g.refresh = { hash: r.hash, issued_at: r.issued_at ?? r.rotated_at, last_used_at: r.last_used_at ?? r.rotated_at };
     if (r.bound) delete g.dpop_jkt;
     g.rotated = null;

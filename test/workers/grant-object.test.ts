@@ -345,19 +345,36 @@ describe("refresh: active → active (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2)", ()
     expect((await snapshot(f.stub)).alarm).toBe((T + 2 + ALARM_SLACK + LIFETIMES.idle_ttl) * 1000);
   });
 
-  it("a retry of the just-rotated token within the reuse window gets the same sealed successor, and the rotation then stands", async () => {
+  it("a retry of the just-rotated token within the reuse window gets the same sealed successor; one hand-out given back leaves the rotation standing", async () => {
     const f = await active();
     const first = await rotate(f, f.refresh, T + 100);
     const before = (await snapshot(f.stub)) as { grant: { rotated: object }; alarm: number | null };
     const retry = await rotate(f, f.refresh, T + 100 + LIFETIMES.reuse_window - 1);
-    expect(retry.result).toEqual({ ok: true, data: f.data, retry: true, sealed_successor: first.sealed });
-    // Nothing changes but the mark that the successor went out, after which the rotation cannot be undone.
-    expect(await snapshot(f.stub)).toEqual({ ...before, grant: { ...before.grant, rotated: { ...before.grant.rotated, retried: true } } });
-    expect(await f.stub.undoRotation({ token_hash: f.refresh.hash, successor_hash: first.successor.hash })).toEqual({ ok: false, reason: "changed" });
+    expect(retry.result).toEqual({ ok: true, data: f.data, retry: true, sealed_successor: first.sealed, successor_hash: first.successor.hash });
+    // Nothing changes but the count of requests holding the successor.
+    expect(await snapshot(f.stub)).toEqual({ ...before, grant: { ...before.grant, rotated: { ...before.grant.rotated, handouts: 2 } } });
+    // One of the two fails and gives its hand-out back: the other may have handed the successor out, so the rotation stands.
+    expect(await f.stub.undoRotation({ token_hash: f.refresh.hash, successor_hash: first.successor.hash })).toEqual({ ok: true });
+    expect(await snapshot(f.stub)).toEqual({ ...before, grant: { ...before.grant, rotated: { ...before.grant.rotated, handouts: 1 } } });
     // Only the holder of the old token can open it, and it opens to the successor that is current.
     expect(await openSuccessor(f.refresh.token, first.sealed)).toBe(first.successor.token);
     expect(await openSuccessor(first.successor.token, first.sealed)).toBeNull();
     expect((await rotate(f, first.successor, T + 200)).result).toEqual({ ok: true, data: f.data, retry: false });
+  });
+
+  it("a rotation and its retries that all fail give every hand-out back: the presented token is current again, not reuse", async () => {
+    const f = await active();
+    const first = await rotate(f, f.refresh, T + 100);
+    await rotate(f, f.refresh, T + 101);
+    await rotate(f, f.refresh, T + 102);
+    const undo = () => f.stub.undoRotation({ token_hash: f.refresh.hash, successor_hash: first.successor.hash });
+    expect([await undo(), await undo()]).toEqual([{ ok: true }, { ok: true }]);
+    expect(await f.stub.status({ refresh_hash: f.refresh.hash, now: T + 103 })).toEqual({ active: false });
+    expect(await undo()).toEqual({ ok: true });
+    // The last one restored it: after the reuse window it refreshes as the current token, revoking nothing.
+    expect(await f.stub.status({ refresh_hash: f.refresh.hash, now: T + 103 })).toMatchObject({ active: true });
+    expect((await rotate(f, f.refresh, T + 100 + LIFETIMES.reuse_window + 60)).result).toEqual({ ok: true, data: f.data, retry: false });
+    expect(await undo()).toEqual({ ok: false, reason: "changed" });
   });
 
   it("the retry window ends reuse_window seconds after the rotation: a later retry is reuse and revokes", async () => {
@@ -669,7 +686,7 @@ describe("concurrency: input gates make each transition atomic", () => {
     const w = winners[0] as number;
     const winner = successors[w] as Handle;
     for (const [i, r] of results.entries()) {
-      if (i !== w) expect(r).toEqual({ ok: true, data: f.data, retry: true, sealed_successor: sealed[w] });
+      if (i !== w) expect(r).toEqual({ ok: true, data: f.data, retry: true, sealed_successor: sealed[w], successor_hash: winner.hash });
     }
     expect(await openSuccessor(f.refresh.token, sealed[w] as string)).toBe(winner.token);
     expect(await f.stub.status({ refresh_hash: winner.hash, now: T + 51 })).toMatchObject({ active: true });

@@ -195,6 +195,14 @@ describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
     await expectError(await refresh(t.refresh_token), 400, "invalid_target", `resource ${resource} is no longer registered here`);
     const introspected = await postForm("/introspect", { token: t.refresh_token, client_id: app.client_id, client_secret: app.client_secret as string });
     expect(await introspected.json()).toMatchObject({ active: true });
+    // Sent several at once, as clients do when several calls fail together: one rotation, the rest retries,
+    // all refused after it; every one gives its hand-out back, so the token is still the live one, not reuse.
+    const parallel = await Promise.all(Array.from({ length: 5 }, () => refresh(t.refresh_token)));
+    for (const res of parallel) await expectError(res, 400, "invalid_target", `resource ${resource} is no longer registered here`);
+    const later = Date.now() + 120_000;
+    setClock(() => later);
+    const afterWindow = await postForm("/introspect", { token: t.refresh_token, client_id: app.client_id, client_secret: app.client_secret as string });
+    expect(await afterWindow.json()).toMatchObject({ active: true });
   });
 
   it("refuses another client's refresh token without revoking it", async () => {

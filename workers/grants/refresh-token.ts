@@ -4,7 +4,7 @@ import { audit } from "../observe/audit";
 import { enforceGrantIndependentPolicy } from "../policy/attestation";
 import { parseScope } from "../policy/scope";
 import { mintHandle, openSuccessor, parseHandle, sealSuccessor } from "../tokens/handles";
-import { binding, grantStub, issueFromGrant, issueOrUndo, namedResource } from "./issue";
+import { binding, grantStub, issueOrUndo, namedResource } from "./issue";
 import type { GrantHandler } from "./types";
 
 /**
@@ -73,8 +73,8 @@ export const refreshToken: GrantHandler = {
     // OIDC Core §12.2: an ID token from a refresh carries no nonce.
     const { nonce: _nonce, ...data } = requested ? { ...result.data, scope: requested } : result.data;
     const issue = { grant_id: handle.object_id, data, refresh_token, id_token: true };
-    // A retry hands out the successor of an earlier rotation, which now stands: nothing to undo.
-    if (result.retry) return issueFromGrant(c, issue);
-    return issueOrUndo(c, issue, () => stub.undoRotation({ token_hash: handle.hash, successor_hash: successor.hash }));
+    // A retry holds the successor of an earlier rotation; failing, it gives its hand-out back as the first request would.
+    const successor_hash = result.retry ? result.successor_hash : successor.hash;
+    return issueOrUndo(c, issue, () => stub.undoRotation({ token_hash: handle.hash, successor_hash }));
   },
 };
