@@ -395,6 +395,22 @@ describe("sign-in, consent and the code", () => {
     expect(clientRedirect(again, "http://127.0.0.1:5001/callback").get("code")).toBeTruthy();
   });
 
+  it("names a client that registered itself on the sign-in page as its own claim, with where the answer goes", async () => {
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ client_name: "Example Bank", redirect_uris: ["https://phish.example/cb"], token_endpoint_auth_method: "none" }),
+    });
+    const { client_id } = (await registered.json()) as { client_id: string };
+    const page = await new Browser().get(
+      authorizeUrl({ response_type: "code", client_id, redirect_uri: "https://phish.example/cb", code_challenge: challenge, code_challenge_method: "S256" }),
+    );
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain(
+      "to continue to an application that registered itself as <strong>“Example Bank”</strong>, whose answer goes to <strong>phish.example</strong>",
+    );
+  });
+
   it("sends the code in a redirect no cache may keep, and answers HEAD with 405 rather than running the flow", async () => {
     const { browser } = await obtainCode(base(), REDIRECT);
     const res = await browser.get(authorizeUrl(base()));

@@ -101,6 +101,8 @@ export async function loginPage(
     csrf: await csrfToken(c),
     clientName: displayName(client),
     unregistered: client.client_id === DYNAMIC_CLIENT_ID,
+    // A URL client's name already comes with its host (`displayName`); one registered at /register has only its claim.
+    ...(client.registered_by === "dynamic_registration" ? { selfRegisteredAt: redirectTarget(interaction.redirect_uri) } : {}),
     error: error?.message,
     email: error?.email,
   });

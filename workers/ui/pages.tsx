@@ -1,7 +1,15 @@
 import { Layout } from "./layout";
 
 /** Where a sign-in goes on to: an authorization request (`/login`), or one of our own pages (`/signin`: inbox, device). */
-export type SignInTarget = { interaction: string; clientName: string; unregistered?: boolean } | { next: string; purpose: string };
+export type SignInTarget =
+  | {
+      interaction: string;
+      clientName: string;
+      unregistered?: boolean;
+      /** A client that registered itself (RFC 7591): its name is its own claim; this is where the answer goes. */
+      selfRegisteredAt?: string;
+    }
+  | { next: string; purpose: string };
 
 /** The sign-in form (fields labelled Email and Password, button Sign in). */
 export function LoginPage(props: SignInTarget & { csrf: string; error?: string; email?: string }) {
@@ -15,6 +23,11 @@ export function LoginPage(props: SignInTarget & { csrf: string; error?: string; 
         ) : props.unregistered ? (
           <>
             to continue to an unregistered application that calls itself <strong>“{props.clientName}”</strong>
+          </>
+        ) : props.selfRegisteredAt ? (
+          <>
+            to continue to an application that registered itself as <strong>“{props.clientName}”</strong>, whose answer goes to{" "}
+            <strong>{props.selfRegisteredAt}</strong>
           </>
         ) : (
           <>
