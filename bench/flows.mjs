@@ -131,7 +131,14 @@ export async function latchkeySetup(origin) {
   await expectStatus(afterLogin, 303, "sign in");
   const consent = await expectStatus(await browserGet(afterLogin.headers.get("location")), 200, "consent page");
   const consentHtml = await consent.text();
-  codeOf(await browserPost("/consent", { decision: "allow", interaction: hidden(consentHtml, "interaction"), csrf: hidden(consentHtml, "csrf") }));
+  codeOf(
+    await browserPost("/consent", {
+      decision: "allow",
+      interaction: hidden(consentHtml, "interaction"),
+      csrf: hidden(consentHtml, "csrf"),
+      for: hidden(consentHtml, "for"),
+    }),
+  );
 
   const mintCode = async () => codeOf(await browserGet(authorizePath));
   const redeem = async (code) => {
