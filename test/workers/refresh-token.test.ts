@@ -205,6 +205,12 @@ describe("refresh_token grant (OAuth 2.1 §4.3, RFC 9700 §4.14)", () => {
     expect(await afterWindow.json()).toMatchObject({ active: true });
   });
 
+  it("refuses a scope of blanks alone (invalid_scope), which would narrow to nothing, and spends nothing", async () => {
+    const t = await tokens();
+    await expectError(await refresh(t.refresh_token, { scope: "  " }), 400, "invalid_scope", "scope must name at least one scope (RFC 6749 section 3.3)");
+    expect((await refresh(t.refresh_token)).status).toBe(200);
+  });
+
   it("refuses another client's refresh token without revoking it", async () => {
     const t = await tokens();
     await expectError(await refresh(t.refresh_token, {}, other), 400, "invalid_grant", "the refresh token was issued to another client");

@@ -13,6 +13,8 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 export function parseScope(scope: string | undefined): string[] | undefined {
   if (scope === undefined) return undefined;
   const tokens = scope.split(" ").filter(Boolean);
+  // RFC 6749 §3.3: scope = scope-token *( SP scope-token ). Blanks alone would narrow a refresh to nothing.
+  if (tokens.length === 0) throw new InvalidScope("scope must name at least one scope (RFC 6749 §3.3)");
   if (tokens.some((t) => !SCOPE_TOKEN.test(t))) throw new InvalidScope("scope contains characters RFC 6749 §3.3 does not allow");
   return [...new Set(tokens)];
 }
