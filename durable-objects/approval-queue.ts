@@ -3,6 +3,7 @@ import type { Approval, ApprovalRequest, ApprovalState, ApprovalView, PushSubscr
 import { now as clock } from "../workers/clock";
 import { sha256 } from "../workers/crypto";
 import { composeBody, deliver } from "../workers/notify/deliver";
+import { log } from "../workers/observe/log";
 import { type Stored, strip, view } from "./approval-records";
 import { SESSION_UNTIL_HEADER, sessionLasts } from "./inbox-sockets";
 import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxKey, tokensExpired } from "./outbox";
@@ -276,6 +277,16 @@ export class ApprovalQueue extends DurableObject<Env> {
     const result = await deliver(this.env, { channel: e.channel, request: strip(r), body: e.body, subscription, webhook });
     const next = afterAttempt(e, result, now);
     this.kv.put(outboxKey(e.request_id, e.channel), next);
+    // An operator can see why a notification never arrived (the outbox keeps only the last error). No URL:
+    // a webhook's may itself be a secret.
+    if (!result.ok)
+      log("warn", "notification_not_delivered", {
+        approval_request: e.request_id,
+        channel: e.channel.split(":")[0],
+        attempts: next.attempts,
+        reason: result.reason.replace(/https?:\/\/\S+/g, "<url>"),
+        gave_up: next.status !== "queued",
+      });
     // RFC 8030 §7.3: a subscription the push service no longer knows (404/410) is dropped.
     if (!result.ok && !result.retry && e.channel.startsWith("webpush:")) this.kv.delete(`push:${e.channel.slice(8)}`);
   }

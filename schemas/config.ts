@@ -33,6 +33,17 @@ const ports = v.optional(
 
 const LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"];
 
+/** Whether a string is a P-256 private key as a JWK in JSON. Checked by shape only, and never echoed in an error. */
+function isP256PrivateJwk(s: string): boolean {
+  try {
+    const j = JSON.parse(s) as Record<string, unknown>;
+    const coordinate = (m: unknown) => typeof m === "string" && /^[A-Za-z0-9_-]{43}$/.test(m);
+    return j?.kty === "EC" && j.crv === "P-256" && coordinate(j.x) && coordinate(j.y) && coordinate(j.d);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Everything Latchkey reads from its environment (wrangler `[vars]` and secrets), with defaults.
  * Parsed once per isolate by `workers/config.ts`; README "Configuration" documents each entry.
@@ -46,6 +57,7 @@ export const ConfigSchema = v.pipe(
       v.string(),
       v.url(),
       v.check((s) => {
+        if (!URL.canParse(s)) return true; // v.url() has said so already
         const u = new URL(s);
         const loopback = LOOPBACK_HOSTS.includes(u.hostname);
         // Every endpoint is served at the root, so the issuer is an origin: no path, query or fragment
@@ -57,6 +69,8 @@ export const ConfigSchema = v.pipe(
     ADMIN_TOKEN: v.optional(
       v.pipe(
         v.string(),
+        // A bearer token cannot carry whitespace (RFC 6750 §2.1): a pasted newline would lock the admin API out.
+        v.check((s) => !/\s/.test(s), "must not contain whitespace (a trailing newline from a paste?)"),
         v.transform((s) => (s === "" ? undefined : s)),
       ),
     ),
@@ -152,7 +166,7 @@ export const ConfigSchema = v.pipe(
     /** RFC 8628 §3.2 `expires_in` of a device code. Default 10 minutes. */
     DEVICE_CODE_TTL: seconds(600, 60, 3600),
     /** RFC 8292 VAPID key (a P-256 private JWK as JSON). Unset: one is generated and kept in a Durable Object. */
-    VAPID_PRIVATE_JWK: v.optional(v.pipe(v.string(), v.minLength(1))),
+    VAPID_PRIVATE_JWK: v.optional(v.pipe(v.string(), v.check(isP256PrivateJwk, "must be a P-256 private key as a JWK in JSON (kty EC, crv P-256, x, y, d)"))),
     /** RFC 8292 §2.1 `sub`: a mailto: or https: contact for push services. */
     VAPID_SUBJECT: v.optional(v.pipe(v.string(), v.regex(/^(mailto:|https:\/\/)/, "must be a mailto: or https: URI")), "mailto:admin@latchkey.invalid"),
     /**
@@ -172,6 +186,17 @@ export const ConfigSchema = v.pipe(
   v.check(
     (c) => c.ENVIRONMENT === "dev" || c.ADMIN_TOKEN === undefined || c.ADMIN_TOKEN.length >= 32,
     "ADMIN_TOKEN must be at least 32 characters outside dev",
+  ),
+  // The dev environment seeds users whose passwords are published: never at an address others can reach.
+  v.check(
+    (c) => c.ENVIRONMENT !== "dev" || !URL.canParse(c.ISSUER) || LOOPBACK_HOSTS.includes(new URL(c.ISSUER).hostname),
+    "ENVIRONMENT=dev (seeded users with published passwords) needs a loopback ISSUER",
+  ),
+  // A deployed server is reached over the network: https only.
+  // (An ISSUER that is no URL at all has its own message already.)
+  v.check(
+    (c) => c.ENVIRONMENT === "dev" || !URL.canParse(c.ISSUER) || new URL(c.ISSUER).protocol === "https:",
+    "ENVIRONMENT production and preview need an https ISSUER",
   ),
   // CIMD "SSRF Attacks": the loopback exception "MUST NOT" be applied "in production deployments".
   v.check(

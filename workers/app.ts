@@ -92,9 +92,16 @@ export function buildApp(): Hono<AppEnv> {
     const known = err instanceof OAuthError ? err : null;
     const error = known ?? new ServerError("the server could not complete the request");
     const request_id = c.get("request_id");
-    // A refusal is in the request's log line (`middleware/request-context.ts`); anything else has its own.
-    if (!known || error.status >= 500) {
-      log("error", "unexpected_error", { request_id, path: c.req.path, error: String(err), stack: (err as Error).stack });
+    // A refusal, and a deliberate 503 (say, the admin API switched off), is in the request's log line
+    // (`middleware/request-context.ts`); a failure has a line of its own, with its internal detail and stack.
+    if (!known || error.error === "server_error") {
+      log("error", "unexpected_error", {
+        request_id,
+        path: c.req.path,
+        error: String(err),
+        ...(known?.detail ? { detail: known.detail } : {}),
+        stack: (err as Error).stack,
+      });
     }
     const res = c.json(error.toJSON(), error.status);
     for (const [name, value] of Object.entries(error.headers)) res.headers.set(name, value);

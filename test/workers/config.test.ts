@@ -26,7 +26,10 @@ describe("configuration of outbound fetches and client ID metadata documents", (
     const message = "ALLOW_INSECURE_LOOPBACK_CLIENT_IDS is only allowed with ENVIRONMENT=dev and a loopback ISSUER";
     expect(problems({ ...BASE, ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([message]);
     expect(problems({ ...BASE, ENVIRONMENT: "preview", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([message]);
-    expect(problems({ ...BASE, ENVIRONMENT: "dev", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([message]);
+    expect(problems({ ...BASE, ENVIRONMENT: "dev", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([
+      "ENVIRONMENT=dev (seeded users with published passwords) needs a loopback ISSUER",
+      message,
+    ]);
     expect(problems({ ...BASE, ENVIRONMENT: "dev", ISSUER: "http://localhost:8787", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toEqual([]);
     expect(problems({ ...BASE, ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "false" })).toEqual([]);
     expect(problems({ ...BASE, ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "yes" })).toEqual(['must be "true" or "false"']);
@@ -44,16 +47,35 @@ describe("configuration of outbound fetches and client ID metadata documents", (
 describe("the issuer and the admin token", () => {
   it("takes an issuer that is an origin only: every endpoint is served at its root (RFC 8414 §3.1)", () => {
     const message = "must be an https origin (http only on loopback): no path, query, fragment or trailing slash";
-    for (const ISSUER of [
-      "https://auth.example.com/auth",
-      "https://auth.example.com/",
-      "https://auth.example.com?",
-      "https://auth.example.com#",
-      "http://auth.example.com",
-    ]) {
+    for (const ISSUER of ["https://auth.example.com/auth", "https://auth.example.com/", "https://auth.example.com?", "https://auth.example.com#"]) {
       expect(problems({ ...BASE, ISSUER }), ISSUER).toEqual([message]);
     }
-    expect(problems({ ...BASE, ISSUER: "http://127.0.0.1:8787" })).toEqual([]);
+    expect(problems({ ...BASE, ISSUER: "http://auth.example.com" })).toEqual([message, "ENVIRONMENT production and preview need an https ISSUER"]);
+    expect(problems({ ...BASE, ISSUER: "not a url" })).toHaveLength(1);
+    expect(problems({ ...BASE, ENVIRONMENT: "dev", ISSUER: "http://127.0.0.1:8787" })).toEqual([]);
+  });
+
+  it("ties dev (seeded users with published passwords) to a loopback issuer, and deployed environments to https", () => {
+    expect(problems({ ...BASE, ENVIRONMENT: "dev" })).toEqual(["ENVIRONMENT=dev (seeded users with published passwords) needs a loopback ISSUER"]);
+    for (const ENVIRONMENT of ["production", "preview"]) {
+      expect(problems({ ...BASE, ENVIRONMENT, ISSUER: "http://localhost:8787" })).toEqual(["ENVIRONMENT production and preview need an https ISSUER"]);
+    }
+  });
+
+  it("refuses an ADMIN_TOKEN with whitespace, and a VAPID_PRIVATE_JWK that is not a P-256 private JWK, never echoing the value", () => {
+    expect(problems({ ...BASE, ADMIN_TOKEN: `${"t".repeat(40)}\n` })).toEqual(["must not contain whitespace (a trailing newline from a paste?)"]);
+    const vapid = "must be a P-256 private key as a JWK in JSON (kty EC, crv P-256, x, y, d)";
+    const c43 = "A".repeat(43);
+    for (const VAPID_PRIVATE_JWK of [
+      "PRIVATEdSCALARxyz0123456789",
+      "{}",
+      JSON.stringify({ kty: "EC", crv: "P-384", x: c43, y: c43, d: c43 }),
+      JSON.stringify({ kty: "EC", crv: "P-256", x: c43, y: c43 }),
+    ]) {
+      const result = v.safeParse(ConfigSchema, { ...BASE, VAPID_PRIVATE_JWK });
+      expect(result.success ? [] : result.issues.map((i) => i.message)).toEqual([vapid]);
+    }
+    expect(problems({ ...BASE, VAPID_PRIVATE_JWK: JSON.stringify({ kty: "EC", crv: "P-256", x: c43, y: c43, d: c43 }) })).toEqual([]);
   });
 
   it("treats an empty ADMIN_TOKEN as none (the admin API is then off, nothing else fails)", () => {

@@ -1,6 +1,10 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { buildApp } from "../../workers/app";
+import { ServerError } from "../../workers/errors";
 import { authorizeUrl, Browser, hidden, obtainCode, pkce } from "./browser";
-import { basic, type CreatedClient, call, createClient, expectError, MCP_RESOURCE, postForm, withVars } from "./helpers";
+import { basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm, withVars } from "./helpers";
 
 const REDIRECT = "https://app.example/callback";
 let app: CreatedClient;
@@ -33,6 +37,26 @@ describe("observability", () => {
     for (const res of [await call("/health"), await call("/nope"), await postForm("/token", { grant_type: "client_credentials" })]) {
       expect(res.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
     }
+  });
+
+  it("logs a failure's internal detail on its own line, and a deliberate 503 (the admin API switched off) only on the request line", async () => {
+    const worker = buildApp();
+    worker.get("/fails", () => {
+      throw new ServerError("could not queue the request", "queue object answered: storage full");
+    });
+    const lines = await captureLogs(async () => {
+      const ctx = createExecutionContext();
+      const res = await worker.fetch(new Request(`${ISSUER}/fails`), env, ctx);
+      await waitOnExecutionContext(ctx);
+      expect(res.status).toBe(500);
+      expect(await res.json()).toEqual({ error: "server_error", error_description: "could not queue the request" });
+      const off = await withVars({ ADMIN_TOKEN: "" })("/admin/clients", { headers: { Authorization: "Bearer x" } });
+      expect(off.status).toBe(503);
+    });
+    const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(entries.find((e) => e.event === "unexpected_error" && e.path === "/fails")).toMatchObject({ detail: "queue object answered: storage full" });
+    expect(entries.filter((e) => e.event === "unexpected_error" && e.path === "/admin/clients")).toEqual([]);
+    expect(entries.find((e) => e.event === "request" && e.path === "/admin/clients")).toMatchObject({ status: 503, error: "temporarily_unavailable" });
   });
 
   it("answers /health without touching storage", async () => {

@@ -79,7 +79,7 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     // A request refused after authentication got nothing for its assertion, so the assertion stays good
     // for the corrected retry (clients such as the MCP SDK's resend the same one). Hono leaves the refusal in `c.error`.
     // Should the give-back fail, the assertion merely stays spent, as before: the refusal still goes out.
-    if (c.error) await release().catch((error) => log("warn", "assertion_release_failed", { error: String(error) }));
+    if (c.error) await release().catch((error) => log("warn", "assertion_release_failed", { request_id: c.get("request_id"), error: String(error) }));
     return;
   }
   const fail = (description: string, detail?: string) => {

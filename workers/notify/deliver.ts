@@ -5,6 +5,7 @@ import { now } from "../clock";
 import { config } from "../config";
 import { OAuthError } from "../errors";
 import { issueApproved } from "../grants/approval";
+import { log } from "../observe/log";
 import { notifyKey, publicKeyOf } from "./keys";
 import { sendWebPush } from "./web-push";
 import { sendWebhook } from "./webhook";
@@ -66,7 +67,7 @@ export async function composeBody(env: Env, input: { channel: string; request: A
   } catch (error) {
     // CIBA §12: anything else that stops the tokens is `transaction_failed`.
     const description = error instanceof OAuthError ? error.description : "the tokens could not be issued";
-    console.error(JSON.stringify({ level: "error", what: "ciba push issuance failed", error: String(error) }));
+    log("error", "ciba_push_issuance_failed", { approval_request: request.id, client_id: request.client_id, error: String(error) });
     return JSON.stringify({ error: "transaction_failed", error_description: description, auth_req_id });
   }
 }
