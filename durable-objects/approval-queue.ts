@@ -31,6 +31,8 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
 export const MAX_PENDING_PER_CLIENT = 10;
 /** Most pending requests one user may have waiting in all, whichever clients ask. */
 export const MAX_PENDING = 50;
+/** Web Push subscriptions one user keeps (one per browser or device). */
+export const MAX_SUBSCRIPTIONS = 10;
 /** Outbox entries sent at once by one alarm run (each send may wait up to its timeout). */
 const DELIVERIES_AT_ONCE = 8;
 /** How long a finished request is remembered after its expiry, for polls that arrive late. */
@@ -148,9 +150,18 @@ export class ApprovalQueue extends DurableObject<Env> {
 
   // ── the user's Web Push subscriptions and device-code attempts ──────────────────────────────
 
+  /**
+   * Adds a Web Push subscription. A user keeps at most MAX_SUBSCRIPTIONS: the oldest gives way, so one request
+   * can never fan out into more than that many notifications (to whatever hosts the endpoints name).
+   */
   async subscribe(input: PushSubscriptionRecord): Promise<{ ok: true }> {
     const key = `push:${await sha256(input.endpoint)}`;
-    this.kv.put(key, input);
+    this.ctx.storage.transactionSync(() => {
+      const others = [...this.kv.list<PushSubscriptionRecord>({ prefix: "push:" })].filter(([k]) => k !== key);
+      others.sort(([, a], [, b]) => a.created_at - b.created_at);
+      for (const [k] of others.slice(0, Math.max(0, others.length - (MAX_SUBSCRIPTIONS - 1)))) this.kv.delete(k);
+      this.kv.put(key, input);
+    });
     return { ok: true };
   }
 
@@ -266,6 +277,14 @@ export class ApprovalQueue extends DurableObject<Env> {
         e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event: e.event, approval: r.approval });
       }
       this.kv.put(outboxKey(e.request_id, e.channel), e);
+    }
+    // The user's own channels announce a request to decide: once it is decided or expired, that is stale news.
+    if (e.channel !== "client" && (r.state !== "pending" || now >= r.expires_at)) {
+      this.kv.put(
+        outboxKey(e.request_id, e.channel),
+        afterAttempt(e, { ok: false, retry: false, reason: "the request was decided or expired before delivery" }, now),
+      );
+      return;
     }
     // A push whose access token has expired meanwhile would hand the client dead tokens: it is given up.
     if (tokensExpired(e.body, now)) {

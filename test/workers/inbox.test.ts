@@ -1,4 +1,5 @@
-import { exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { setClock } from "../../workers/clock";
 import { asClient, inboxState, signedInBrowser } from "./approvals";
@@ -166,6 +167,21 @@ describe("Web Push subscriptions", () => {
       error_description: "the push endpoint must use https",
     });
     expect((await post(new Browser(), subscription, csrf)).status).toBe(403);
+  });
+
+  it("keeps at most 10 subscriptions per user, the oldest giving way, so one request cannot fan out further", async () => {
+    const bob = await signedInBrowser("bob@example.com", "bob-dev-password");
+    const { csrf } = await inboxState(bob);
+    const t = Date.now();
+    for (let i = 0; i < 12; i++) {
+      setClock(() => t + i * 1000);
+      expect((await post(bob, { ...subscription, endpoint: `https://push.example/sub-${i}` }, csrf)).status).toBe(204);
+    }
+    setClock();
+    const stored = await runInDurableObject(env.APPROVALS.get(env.APPROVALS.idFromName("user:usr_dev_bob")), (_o, state) =>
+      [...state.storage.kv.list<{ endpoint: string }>({ prefix: "push:" })].map(([, s]) => s.endpoint).sort(),
+    );
+    expect(stored).toEqual(Array.from({ length: 10 }, (_, i) => `https://push.example/sub-${i + 2}`).sort());
   });
 
   it("publishes the VAPID public key to the page", async () => {

@@ -6,7 +6,7 @@ import { setClock } from "../../workers/clock";
 import { contentDigest, signatureBase, signatureParams, webhookHeaders } from "../../workers/notify/webhook";
 import { asClient, inboxState, signedInBrowser } from "./approvals";
 import type { Browser } from "./browser";
-import { type CreatedClient, call, createClient, MCP_RESOURCE } from "./helpers";
+import { type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
 
 /**
  * Signed webhooks (RFC 9421 HTTP Message Signatures, RFC 9530 Content-Digest): the signature base and
@@ -140,6 +140,8 @@ describe("webhooks for the user's requests", () => {
     const [call0] = calls as [(typeof calls)[0]];
     expect(JSON.parse(call0.body)).toMatchObject({
       type: "approval_request",
+      iss: ISSUER,
+      sub: "usr_dev_bob",
       client_name: "Hooked agent",
       binding_message: "HOOK-1",
       scope: ["openid", "mcp:read"],
@@ -151,6 +153,21 @@ describe("webhooks for the user's requests", () => {
     expect(keyid).toBe(keys[0]?.kid);
     expect(await verify(keys[0] as JWK, base, signature)).toBe(true);
     expect(call0.headers.get("content-digest")).toBe(await contentDigest(call0.body));
+
+    // A request decided before its announcement went out is not announced: that would be stale news.
+    calls.length = 0;
+    const stale = await asClient(agent, "/bc-authorize", {
+      scope: "openid mcp:read",
+      resource: MCP_RESOURCE,
+      login_hint: "bob@example.com",
+      binding_message: "HOOK-2",
+    });
+    const bobQueue = env.APPROVALS.get(env.APPROVALS.idFromName("user:usr_dev_bob"));
+    expect(stale.status, await stale.clone().text()).toBe(200);
+    const pending = (await bobQueue.pending({ now: Math.floor(t / 1000) })).find((r) => r.binding_message === "HOOK-2");
+    expect(await bobQueue.deny({ id: pending?.id as string, sub: "usr_dev_bob", now: Math.floor(t / 1000) })).toMatchObject({ ok: true });
+    await runDurableObjectAlarm(bobQueue);
+    expect(calls.map((c) => c.url)).toEqual([]);
 
     // Removing the webhook stops it.
     await alice.post("/inbox/webhook", { url: "", csrf });

@@ -20,8 +20,11 @@ import { sendWebhook } from "./webhook";
 export async function composeBody(env: Env, input: { channel: string; request: ApprovalRequest; event: OutboxEvent; approval?: Approval }): Promise<string> {
   const { request, event } = input;
   if (input.channel === "webhook") {
+    // Who it is for: the signature says only that this server sent it, and a gateway may serve many users.
     return JSON.stringify({
       type: "approval_request",
+      iss: config(env).ISSUER,
+      ...(request.sub !== undefined ? { sub: request.sub } : {}),
       id: request.id,
       client_id: request.client_id,
       client_name: request.client_name,
