@@ -45,7 +45,9 @@ const httpsUrl = v.pipe(v.string(), v.url("must be an absolute URL"), v.maxLengt
 const text = v.pipe(
   v.string(),
   v.maxLength(200),
-  v.check((t) => !/[\p{Cc}\u202A-\u202E\u2066-\u2069]/u.test(t), "must not contain control or bidirectional-override characters"),
+  // Shown to users as it is: nothing that reorders it (bidirectional overrides and marks), hides in it (zero-width
+  // and other format characters, \p{Cf}) or breaks it (controls, line and paragraph separators).
+  v.check((t) => !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(t), "must not contain control, format or bidirectional characters"),
 );
 
 /** JWK members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */

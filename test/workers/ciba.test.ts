@@ -147,6 +147,13 @@ describe("backchannel authentication endpoint (CIBA §7)", () => {
       "invalid_request",
       "client_notification_token is required in push mode",
     );
+    // It goes out as `Authorization: Bearer <token>`: RFC 6750 §2.1's b64token, nothing that could break the header.
+    await expectError(
+      await ask(pusher, { scope: "openid", login_hint: "alice@example.com", client_notification_token: 'a"b,c=d\\e' }),
+      400,
+      "invalid_request",
+      "client_notification_token must be an RFC 6750 bearer token of at most 1024 characters",
+    );
     const get = await call("/bc-authorize");
     expect(get.status).toBe(405);
   });

@@ -57,7 +57,7 @@ describe("dynamic client registration (RFC 7591)", () => {
     await expectError(await register("{}", "text/plain"), 400, "invalid_client_metadata", "the registration request must be application/json");
     await expectError(await register({ client_name: "x".repeat(20_000) }), 400, "invalid_client_metadata", "the registration request is too large");
     // A name is shown to users as it is: no bidirectional override to reorder it, no control characters.
-    for (const [i, client_name] of ["Latchkey \u202Eytiruces", "Bank\u0007"].entries()) {
+    for (const [i, client_name] of ["Latchkey \u202Eytiruces", "Bank\u0007", "Acme\u200F Bank", "Ac\u200Bme", "Acme\u2028Bank", "Acme\uFEFF"].entries()) {
       const body = JSON.stringify({ client_name, redirect_uris: ["https://a.example/cb"], token_endpoint_auth_method: "none" });
       // From addresses of their own, so the per-address registration limit stays out of the way.
       const headers = { "Content-Type": "application/json", "CF-Connecting-IP": `203.0.113.${200 + i}` };
@@ -65,7 +65,7 @@ describe("dynamic client registration (RFC 7591)", () => {
         await call("/register", { method: "POST", headers, body }),
         400,
         "invalid_client_metadata",
-        "client_name: must not contain control or bidirectional-override characters",
+        "client_name: must not contain control, format or bidirectional characters",
       );
     }
   });

@@ -55,8 +55,9 @@ bcAuthorize.post("/bc-authorize", noStore, attestationChallenge, formBody, backc
   const notificationToken = params.get("client_notification_token");
   // CIBA §7.1: client_notification_token is "REQUIRED if the Client is registered to use Ping or Push modes".
   if (mode !== "poll" && !notificationToken) throw new InvalidRequest(`client_notification_token is required in ${mode} mode`);
-  if (notificationToken !== undefined && (notificationToken.length > 1024 || !/^[\x21-\x7E]+$/.test(notificationToken))) {
-    throw new InvalidRequest("client_notification_token must be at most 1024 visible ASCII characters");
+  // CIBA §7.1: a bearer token as RFC 6750 §2.1 spells it (b64token), since it goes out in an Authorization header.
+  if (notificationToken !== undefined && (notificationToken.length > 1024 || !/^[A-Za-z0-9\-._~+/]+=*$/.test(notificationToken))) {
+    throw new InvalidRequest("client_notification_token must be an RFC 6750 bearer token of at most 1024 characters");
   }
   const resources = parseResources(params.all("resource"));
   // A push carries one token response, so its access token can have only one audience.
