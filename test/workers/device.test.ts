@@ -50,7 +50,13 @@ async function enter(browser: Browser, typed: string): Promise<Response> {
 
 async function decide(browser: Browser, page: Response, decision: "approve" | "deny"): Promise<Response> {
   const html = await page.text();
-  return browser.post("/device/decide", { id: hidden(html, "id"), user_code: hidden(html, "user_code"), csrf: hidden(html, "csrf"), decision });
+  return browser.post("/device/decide", {
+    id: hidden(html, "id"),
+    user_code: hidden(html, "user_code"),
+    csrf: hidden(html, "csrf"),
+    for: hidden(html, "for"),
+    decision,
+  });
 }
 
 describe("device authorization endpoint (RFC 8628 §3.1, §3.2)", () => {
@@ -114,6 +120,30 @@ describe("the /device page and the device_code grant (RFC 8628 §3.3–§3.5)", 
     await expectError(await poll(d.device_code), 400, "invalid_grant", "the device_code is invalid, expired or already used");
     // The code is used up: entering it again finds nothing.
     expect(await (await enter(alice, d.user_code)).text()).toContain("That code is not valid");
+  });
+
+  it("the confirmation says which account answers, and answers only for it: another account signed in meanwhile is asked anew", async () => {
+    const d = await start();
+    const browser = await signedInBrowser("alice@example.com", "alice-dev-password", `/device?user_code=${d.user_code}`);
+    const confirm = await enter(browser, d.user_code);
+    const html = await confirm.clone().text();
+    expect(html).toContain("Signed in as alice@example.com");
+    // The same browser signs in as bob (another tab), then alice's page is submitted.
+    const page = await browser.get("/signin?next=/inbox");
+    const signin = await page.text();
+    await browser.post("/signin", { email: "bob@example.com", password: "bob-dev-password", csrf: hidden(signin, "csrf"), next: "/inbox" });
+    const answer = await browser.post("/device/decide", {
+      id: hidden(html, "id"),
+      user_code: hidden(html, "user_code"),
+      csrf: hidden(html, "csrf"),
+      for: hidden(html, "for"),
+      decision: "approve",
+    });
+    expect(answer.status).toBe(200);
+    const again = await answer.text();
+    expect(again).toContain("Approve this device?");
+    expect(again).toContain("Signed in as bob@example.com");
+    await expectError(await poll(d.device_code), 400, "authorization_pending", "the user has not decided yet");
   });
 
   it("keeps the approval when a poll names a resource the request was not for (invalid_target)", async () => {

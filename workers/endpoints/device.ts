@@ -1,7 +1,8 @@
 import { type Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
+import type { ApprovalView } from "../../schemas/approval";
 import { displayUserCode, normalizeUserCode } from "../approvals/user-code";
-import { csrfToken, csrfValid, type Session } from "../authorize/session";
+import { csrfToken, csrfValid, type Session, type SignedIn } from "../authorize/session";
 import { now } from "../clock";
 import { Forbidden, InvalidRequest } from "../errors";
 import { formBody } from "../middleware/form-body";
@@ -9,7 +10,7 @@ import { methodNotAllowed } from "../middleware/method";
 import type { AppEnv } from "../types";
 import { DeviceCodePage, DeviceConfirmPage, DeviceDonePage } from "../ui/inbox";
 import { userPage } from "../ui/respond";
-import { approvalOf, signedIn } from "./inbox";
+import { approvalOf, signedIn, signedInUser } from "./inbox";
 
 /**
  * RFC 8628 §3.3 user interaction: the signed-in user enters the code a device shows, sees which client
@@ -29,18 +30,31 @@ device.get("/device", async (c) => {
 });
 
 device.post("/device", formBody, async (c) => {
-  const session = await signedIn(c, "/device");
-  if (session instanceof Response) return session;
+  const user = await signedInUser(c, "/device");
+  if (user instanceof Response) return user;
   if (!(await csrfValid(c, c.get("params").get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
   const typed = c.get("params").get("user_code") ?? "";
-  const found = await lookUp(c, session, typed);
+  const found = await lookUp(c, user.session, typed);
   if (found instanceof Response) return found;
-  return userPage(c, DeviceConfirmPage({ csrf: await csrfToken(c), request: found.request, userCode: displayUserCode(found.code) }) as JSX.Element);
+  return confirmPage(c, user, found);
 });
 
+/** RFC 8628 §5.4: what the device asks for; and whose answer the form takes, as on the consent page. */
+async function confirmPage(c: Context<AppEnv>, user: SignedIn, found: { code: string; request: ApprovalView }) {
+  const page = DeviceConfirmPage({
+    csrf: await csrfToken(c),
+    request: found.request,
+    userCode: displayUserCode(found.code),
+    userEmail: user.user.email,
+    userId: user.user.id,
+  });
+  return userPage(c, page as JSX.Element);
+}
+
 device.post("/device/decide", formBody, async (c) => {
-  const session = await signedIn(c, "/device");
-  if (session instanceof Response) return session;
+  const user = await signedInUser(c, "/device");
+  if (user instanceof Response) return user;
+  const { session } = user;
   const params = c.get("params");
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
   const decision = params.get("decision");
@@ -48,6 +62,8 @@ device.post("/device/decide", formBody, async (c) => {
   if (!id || (decision !== "approve" && decision !== "deny")) throw new InvalidRequest("id and decision (approve or deny) are required");
   const found = await lookUp(c, session, params.get("user_code") ?? "");
   if (found instanceof Response) return found;
+  // The page was shown to another account than the one signed in now (another tab): this one is asked anew.
+  if (params.get("for") !== session.sub) return confirmPage(c, user, found);
   const q = deviceQueue(c.env, found.code);
   const t = now();
   const result = decision === "approve" ? await q.approve({ id, approval: approvalOf(session), now: t }) : await q.deny({ id, sub: session.sub, now: t });

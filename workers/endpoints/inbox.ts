@@ -3,7 +3,7 @@ import type { JSX } from "hono/jsx/jsx-runtime";
 import * as v from "valibot";
 import { SESSION_UNTIL_HEADER } from "../../durable-objects/inbox-sockets";
 import type { Approval } from "../../schemas/approval";
-import { activeSession, csrfToken, csrfValid, type Session, writeSession } from "../authorize/session";
+import { activeSession, csrfToken, csrfValid, type Session, type SignedIn, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
 import { registry } from "../clients/cache";
 import { notificationUrlProblem, outboundPolicy } from "../clients/safe-fetch";
@@ -58,8 +58,13 @@ async function signInPage(c: Context<AppEnv>, next: string, error?: string, emai
 
 /** The signed-in user (one who still exists), or a redirect to the sign-in page that comes back to `next`. */
 export async function signedIn(c: Context<AppEnv>, next: string): Promise<Session | Response> {
-  const active = await activeSession(c);
-  return active?.session ?? c.redirect(`/signin?next=${encodeURIComponent(next)}`, 303);
+  const active = await signedInUser(c, next);
+  return active instanceof Response ? active : active.session;
+}
+
+/** `signedIn`, with the user too (for pages that say whose answer they take). */
+export async function signedInUser(c: Context<AppEnv>, next: string): Promise<SignedIn | Response> {
+  return (await activeSession(c)) ?? c.redirect(`/signin?next=${encodeURIComponent(next)}`, 303);
 }
 
 /** Approval facts from a session: who, and how they signed in (OIDC `auth_time`, RFC 8176 `amr`). */

@@ -107,13 +107,14 @@ export function DeviceCodePage(props: { csrf: string; userCode?: string; error?:
 }
 
 /** RFC 8628 §5.4: show the client prominently before the user approves (remote phishing). */
-export function DeviceConfirmPage(props: { csrf: string; request: ApprovalView; userCode: string }) {
+export function DeviceConfirmPage(props: { csrf: string; request: ApprovalView; userCode: string; userEmail: string; userId: string }) {
   return (
     <Layout title="Approve this device?">
       <h1>Approve this device?</h1>
       <p>Only approve if you started this on a device you own, and it shows the code {props.userCode}.</p>
+      <p class="muted">Signed in as {props.userEmail}</p>
       <ul class="requests">
-        <RequestCard request={props.request} csrf={props.csrf} action="/device/decide" extra={{ user_code: props.userCode }} />
+        <RequestCard request={props.request} csrf={props.csrf} action="/device/decide" extra={{ user_code: props.userCode, for: props.userId }} />
       </ul>
     </Layout>
   );
