@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { buildApp } from "../../workers/app";
 import { ServerError } from "../../workers/errors";
+import { asClient, decideNewest, signedInBrowser } from "./approvals";
 import { authorizeUrl, Browser, hidden, obtainCode, pkce } from "./browser";
 import { basic, type CreatedClient, call, createClient, expectError, ISSUER, MCP_RESOURCE, postForm, withVars } from "./helpers";
 
@@ -57,6 +58,73 @@ describe("observability", () => {
     expect(entries.find((e) => e.event === "unexpected_error" && e.path === "/fails")).toMatchObject({ detail: "queue object answered: storage full" });
     expect(entries.filter((e) => e.event === "unexpected_error" && e.path === "/admin/clients")).toEqual([]);
     expect(entries.find((e) => e.event === "request" && e.path === "/admin/clients")).toMatchObject({ status: 503, error: "temporarily_unavailable" });
+  });
+
+  it("audits who acted for whom: registrations, approval requests and decisions, issuance with jti and grant, refused admin tokens, failed sign-ins by account hash", async () => {
+    const ciba = await createClient({
+      client_name: "Audited agent",
+      grant_types: ["urn:openid:params:grant-type:ciba"],
+      token_endpoint_auth_method: "client_secret_basic",
+      backchannel_token_delivery_mode: "poll",
+    });
+    const events: Array<Record<string, string>> = [];
+    const lines = await captureLogs(async () => {
+      const registered = await call("/register", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.77" },
+        body: JSON.stringify({ client_name: "Self", redirect_uris: ["https://self.example/cb"], token_endpoint_auth_method: "none" }),
+      });
+      expect(registered.status).toBe(201);
+      const asked = await asClient(ciba, "/bc-authorize", {
+        scope: "openid mcp:read",
+        resource: MCP_RESOURCE,
+        login_hint: "alice@example.com",
+        binding_message: "AUDIT-1",
+      });
+      expect(asked.status).toBe(200);
+      const alice = await signedInBrowser();
+      await decideNewest(alice, "approve", "AUDIT-1");
+      expect(
+        (await postForm("/token", { grant_type: "client_credentials" }, { Authorization: basic(app.client_id, app.client_secret as string) })).status,
+      ).toBe(200);
+      expect((await call("/admin/clients", { headers: { Authorization: "Bearer wrong-token" } })).status).toBe(401);
+      const browser = new Browser();
+      const page = await (
+        await browser.get(
+          authorizeUrl({
+            response_type: "code",
+            client_id: app.client_id,
+            redirect_uri: REDIRECT,
+            code_challenge: (await pkce()).challenge,
+            code_challenge_method: "S256",
+          }),
+        )
+      ).text();
+      await browser.post("/login", {
+        email: "carol-audit@example.com",
+        password: "wrong",
+        interaction: hidden(page, "interaction"),
+        csrf: hidden(page, "csrf"),
+      });
+    });
+    for (const line of lines) events.push(...((JSON.parse(line) as { audit?: Array<Record<string, string>> }).audit ?? []));
+    const of = (event: string) => events.filter((e) => e.event === event);
+    expect(of("client.registered")).toEqual([
+      { event: "client.registered", outcome: "success", client_id: expect.stringMatching(/^lk_/), detail: "dynamic_registration" },
+    ]);
+    expect(of("approval.requested")[0]).toMatchObject({ client_id: ciba.client_id, subject: "usr_dev_alice", detail: "ciba poll scope=openid mcp:read" });
+    expect(of("approval.approved")[0]).toMatchObject({
+      client_id: ciba.client_id,
+      subject: "usr_dev_alice",
+      detail: expect.stringMatching(/^ciba \S+ scope=openid mcp:read$/),
+    });
+    expect(of("token.issued").at(-1)).toMatchObject({
+      client_id: app.client_id,
+      detail: expect.stringMatching(/^client_credentials aud=\S+ jti=[A-Za-z0-9_-]{22}( scope=.*)?$/),
+    });
+    expect(of("admin.refused")).toEqual([{ event: "admin.refused", outcome: "failure", detail: "GET /admin/clients" }]);
+    expect(of("login.failed")).toEqual([{ event: "login.failed", outcome: "failure", detail: expect.stringMatching(/^account=[A-Za-z0-9_-]{16}$/) }]);
+    expect(JSON.stringify(events)).not.toContain("carol-audit");
   });
 
   it("answers /health without touching storage", async () => {
@@ -114,8 +182,8 @@ describe("observability", () => {
     expect(trail).toEqual([
       "login.succeeded success",
       expect.stringMatching(/^authorization\.granted success grant [0-9a-f]{64} scope=mcp:read mcp:write$/),
-      "token.issued success authorization_code aud=http://localhost:8788/mcp",
-      "token.issued success refresh_token aud=http://localhost:8788/mcp",
+      expect.stringMatching(/^token\.issued success authorization_code aud=http:\/\/localhost:8788\/mcp jti=\S+ grant=[0-9a-f]{64} scope=mcp:read mcp:write$/),
+      expect.stringMatching(/^token\.issued success refresh_token aud=http:\/\/localhost:8788\/mcp jti=\S+ grant=[0-9a-f]{64} scope=mcp:read mcp:write$/),
       "token.refused failure refresh_token invalid_grant",
       "token.refused failure client_credentials invalid_client",
       expect.stringMatching(/^token\.revoked success refresh token, grant [0-9a-f]{64}$/),

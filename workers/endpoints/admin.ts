@@ -29,6 +29,7 @@ const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
   const header = c.req.header("authorization") ?? "";
   const presented = /^Bearer (\S+)$/i.exec(header)?.[1];
   if (!presented || !(await timingSafeEqualStrings(presented, expected))) {
+    if (header) audit(c, { event: "admin.refused", outcome: "failure", detail: `${c.req.method} ${new URL(c.req.url).pathname}` });
     const error = new InvalidToken("a valid admin bearer token is required");
     // RFC 6750 §3.1: a request with no credentials gets the challenge without an error code.
     error.headers["WWW-Authenticate"] = header ? `Bearer realm="latchkey-admin", error="invalid_token"` : `Bearer realm="latchkey-admin"`;
@@ -41,7 +42,16 @@ const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
 const auditChanges: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   if (c.req.method !== "GET" && c.res.status < 300) {
-    audit(c, { event: "admin.changed", outcome: "success", detail: `${c.req.method} ${new URL(c.req.url).pathname}` });
+    // What was created, by its id: the path names everything else.
+    const created =
+      c.res.status === 201
+        ? ((await c.res
+            .clone()
+            .json()
+            .catch(() => ({}))) as { id?: unknown; client_id?: unknown })
+        : {};
+    const id = typeof created.client_id === "string" ? created.client_id : typeof created.id === "string" ? created.id : undefined;
+    audit(c, { event: "admin.changed", outcome: "success", detail: `${c.req.method} ${new URL(c.req.url).pathname}${id ? ` created=${id}` : ""}` });
   }
 };
 

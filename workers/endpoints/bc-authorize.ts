@@ -9,6 +9,7 @@ import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
 import { rateLimit } from "../middleware/rate-limit";
+import { audit } from "../observe/audit";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
@@ -100,6 +101,13 @@ bcAuthorize.post("/bc-authorize", noStore, attestationChallenge, formBody, backc
     if (queued.reason === "queue_full") throw new Forbidden("too many requests are waiting for this user; try again later");
     throw new ServerError("could not queue the request", queued.reason);
   }
+  audit(c, {
+    event: "approval.requested",
+    outcome: "success",
+    client_id: client.client_id,
+    subject: request.sub,
+    detail: `ciba ${mode} scope=${request.scope.join(" ")}`,
+  });
   // CIBA §7.3: interval only for poll and ping, where the client polls.
   return c.json({ auth_req_id: handle.token, expires_in: expiresIn, ...(mode !== "push" ? { interval: cfg.POLL_INTERVAL } : {}) });
 });

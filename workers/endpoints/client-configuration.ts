@@ -9,6 +9,7 @@ import { InvalidClientMetadata, unreachable } from "../errors";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
 import { invalidToken, readRegistrationBody, requireBearer } from "../middleware/registration-body";
+import { audit } from "../observe/audit";
 import type { AppEnv } from "../types";
 
 /**
@@ -81,6 +82,7 @@ clientConfiguration.put("/register/:client_id", noStore, async (c) => {
     }
   }
   evict(`client:${clientId}`);
+  audit(c, { event: "client.updated", outcome: "success", client_id: clientId, detail: "RFC 7592 update" });
   return c.json({ ...configurationResponse(c, result.client, next.token), ...(result.secret_issued && secret ? { client_secret: secret } : {}) });
 });
 
@@ -93,6 +95,7 @@ clientConfiguration.delete("/register/:client_id", noStore, async (c) => {
   const result = await registry(c.env).deleteClient(clientId, { token_hash: tokenHash });
   if (!result.ok) throw invalidToken(c, BAD_TOKEN);
   evict(`client:${clientId}`);
+  audit(c, { event: "client.deleted", outcome: "success", client_id: clientId, detail: "RFC 7592 delete" });
   return c.body(null, 204);
 });
 clientConfiguration.all("/register/:client_id", methodNotAllowed("GET, PUT, DELETE"));

@@ -9,6 +9,7 @@ import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
 import { rateLimit } from "../middleware/rate-limit";
+import { audit } from "../observe/audit";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { decide, parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
@@ -58,6 +59,7 @@ deviceAuthorization.post("/device_authorization", noStore, attestationChallenge,
     // `exists`: the code is still taken (live, or finished but not yet purged); draw another.
     const queued = await c.env.APPROVALS.get(id).enqueue(request);
     if (!queued.ok) continue;
+    audit(c, { event: "approval.requested", outcome: "success", client_id: client.client_id, detail: `device scope=${request.scope.join(" ")}` });
     const shown = displayUserCode(userCode);
     return c.json({
       device_code: handle.token,

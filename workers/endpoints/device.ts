@@ -10,7 +10,7 @@ import { methodNotAllowed } from "../middleware/method";
 import type { AppEnv } from "../types";
 import { DeviceCodePage, DeviceConfirmPage, DeviceDonePage } from "../ui/inbox";
 import { userPage } from "../ui/respond";
-import { approvalOf, signedIn, signedInUser } from "./inbox";
+import { approvalOf, auditDecision, signedIn, signedInUser } from "./inbox";
 
 /**
  * RFC 8628 §3.3 user interaction: the signed-in user enters the code a device shows, sees which client
@@ -67,6 +67,7 @@ device.post("/device/decide", formBody, async (c) => {
   const q = deviceQueue(c.env, found.code);
   const t = now();
   const result = decision === "approve" ? await q.approve({ id, approval: approvalOf(session), now: t }) : await q.deny({ id, sub: session.sub, now: t });
+  auditDecision(c, result, decision, session.sub);
   if (!result.ok) return codePage(c, typed(found.code), "That code was already used, or has expired. Start again on the device.");
   return userPage(c, DeviceDonePage({ approved: decision === "approve" }) as JSX.Element);
 });

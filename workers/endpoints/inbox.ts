@@ -1,6 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import * as v from "valibot";
+import type { DecideResult } from "../../durable-objects/approval-queue";
 import { SESSION_UNTIL_HEADER } from "../../durable-objects/inbox-sockets";
 import type { Approval } from "../../schemas/approval";
 import { activeSession, csrfToken, csrfValid, type Session, type SignedIn, writeSession } from "../authorize/session";
@@ -13,6 +14,7 @@ import { formBody } from "../middleware/form-body";
 import { methodNotAllowed } from "../middleware/method";
 import { notifyKey, publicKeyOf } from "../notify/keys";
 import { webhookJwks } from "../notify/webhook";
+import { audit } from "../observe/audit";
 import type { AppEnv } from "../types";
 import { InboxPage } from "../ui/inbox";
 import { INBOX_SCRIPT, SERVICE_WORKER } from "../ui/inbox-script";
@@ -67,6 +69,20 @@ export async function signedInUser(c: Context<AppEnv>, next: string): Promise<Si
   return (await activeSession(c)) ?? c.redirect(`/signin?next=${encodeURIComponent(next)}`, 303);
 }
 
+/** A user's decision on a request (inbox or device page), as an audit event: who let which client do what. */
+export function auditDecision(c: Context<AppEnv>, result: DecideResult, decision: "approve" | "deny", sub: string): void {
+  if (!result.ok) return;
+  const { request } = result;
+  const what = `${request.kind} ${request.id} scope=${request.scope.join(" ")}${request.extends_grant ? ` extends=${request.extends_grant}` : ""}`;
+  audit(c, {
+    event: decision === "approve" ? "approval.approved" : "approval.denied",
+    outcome: "success",
+    client_id: request.client_id,
+    subject: sub,
+    detail: what,
+  });
+}
+
 /** Approval facts from a session: who, and how they signed in (OIDC `auth_time`, RFC 8176 `amr`). */
 export function approvalOf(session: Session): Approval {
   return { sub: session.sub, auth_time: session.auth_time, amr: session.amr };
@@ -107,6 +123,7 @@ inbox.post("/inbox/decide", formBody, async (c) => {
   const q = queue(c.env, session.sub);
   const t = now();
   const result = decision === "approve" ? await q.approve({ id, approval: approvalOf(session), now: t }) : await q.deny({ id, sub: session.sub, now: t });
+  auditDecision(c, result, decision, session.sub);
   return c.redirect(`/inbox?done=${result.ok ? (decision === "approve" ? "approved" : "denied") : "gone"}`, 303);
 });
 

@@ -9,6 +9,7 @@ import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
 import { clientIp, rateLimit } from "../middleware/rate-limit";
 import { readRegistrationBody, requireBearer } from "../middleware/registration-body";
+import { audit } from "../observe/audit";
 import type { AppEnv } from "../types";
 
 /**
@@ -34,6 +35,8 @@ register.post("/register", noStore, registrationLimit, async (c) => {
   if (cfg.REGISTRATION_POLICY === "initial_access_token") gate.initial_access_token_hash = await sha256(requireBearer(c, "an initial access token"));
   else if (cfg.REGISTRATIONS_PER_IP_PER_HOUR > 0) gate.rate = { key: networkOf(c.req.header("cf-connecting-ip")), limit: cfg.REGISTRATIONS_PER_IP_PER_HOUR };
   const body = await readRegistrationBody(c);
-  return c.json(await registerClient(c.env, cfg, body, "dynamic_registration", gate), 201);
+  const registered = await registerClient(c.env, cfg, body, "dynamic_registration", gate);
+  audit(c, { event: "client.registered", outcome: "success", client_id: registered.client_id, detail: "dynamic_registration" });
+  return c.json(registered, 201);
 });
 register.all("/register", methodNotAllowed("POST"));

@@ -37,8 +37,9 @@ async function issue(c: Context<AppEnv>) {
   if (!(c.get("client").grant_types as string[]).includes(grantType)) {
     throw new UnauthorizedClient(`this client is not registered for the ${grantType} grant`);
   }
-  const { response, sub, aud } = await grant.handle(c);
-  audit(c, { event: "token.issued", outcome: "success", client_id: c.get("client").client_id, subject: sub, detail: `${grantType} aud=${aud}` });
+  const { response, sub, aud, jti, grant_id } = await grant.handle(c);
+  const detail = `${grantType} aud=${aud} jti=${jti}${grant_id ? ` grant=${grant_id}` : ""}${response.scope ? ` scope=${response.scope}` : ""}`;
+  audit(c, { event: "token.issued", outcome: "success", client_id: c.get("client").client_id, subject: sub, detail });
   return c.json(response);
 }
 

@@ -218,5 +218,5 @@ export async function issueApproved(
     });
   }
   await create?.();
-  return { response, sub: data.sub, aud };
+  return { response, sub: data.sub, aud, jti: at.claims.jti, grant_id };
 }

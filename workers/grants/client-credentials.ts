@@ -47,7 +47,7 @@ export const clientCredentials: GrantHandler = {
       ...outcome,
     });
     const response = { access_token: at.token, token_type: bound.token_type, expires_in: at.expires_in, ...(scope.length ? { scope: scope.join(" ") } : {}) };
-    return { response, sub: client.client_id, aud };
+    return { response, sub: client.client_id, aud, jti: at.claims.jti };
   },
 };
 

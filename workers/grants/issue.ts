@@ -59,7 +59,7 @@ export async function issueFromGrant(
       now: t,
     });
   }
-  return { response, sub: input.data.sub, aud };
+  return { response, sub: input.data.sub, aud, jti: at.claims.jti, grant_id: input.grant_id };
 }
 
 /**

@@ -18,6 +18,9 @@ export interface Issued {
   response: TokenResponse;
   sub: string;
   aud: string;
+  /** The access token's `jti`, and the grant it came from: the audit trail ties issuance, revocation and reuse together. */
+  jti: string;
+  grant_id?: string;
 }
 
 /**

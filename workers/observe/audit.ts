@@ -24,6 +24,13 @@ export type AuditEvent =
   | "token.revoked"
   | "policy.denied"
   | "admin.changed"
+  | "admin.refused"
+  | "client.registered"
+  | "client.updated"
+  | "client.deleted"
+  | "approval.requested"
+  | "approval.approved"
+  | "approval.denied"
   | "rate_limited";
 
 export interface AuditRecord {
