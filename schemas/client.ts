@@ -46,8 +46,9 @@ const text = v.pipe(
   v.string(),
   v.maxLength(200),
   // Shown to users as it is: nothing that reorders it (bidirectional overrides and marks), hides in it (zero-width
-  // and other format characters, \p{Cf}) or breaks it (controls, line and paragraph separators).
-  v.check((t) => !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(t), "must not contain control, format or bidirectional characters"),
+  // and other format characters, \p{Cf}) or breaks it (controls, line and paragraph separators). The zero-width
+  // joiner and non-joiner stay: emoji sequences and several scripts (Persian, Indic) need them.
+  v.check((t) => !/(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(t), "must not contain control, format or bidirectional characters"),
 );
 
 /** JWK members that carry private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */

@@ -68,6 +68,14 @@ describe("dynamic client registration (RFC 7591)", () => {
         "client_name: must not contain control, format or bidirectional characters",
       );
     }
+    // Emoji sequences and scripts that need the zero-width joiner and non-joiner are names too.
+    const headers = { "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.220" };
+    for (const client_name of ["\u{1F469}\u200D\u{1F4BB} Dev Agent", "\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645"]) {
+      const body = JSON.stringify({ client_name, redirect_uris: ["https://a.example/cb"], token_endpoint_auth_method: "none" });
+      const res = await call("/register", { method: "POST", headers, body });
+      expect(res.status, client_name).toBe(201);
+      expect(((await res.json()) as { client_name: string }).client_name).toBe(client_name);
+    }
   });
 
   it("refuses a redirect URI the URL parser would repair: the registered string would not be where the redirect goes", async () => {
