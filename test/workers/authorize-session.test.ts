@@ -137,6 +137,22 @@ describe("a sign-in made for the request stands in for prompt=login and max_age 
     expect(await replayed.text()).toContain("this sign-in was already used; start again from the application");
   });
 
+  it("a consent form posted twice (a double click) gets its code both times; the continue URL replayed after it gets none", async () => {
+    const browser = new Browser();
+    const page = await browser.get(authorizeUrl({ ...base(), scope: "mcp:read mcp:write", prompt: "login" }));
+    const signedIn = await signIn(browser, page, "bob@example.com", "bob-dev-password");
+    const continueUrl = signedIn.headers.get("location") as string;
+    const consent = await browser.get(continueUrl);
+    const html = await consent.text();
+    const form = { decision: "allow", interaction: hidden(html, "interaction"), csrf: hidden(html, "csrf"), for: hidden(html, "for") };
+    const [first, second] = [await browser.post("/consent", form), await browser.post("/consent", form)];
+    expect(clientRedirect(first, REDIRECT).get("code")).toBeTruthy();
+    expect(clientRedirect(second, REDIRECT).get("code")).toBeTruthy();
+    const replayed = await browser.get(continueUrl);
+    expect(replayed.status).toBe(400);
+    expect(await replayed.text()).toContain("this sign-in was already used; start again from the application");
+  });
+
   it("the consent form answers for the account it was shown to: another account signed in meanwhile is asked anew", async () => {
     const browser = new Browser();
     const consent = await follow(browser, await signIn(browser, await browser.get(authorizeUrl({ ...base(), scope: "mcp:read mcp:write" }))));

@@ -21,10 +21,12 @@ import { clearSession, INTERACTION_TTL, type Interaction, type Session } from ".
  */
 export async function issueCode(c: Context<AppEnv>, client: Client, interaction: Interaction, session: Session, consented: boolean): Promise<Response> {
   const cfg = c.get("cfg");
-  // A sign-in made for the interaction lets it past prompt=login; it yields one code, so a /authorize/continue
-  // URL replayed from the browser's history asks for a sign-in again (the request starts over).
-  if (interaction.signed_in && !(await claimOnce(c.env, "signed-in-interaction", interaction.signed_in.id, interaction.iat + INTERACTION_TTL, now()))) {
-    return errorPage(c, new InvalidRequest("this sign-in was already used; start again from the application"));
+  // A sign-in made for the interaction lets it past prompt=login, for one code: a /authorize/continue URL
+  // replayed from the browser's history gets an error, not a code. A consent form posted twice (a double
+  // click) still gets its code, but marks the sign-in used all the same.
+  if (interaction.signed_in) {
+    const first = await claimOnce(c.env, "signed-in-interaction", interaction.signed_in.id, interaction.iat + INTERACTION_TTL, now());
+    if (!first && !consented) return errorPage(c, new InvalidRequest("this sign-in was already used; start again from the application"));
   }
   if (interaction.pushed) {
     const consumed = await consumePushedRequest(c, interaction.pushed);
