@@ -72,5 +72,7 @@ export async function sendWebhook(url: string, body: string, key: NotifyKey, now
 
 /** The public webhook key as a JWK Set (RFC 7517), for `/webhook-keys`. */
 export function webhookJwks(key: NotifyKey): { keys: Array<Record<string, unknown>> } {
-  return { keys: [{ ...key.publicJwk, kid: key.kid, alg: "ES256", use: "sig" }] };
+  // No JOSE `alg`: the signatures name theirs in RFC 9421's own terms (`alg="ecdsa-p256-sha256"`), and a
+  // verifier must refuse a key and a signature that name the algorithm differently (RFC 9421 §3.2, step 6).
+  return { keys: [{ ...key.publicJwk, kid: key.kid, use: "sig" }] };
 }
