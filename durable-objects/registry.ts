@@ -182,6 +182,14 @@ export class Registry extends DurableObject<Env> {
     return (await this.ctx.storage.get<User>(`user:${id}`)) ?? null;
   }
 
+  /** Ends every session of the user begun before `before` (sign-out everywhere): `activeSession` refuses them. */
+  async endSessions(input: { id: string; before: number }): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
+    const user = await this.getUser(input.id);
+    if (!user) return { ok: false, reason: "not_found" };
+    await this.ctx.storage.put(`user:${user.id}`, { ...user, sessions_not_before: input.before } satisfies User);
+    return { ok: true };
+  }
+
   async getUserByEmail(email: string): Promise<User | null> {
     const id = await this.ctx.storage.get<string>(`user-email:${email.toLowerCase()}`);
     return id ? this.getUser(id) : null;
@@ -215,7 +223,7 @@ export class Registry extends DurableObject<Env> {
     const count = (stored && now - stored.last_failure <= FAILURES_FORGOTTEN_AFTER ? stored.count : 0) + 1;
     const over = count - LOCKOUT_AFTER;
     const locked_for = over >= 0 ? Math.min(60 * 2 ** over, 3600) : 0;
-    await this.ctx.storage.put(key, { count, locked_until: now + locked_for, last_failure: now } satisfies LoginFailures);
+    await this.ctx.storage.put(key, { count, locked_until: locked_for > 0 ? now + locked_for : 0, last_failure: now } satisfies LoginFailures);
     return { ok: true, user: await this.getUserByEmail(email) };
   }
 

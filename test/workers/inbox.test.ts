@@ -142,6 +142,41 @@ describe("the live inbox (WebSocket to the user's ApprovalQueue)", () => {
   });
 });
 
+describe("signing out", () => {
+  it("ends this browser's session; with everywhere, every session of the user begun until then, and no one else's", async () => {
+    // Signed in a few seconds ago (sessions begun in the very second of the sign-out are not ended).
+    const t = Date.now();
+    setClock(() => t - 5_000);
+    const here = await signedInBrowser("bob@example.com", "bob-dev-password");
+    const elsewhere = await signedInBrowser("bob@example.com", "bob-dev-password");
+    const someoneElse = await signedInBrowser();
+    setClock();
+    const { csrf } = await inboxState(here);
+    expect((await here.post("/signout", {})).status).toBe(403);
+    const out = await here.post("/signout", { csrf, everywhere: "yes" });
+    expect(out.status).toBe(303);
+    expect(out.headers.get("location")).toBe("/signin?next=%2Finbox");
+    for (const browser of [here, elsewhere]) {
+      const res = await browser.get("/inbox");
+      expect(res.status).toBe(303);
+      expect(res.headers.get("location")).toBe("/signin?next=%2Finbox");
+    }
+    expect((await someoneElse.get("/inbox")).status).toBe(200);
+    // Signing in again works at once.
+    const back = await signedInBrowser("bob@example.com", "bob-dev-password");
+    expect((await back.get("/inbox")).status).toBe(200);
+  });
+
+  it("without everywhere ends only this browser's session", async () => {
+    const here = await signedInBrowser();
+    const elsewhere = await signedInBrowser();
+    const { csrf } = await inboxState(here);
+    expect((await here.post("/signout", { csrf })).status).toBe(303);
+    expect((await here.get("/inbox")).status).toBe(303);
+    expect((await elsewhere.get("/inbox")).status).toBe(200);
+  });
+});
+
 describe("Web Push subscriptions", () => {
   const subscription = {
     endpoint: "https://push.example/abc",

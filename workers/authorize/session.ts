@@ -86,14 +86,15 @@ export interface SignedIn {
 }
 
 /**
- * The session, if its user still exists. The cookie is only signed, so it outlives a deleted account:
- * such a cookie is cleared and counts as no session, and no page or code is given for a `sub` that is gone.
+ * The session, if its user still exists and has not signed out everywhere since it began. The cookie is only
+ * signed, so it outlives a deleted account or such a sign-out: it is then cleared and counts as no session,
+ * and no page or code is given for it.
  */
 export async function activeSession(c: Context<AppEnv>): Promise<SignedIn | null> {
   const session = await readSession(c);
   if (!session) return null;
   const user = await registry(c.env).getUser(session.sub);
-  if (!user) {
+  if (!user || (user.sessions_not_before !== undefined && session.auth_time < user.sessions_not_before)) {
     clearSession(c);
     return null;
   }

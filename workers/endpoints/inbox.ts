@@ -4,7 +4,7 @@ import * as v from "valibot";
 import type { DecideResult } from "../../durable-objects/approval-queue";
 import { SESSION_UNTIL_HEADER } from "../../durable-objects/inbox-sockets";
 import type { Approval } from "../../schemas/approval";
-import { activeSession, csrfToken, csrfValid, type Session, type SignedIn, writeSession } from "../authorize/session";
+import { activeSession, clearSession, csrfToken, csrfValid, type Session, type SignedIn, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
 import { registry } from "../clients/cache";
 import { notificationUrlProblem, outboundPolicy } from "../clients/safe-fetch";
@@ -51,6 +51,22 @@ inbox.post("/signin", formBody, async (c) => {
   }
   await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"] });
   return c.redirect(next, 303);
+});
+
+/**
+ * Sign-out: this browser's session ends; with `everywhere`, every session of the user begun until now
+ * (other browsers, a forgotten shared machine) ends too, at their next request.
+ */
+inbox.post("/signout", formBody, async (c) => {
+  const params = c.get("params");
+  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
+  const active = await activeSession(c);
+  if (active && params.get("everywhere") === "yes") {
+    await registry(c.env).endSessions({ id: active.user.id, before: now() });
+    audit(c, { event: "session.ended", outcome: "success", subject: active.user.id, detail: "everywhere" });
+  }
+  clearSession(c);
+  return c.redirect("/signin?next=%2Finbox", 303);
 });
 
 async function signInPage(c: Context<AppEnv>, next: string, error?: string, email?: string, status: 403 | 429 = 403): Promise<Response> {
@@ -195,6 +211,7 @@ const ALLOWED: Record<string, string> = {
   "/inbox/decide": "POST",
   "/inbox/webhook": "POST",
   "/signin": "GET, POST",
+  "/signout": "POST",
   "/inbox": "GET",
   "/inbox/live": "GET",
   "/inbox/push-subscriptions": "POST, DELETE",

@@ -19,6 +19,7 @@ export type AuditEvent =
   | "login.succeeded"
   | "login.failed"
   | "login.locked"
+  | "session.ended"
   | "security.code_replayed"
   | "security.refresh_reused"
   | "token.revoked"

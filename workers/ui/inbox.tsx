@@ -57,7 +57,13 @@ export function InboxPage(props: { email: string; csrf: string; requests: Approv
   return (
     <Layout title="Inbox">
       <h1>Requests waiting for you</h1>
-      <p class="muted">Signed in as {props.email}</p>
+      <form method="post" action="/signout" class="signout">
+        <span class="muted">Signed in as {props.email}</span> <input type="hidden" name="csrf" value={props.csrf} />
+        <button type="submit">Sign out</button>
+        <button type="submit" name="everywhere" value="yes">
+          Sign out everywhere
+        </button>
+      </form>
       {props.notice ? (
         <p role="status" id="notice">
           {props.notice}
