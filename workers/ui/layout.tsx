@@ -31,6 +31,8 @@ button { margin-top: 1.25rem; padding: 0.6rem 1.2rem; font: inherit; font-weight
 .error { color: #b00020; border-left: 4px solid #b00020; padding-left: 0.75rem; }
 .warning { border-left: 4px solid #b26a00; padding-left: 0.75rem; }
 .muted { color: GrayText; font-size: 0.9rem; }
+form.signout { display: flex; flex-wrap: wrap; gap: 0.5rem; align-items: baseline; }
+form.signout button { margin-top: 0; padding: 0.25rem 0.6rem; font-weight: 400; font-size: 0.9rem; }
 ul.scopes { padding-left: 1.2rem; }
 code { word-break: break-all; }
 .host { font-family: ui-monospace, monospace; word-break: break-all; }
