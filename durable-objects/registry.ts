@@ -270,6 +270,13 @@ export class Registry extends DurableObject<Env> {
     return { ok: true };
   }
 
+  /** The ids of a user's grants in the index (live, or finished and not yet forgotten), at most `limit`. */
+  async grantsOfUser(input: { sub: string; limit: number }): Promise<string[]> {
+    const prefix = `grant-of:user:${input.sub}\n`;
+    const keys = await this.ctx.storage.list({ prefix, limit: input.limit });
+    return [...keys.keys()].map((k) => k.slice(prefix.length));
+  }
+
   /** Drops a finished grant from the index (called by the grant when it expires or is revoked). */
   async forgetGrant(input: { grant_id: string; sub: string; client_id: string }): Promise<{ ok: true }> {
     await this.ctx.storage.delete([`grant-of:client:${input.client_id}\n${input.grant_id}`, `grant-of:user:${input.sub}\n${input.grant_id}`]);

@@ -3,8 +3,8 @@ import { env, exports } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { setClock } from "../../workers/clock";
 import { asClient, inboxState, signedInBrowser } from "./approvals";
-import { Browser } from "./browser";
-import { adminCall, type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE } from "./helpers";
+import { Browser, codeWithVerifier } from "./browser";
+import { adminCall, basic, type CreatedClient, call, createClient, ISSUER, MCP_RESOURCE, postForm } from "./helpers";
 
 /**
  * The inbox: sign-in redirect, CSRF on every form, the strict CSP with a same-origin script, the live
@@ -139,6 +139,39 @@ describe("the live inbox (WebSocket to the user's ApprovalQueue)", () => {
     ws.send("refresh");
     await expect.poll(() => closed).toBe(4001);
     expect(messages).toHaveLength(1);
+  });
+});
+
+describe("applications with access", () => {
+  it("lists the user's live grants and revokes one: its refresh token stops at once; another user cannot revoke it", async () => {
+    const app = await createClient({
+      client_name: "Calendar agent",
+      redirect_uris: ["https://calendar.example/cb"],
+      grant_types: ["authorization_code", "refresh_token"],
+      token_endpoint_auth_method: "client_secret_basic",
+    });
+    const { code, verifier } = await codeWithVerifier(app.client_id, "https://calendar.example/cb", MCP_RESOURCE, "mcp:read");
+    const auth = { Authorization: basic(app.client_id, app.client_secret as string) };
+    const tokens = (await (await postForm("/token", { grant_type: "authorization_code", code, code_verifier: verifier }, auth)).json()) as {
+      refresh_token: string;
+    };
+    const { html, csrf } = await inboxState(alice);
+    const card = html.split('<li class="request">').find((c) => c.includes("Calendar agent")) as string;
+    expect(card).toContain(`mcp:read on ${MCP_RESOURCE}`);
+    const grantId = /name="grant_id" value="([0-9a-f]{64})"/.exec(card)?.[1] as string;
+    expect(grantId).toMatch(/^[0-9a-f]{64}$/);
+
+    // Bob cannot revoke alice's grant by naming it.
+    const bob = await signedInBrowser("bob@example.com", "bob-dev-password");
+    const bobs = await bob.post("/inbox/revoke", { grant_id: grantId, csrf: (await inboxState(bob)).csrf });
+    expect(bobs.headers.get("location")).toBe("/inbox?done=unknown");
+    expect((await alice.post("/inbox/revoke", { grant_id: grantId })).status).toBe(403);
+
+    const revoked = await alice.post("/inbox/revoke", { grant_id: grantId, csrf });
+    expect(revoked.headers.get("location")).toBe("/inbox?done=revoked");
+    expect(await (await alice.get("/inbox?done=revoked")).text()).not.toContain("Calendar agent");
+    const refreshed = await postForm("/token", { grant_type: "refresh_token", refresh_token: tokens.refresh_token }, auth);
+    expect(await refreshed.json()).toEqual({ error: "invalid_grant", error_description: "the refresh token is invalid, expired or revoked" });
   });
 });
 

@@ -4,6 +4,7 @@ import * as v from "valibot";
 import type { DecideResult } from "../../durable-objects/approval-queue";
 import { SESSION_UNTIL_HEADER } from "../../durable-objects/inbox-sockets";
 import type { Approval } from "../../schemas/approval";
+import { connectedApps, revokeConnected } from "../approvals/connected";
 import { activeSession, clearSession, csrfToken, csrfValid, type Session, type SignedIn, writeSession } from "../authorize/session";
 import { checkPassword } from "../authorize/sign-in";
 import { registry } from "../clients/cache";
@@ -110,22 +111,41 @@ const NOTICES: Record<string, string> = {
   denied: "Denied.",
   gone: "That request was already decided, or has expired.",
   webhook: "Webhook saved.",
+  revoked: "Access revoked.",
+  unknown: "That application has no access to revoke.",
 };
 
 inbox.get("/inbox", async (c) => {
   const session = await signedIn(c, "/inbox");
   if (session instanceof Response) return session;
   const q = queue(c.env, session.sub);
-  const [user, requests, vapid, webhook] = await Promise.all([
+  const [user, requests, vapid, webhook, connected] = await Promise.all([
     registry(c.env).getUser(session.sub),
     q.pending({ now: now() }),
     notifyKey(c.env, "vapid"),
     q.webhook(),
+    connectedApps(c.env, session.sub, now()),
   ]);
   const notice = NOTICES[c.req.query("done") ?? ""];
   const csrf = await csrfToken(c);
-  const body = InboxPage({ email: user?.email ?? session.sub, csrf, requests, notice, vapidKey: publicKeyOf(vapid.publicJwk), webhook });
+  const body = InboxPage({ email: user?.email ?? session.sub, csrf, requests, notice, vapidKey: publicKeyOf(vapid.publicJwk), webhook, connected });
   return userPage(c, body as JSX.Element);
+});
+
+/** The user takes back access they gave: the grant is revoked, its refresh and access tokens with it. */
+inbox.post("/inbox/revoke", formBody, async (c) => {
+  const session = await signedIn(c, "/inbox");
+  if (session instanceof Response) return session;
+  const params = c.get("params");
+  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
+  const grantId = params.get("grant_id");
+  if (!grantId) throw new InvalidRequest("grant_id is required");
+  const revoked = await revokeConnected(c.env, session.sub, grantId, now());
+  if (revoked) {
+    const detail = `grant ${grantId} scope=${revoked.scope.join(" ")}`;
+    audit(c, { event: "grant.revoked", outcome: "success", client_id: revoked.client_id, subject: session.sub, detail });
+  }
+  return c.redirect(`/inbox?done=${revoked ? "revoked" : "unknown"}`, 303);
 });
 
 inbox.post("/inbox/decide", formBody, async (c) => {
@@ -209,6 +229,7 @@ function notificationProblem(c: Context<AppEnv>, value: string): string | null {
 
 const ALLOWED: Record<string, string> = {
   "/inbox/decide": "POST",
+  "/inbox/revoke": "POST",
   "/inbox/webhook": "POST",
   "/signin": "GET, POST",
   "/signout": "POST",

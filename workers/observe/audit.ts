@@ -23,6 +23,7 @@ export type AuditEvent =
   | "security.code_replayed"
   | "security.refresh_reused"
   | "token.revoked"
+  | "grant.revoked"
   | "policy.denied"
   | "admin.changed"
   | "admin.refused"

@@ -1,4 +1,5 @@
 import type { ApprovalView } from "../../schemas/approval";
+import type { Connected } from "../approvals/connected";
 import { Layout } from "./layout";
 
 /** One request: who asks, the binding message to compare, what for, where; Approve and Deny. */
@@ -53,7 +54,15 @@ export function RequestCard(props: { request: ApprovalView; csrf: string; action
 }
 
 /** The inbox: pending requests, kept current over a WebSocket by `/assets/inbox.js`; forms work without it. */
-export function InboxPage(props: { email: string; csrf: string; requests: ApprovalView[]; notice?: string; vapidKey: string; webhook: string | null }) {
+export function InboxPage(props: {
+  email: string;
+  csrf: string;
+  requests: ApprovalView[];
+  notice?: string;
+  vapidKey: string;
+  webhook: string | null;
+  connected: Connected[];
+}) {
   return (
     <Layout title="Inbox">
       <h1>Requests waiting for you</h1>
@@ -77,6 +86,7 @@ export function InboxPage(props: { email: string; csrf: string; requests: Approv
           <RequestCard request={r} csrf={props.csrf} action="/inbox/decide" />
         ))}
       </ul>
+      <ConnectedList connected={props.connected} csrf={props.csrf} />
       <button type="button" id="enable-push" hidden data-vapid-key={props.vapidKey}>
         Notify me of new requests
       </button>
@@ -133,5 +143,31 @@ export function DeviceDonePage(props: { approved: boolean }) {
       <h1>{props.approved ? "Device connected" : "Device refused"}</h1>
       <p role="status">{props.approved ? "You can return to your device." : "The device was not given access."}</p>
     </Layout>
+  );
+}
+
+/** What the user has let applications do on their behalf, each with a way to take it back. */
+function ConnectedList(props: { connected: Connected[]; csrf: string }) {
+  return (
+    <section aria-labelledby="connected-heading">
+      <h2 id="connected-heading">Applications with access</h2>
+      {props.connected.length === 0 ? <p class="muted">No application has access on your behalf.</p> : null}
+      <ul class="requests">
+        {props.connected.map((g) => (
+          <li class="request">
+            <h3>{g.client_name}</h3>
+            <p class="muted">
+              Since {new Date(g.since * 1000).toISOString().slice(0, 10)}: {g.scope.join(" ") || "(no scope)"}
+              {g.resources.length ? ` on ${g.resources.join(", ")}` : ""}
+            </p>
+            <form method="post" action="/inbox/revoke">
+              <input type="hidden" name="csrf" value={props.csrf} />
+              <input type="hidden" name="grant_id" value={g.grant_id} />
+              <button type="submit">Revoke access</button>
+            </form>
+          </li>
+        ))}
+      </ul>
+    </section>
   );
 }
