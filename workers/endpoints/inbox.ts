@@ -132,12 +132,19 @@ inbox.get("/inbox", async (c) => {
   return userPage(c, body as JSX.Element);
 });
 
-/** The user takes back access they gave: the grant is revoked, its refresh and access tokens with it. */
-inbox.post("/inbox/revoke", formBody, async (c) => {
+/** An inbox form's poster: the signed-in user once the form's CSRF token holds, else where to sign in. */
+async function formSession(c: Context<AppEnv>): Promise<Session | Response> {
   const session = await signedIn(c, "/inbox");
   if (session instanceof Response) return session;
+  if (!(await csrfValid(c, c.get("params").get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
+  return session;
+}
+
+/** The user takes back access they gave: the grant is revoked, its refresh and access tokens with it. */
+inbox.post("/inbox/revoke", formBody, async (c) => {
+  const session = await formSession(c);
+  if (session instanceof Response) return session;
   const params = c.get("params");
-  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
   const grantId = params.get("grant_id");
   if (!grantId) throw new InvalidRequest("grant_id is required");
   const revoked = await revokeConnected(c.env, session.sub, grantId, now());
@@ -149,10 +156,9 @@ inbox.post("/inbox/revoke", formBody, async (c) => {
 });
 
 inbox.post("/inbox/decide", formBody, async (c) => {
-  const session = await signedIn(c, "/inbox");
+  const session = await formSession(c);
   if (session instanceof Response) return session;
   const params = c.get("params");
-  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
   const id = params.get("id");
   const decision = params.get("decision");
   if (!id || (decision !== "approve" && decision !== "deny")) throw new InvalidRequest("id and decision (approve or deny) are required");
@@ -204,10 +210,9 @@ inbox.on(["POST", "DELETE"], "/inbox/push-subscriptions", async (c) => {
 // ── signed webhooks (RFC 9421) ───────────────────────────────────────────────────────────────
 /** The user's webhook for chat or SMS gateways: https (http on loopback only in dev); empty removes it. */
 inbox.post("/inbox/webhook", formBody, async (c) => {
-  const session = await signedIn(c, "/inbox");
+  const session = await formSession(c);
   if (session instanceof Response) return session;
   const params = c.get("params");
-  if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the inbox and try again");
   const url = params.get("url");
   const problem = url === undefined ? null : notificationProblem(c, url);
   if (problem) throw new InvalidRequest(`the webhook URL ${problem}`);
