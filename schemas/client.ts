@@ -123,6 +123,8 @@ export const ClientMetadataSchema = v.object({
     v.pipe(v.string(), v.maxLength(1000), v.regex(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$/, "must be space-separated scope tokens")),
   ),
   contacts: v.optional(v.pipe(v.array(v.pipe(v.string(), v.maxLength(200))), v.maxLength(10))),
+  /** OpenID RP-Initiated Logout 1.0 §3.1: where the browser may return after a logout, compared by exact string. */
+  post_logout_redirect_uris: v.optional(v.pipe(v.array(v.pipe(v.string(), v.maxLength(2000))), v.maxLength(20))),
   software_id: v.optional(text),
   software_version: v.optional(text),
   /** OIDC Registration §2: `web` (default) or `native`. */

@@ -12,6 +12,7 @@ import { health } from "./endpoints/health";
 import { inbox } from "./endpoints/inbox";
 import { introspect } from "./endpoints/introspect";
 import { jwks } from "./endpoints/jwks";
+import { logout } from "./endpoints/logout";
 import { metadata } from "./endpoints/metadata";
 import { par } from "./endpoints/par";
 import { register } from "./endpoints/register";
@@ -84,6 +85,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", deviceAuthorization);
   app.route("/", inbox);
   app.route("/", device);
+  app.route("/", logout);
 
   app.notFound(() => {
     throw new NotFound("no such endpoint");

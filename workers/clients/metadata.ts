@@ -48,6 +48,11 @@ export function validateClientMetadata(input: unknown, policy: OutboundPolicy, o
     const problem = redirectUriProblem(uri);
     if (problem) throw new InvalidRedirectUri(`redirect_uri '${uri}' ${problem}`);
   }
+  // RP-Initiated Logout §3.1: the same rules as redirect URIs (state is appended to them as well).
+  for (const uri of m.post_logout_redirect_uris ?? []) {
+    const problem = redirectUriProblem(uri);
+    if (problem) throw new InvalidClientMetadata(`post_logout_redirect_uri '${uri}' ${problem}`);
+  }
   // RFC 7591 §2.1: grant_types and response_types must be consistent.
   if (grants.has("authorization_code") !== m.response_types.includes("code")) {
     throw new InvalidClientMetadata("grant_types authorization_code and response_types code go together");

@@ -23,6 +23,8 @@ export function serverMetadata(cfg: Config) {
     // turn to a client ID metadata document or a pre-registered client instead of a certain 403.
     ...(cfg.REGISTRATION_POLICY === "closed" ? {} : { registration_endpoint: `${iss}/register` }),
     userinfo_endpoint: `${iss}/userinfo`,
+    // OpenID RP-Initiated Logout 1.0 §2.1.
+    end_session_endpoint: `${iss}/logout`,
     introspection_endpoint: `${iss}/introspect`,
     revocation_endpoint: `${iss}/revoke`,
     scopes_supported: [...OIDC_SCOPES],
