@@ -2,8 +2,8 @@
  * Latchkey driven by openid-client v6 (a certified OpenID Connect relying party) through the real
  * sign-in and consent pages in headless Chromium: discovery, authorization code + PKCE with nonce and
  * state, userinfo, refresh, introspection, revocation, silent authorization (`prompt=none`) and a
- * resource-bound token (and userinfo for its grant through a token for the issuer), for a confidential
- * client using client_secret_post.
+ * resource-bound token (and userinfo for its grant through a token for the issuer), and RP-initiated
+ * logout, for a confidential client using client_secret_post.
  */
 import { decodeJwt } from "jose";
 import * as client from "openid-client";
@@ -42,6 +42,7 @@ beforeAll(async () => {
     redirect_uris: [callback.redirectUri],
     grant_types: ["authorization_code", "refresh_token"],
     token_endpoint_auth_method: "client_secret_post",
+    post_logout_redirect_uris: [callback.redirectUri],
   });
   // http://localhost is a loopback issuer: openid-client needs allowInsecureRequests for it.
   config = await client.discovery(new URL(server.issuer), registered.client_id, undefined, client.ClientSecretPost(registered.client_secret), {
@@ -305,5 +306,32 @@ describe("a grant bound to the MCP server reaches userinfo through a token for t
     const forResource = await client.refreshTokenGrant(config, tokens.refresh_token as string);
     expect(forResource.scope).toBe("mcp:read");
     expect(decodeJwt(forResource.access_token)).toMatchObject({ aud: MCP_RESOURCE, sub: ALICE.sub, scope: "mcp:read" });
+  });
+});
+
+describe("RP-initiated logout (buildEndSessionUrl)", () => {
+  it("signs the user out with the ID token as hint and returns to the registered URI with state", async () => {
+    const { url, checks } = await authorizationUrl({ scope: "openid" });
+    const page = await browser.newPage();
+    const landed = await visit(page, url, async (p) => {
+      await signIn(p, ALICE);
+      // Consent to this client may be remembered from an earlier test; otherwise it is asked for now.
+      const allow = p.getByRole("button", { name: "Allow" });
+      await Promise.race([p.waitForURL((u) => u.href.startsWith(`${callback.redirectUri}?`)), allow.waitFor()]);
+      if (await allow.isVisible()) await allow.click();
+    });
+    const tokens = await client.authorizationCodeGrant(config, landed, checks);
+    const endSession = client.buildEndSessionUrl(config, {
+      id_token_hint: tokens.id_token as string,
+      post_logout_redirect_uri: callback.redirectUri,
+      state: "bye",
+    });
+    expect(endSession.origin + endSession.pathname).toBe(`${server.issuer}/logout`);
+    await page.goto(endSession.href);
+    const back = await landedAt(page, callback);
+    expect(back.searchParams.get("state")).toBe("bye");
+    // Signed out: the next authorization request asks for a sign-in again.
+    await page.goto((await authorizationUrl({ scope: "openid" })).url.href);
+    await expect.poll(() => page.getByRole("heading", { level: 1 }).textContent()).toBe("Sign in");
   });
 });
