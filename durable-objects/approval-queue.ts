@@ -165,6 +165,21 @@ export class ApprovalQueue extends DurableObject<Env> {
     return { ok: true };
   }
 
+  /** The user signed out everywhere: live inbox pages are closed, and no browser is notified any more. */
+  async signedOutEverywhere(): Promise<{ ok: true }> {
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.close(4001, "signed out");
+      } catch {
+        // Already closing.
+      }
+    }
+    this.ctx.storage.transactionSync(() => {
+      for (const [key] of this.kv.list({ prefix: "push:" })) this.kv.delete(key);
+    });
+    return { ok: true };
+  }
+
   async unsubscribe(input: { endpoint: string }): Promise<{ ok: true }> {
     const key = `push:${await sha256(input.endpoint)}`;
     this.kv.delete(key);

@@ -182,11 +182,11 @@ export class Registry extends DurableObject<Env> {
     return (await this.ctx.storage.get<User>(`user:${id}`)) ?? null;
   }
 
-  /** Ends every session of the user begun before `before` (sign-out everywhere): `activeSession` refuses them. */
-  async endSessions(input: { id: string; before: number }): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
+  /** Ends every session of the user so far (sign-out everywhere): the next generation's are the only ones `activeSession` takes. */
+  async endSessions(input: { id: string }): Promise<{ ok: true } | { ok: false; reason: "not_found" }> {
     const user = await this.getUser(input.id);
     if (!user) return { ok: false, reason: "not_found" };
-    await this.ctx.storage.put(`user:${user.id}`, { ...user, sessions_not_before: input.before } satisfies User);
+    await this.ctx.storage.put(`user:${user.id}`, { ...user, session_generation: (user.session_generation ?? 0) + 1 } satisfies User);
     return { ok: true };
   }
 

@@ -68,8 +68,8 @@ export interface User {
   name: string;
   password: PasswordHash;
   created_at: number;
-  /** Sessions begun before this (seconds) no longer count: the user signed out everywhere. */
-  sessions_not_before?: number;
+  /** The generation of the user's sessions: signing out everywhere moves it on, and a session of another no longer counts. */
+  session_generation?: number;
 }
 
 /** The public view of a user (no password hash). */

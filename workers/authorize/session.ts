@@ -20,6 +20,8 @@ export interface Session {
   sub: string;
   auth_time: number;
   amr: string[];
+  /** The user's session generation when it began (`User.session_generation`; absent: 0). */
+  generation?: number;
   /** When the session cookie expires (seconds), as read back from it. */
   exp?: number;
 }
@@ -73,7 +75,13 @@ export async function readSession(c: Context<AppEnv>): Promise<Session | null> {
       algorithms: ["HS256"],
       currentDate: new Date(now() * 1000),
     });
-    return { sub: payload.sub, auth_time: payload.auth_time, amr: payload.amr, ...(payload.exp !== undefined ? { exp: payload.exp } : {}) };
+    return {
+      sub: payload.sub,
+      auth_time: payload.auth_time,
+      amr: payload.amr,
+      ...(payload.generation !== undefined ? { generation: payload.generation } : {}),
+      ...(payload.exp !== undefined ? { exp: payload.exp } : {}),
+    };
   } catch {
     return null;
   }
@@ -94,7 +102,7 @@ export async function activeSession(c: Context<AppEnv>): Promise<SignedIn | null
   const session = await readSession(c);
   if (!session) return null;
   const user = await registry(c.env).getUser(session.sub);
-  if (!user || (user.sessions_not_before !== undefined && session.auth_time < user.sessions_not_before)) {
+  if (!user || (user.session_generation ?? 0) !== (session.generation ?? 0)) {
     clearSession(c);
     return null;
   }
@@ -103,7 +111,7 @@ export async function activeSession(c: Context<AppEnv>): Promise<SignedIn | null
 
 export async function writeSession(c: Context<AppEnv>, session: Session): Promise<void> {
   const ttl = c.get("cfg").SESSION_TTL;
-  const value = await new SignJWT({ auth_time: session.auth_time, amr: session.amr })
+  const value = await new SignJWT({ auth_time: session.auth_time, amr: session.amr, ...(session.generation ? { generation: session.generation } : {}) })
     .setProtectedHeader({ alg: "HS256" })
     .setIssuer(c.get("cfg").ISSUER)
     .setAudience("session")

@@ -50,20 +50,23 @@ inbox.post("/signin", formBody, async (c) => {
     if (checked.retry_after) c.header("Retry-After", String(checked.retry_after));
     return signInPage(c, next, checked.message, email, checked.status === 429 ? 429 : 403);
   }
-  await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"] });
+  await writeSession(c, { sub: checked.user.id, auth_time: now(), amr: ["pwd"], generation: checked.user.session_generation ?? 0 });
   return c.redirect(next, 303);
 });
 
 /**
- * Sign-out: this browser's session ends; with `everywhere`, every session of the user begun until now
- * (other browsers, a forgotten shared machine) ends too, at their next request.
+ * Sign-out: this browser's session ends; with `everywhere`, every session of the user so far (other browsers,
+ * a forgotten shared machine) ends too, at its next request; open inbox pages are disconnected and Web Push
+ * subscriptions dropped (each browser subscribes again when its user signs in there and asks for it).
  */
 inbox.post("/signout", formBody, async (c) => {
   const params = c.get("params");
   if (!(await csrfValid(c, params.get("csrf")))) throw new Forbidden("the form has expired; reload the page and try again");
   const active = await activeSession(c);
   if (active && params.get("everywhere") === "yes") {
-    await registry(c.env).endSessions({ id: active.user.id, before: now() });
+    // Every session so far, and what keeps reaching a forgotten machine: its live inbox and its push subscription.
+    await registry(c.env).endSessions({ id: active.user.id });
+    await queue(c.env, active.user.id).signedOutEverywhere();
     audit(c, { event: "session.ended", outcome: "success", subject: active.user.id, detail: "everywhere" });
   }
   clearSession(c);

@@ -59,7 +59,7 @@ ui.post(
       if (checked.retry_after) c.header("Retry-After", String(checked.retry_after));
       return loginPage(c, ctx.client, ctx.interaction, ctx.token, { message: checked.message, email, status: checked.status });
     }
-    const session = { sub: checked.user.id, auth_time: now(), amr: ["pwd"] };
+    const session = { sub: checked.user.id, auth_time: now(), amr: ["pwd"], generation: checked.user.session_generation ?? 0 };
     await writeSession(c, session);
     // This sign-in satisfies prompt=login and max_age; carrying it on keeps the next step from asking again.
     const { iat, ...request } = ctx.interaction;
