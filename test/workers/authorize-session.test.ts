@@ -148,6 +148,17 @@ describe("a sign-in made for the request stands in for prompt=login and max_age 
     const [first, second] = [await browser.post("/consent", form), await browser.post("/consent", form)];
     expect(clientRedirect(first, REDIRECT).get("code")).toBeTruthy();
     expect(clientRedirect(second, REDIRECT).get("code")).toBeTruthy();
+    // Replayed from the history, the continue URL shows no consent page that could give a third code.
+    const replayed = await browser.get(continueUrl);
+    expect(replayed.status).toBe(400);
+    expect(await replayed.text()).toContain("this sign-in was already used; start again from the application");
+  });
+
+  it("prompt=login consent: the continue URL replayed after the code shows no second consent page", async () => {
+    const browser = new Browser();
+    const page = await browser.get(authorizeUrl({ ...base(), prompt: "login consent" }));
+    const continueUrl = (await signIn(browser, page, "bob@example.com", "bob-dev-password")).headers.get("location") as string;
+    expect(clientRedirect(await decide(browser, await browser.get(continueUrl), "allow"), REDIRECT).get("code")).toBeTruthy();
     const replayed = await browser.get(continueUrl);
     expect(replayed.status).toBe(400);
     expect(await replayed.text()).toContain("this sign-in was already used; start again from the application");

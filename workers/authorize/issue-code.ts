@@ -5,12 +5,20 @@ import { isLoopbackIpRedirect } from "../clients/redirect-uri";
 import { now } from "../clock";
 import { AccessDenied, InvalidRequest, ServerError } from "../errors";
 import { audit } from "../observe/audit";
-import { claimOnce } from "../replay";
+import { claimOnce, wasClaimed } from "../replay";
 import { mintHandle } from "../tokens/handles";
 import type { AppEnv } from "../types";
 import { consumePushedRequest, pushedRequestUsedUp } from "./pushed";
 import { errorPage, redirectToClient } from "./respond";
 import { clearSession, INTERACTION_TTL, type Interaction, type Session } from "./session";
+
+/** Where a sign-in made for an interaction is marked used once it has yielded a code (`replay.ts`). */
+const SIGNED_IN_USED = "signed-in-interaction";
+
+/** Whether the sign-in made for this interaction has yielded its code: its continue URL is then spent. */
+export async function signInUsed(env: Env, interaction: Interaction): Promise<boolean> {
+  return interaction.signed_in !== undefined && (await wasClaimed(env, SIGNED_IN_USED, interaction.signed_in.id, now()));
+}
 
 /**
  * The user said yes (now or before): create the grant with its code and send the code to the client.
@@ -25,7 +33,7 @@ export async function issueCode(c: Context<AppEnv>, client: Client, interaction:
   // replayed from the browser's history gets an error, not a code. A consent form posted twice (a double
   // click) still gets its code, but marks the sign-in used all the same.
   if (interaction.signed_in) {
-    const first = await claimOnce(c.env, "signed-in-interaction", interaction.signed_in.id, interaction.iat + INTERACTION_TTL, now());
+    const first = await claimOnce(c.env, SIGNED_IN_USED, interaction.signed_in.id, interaction.iat + INTERACTION_TTL, now());
     if (!first && !consented) return errorPage(c, new InvalidRequest("this sign-in was already used; start again from the application"));
   }
   if (interaction.pushed) {

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { errorForClient, resume } from "../authorize/flow";
 import { readAuthorizationRequest } from "../authorize/front-channel";
+import { signInUsed } from "../authorize/issue-code";
 import { interactionClient } from "../authorize/pushed";
 import { RedirectableError, UntrustedRedirect } from "../authorize/request";
 import { errorPage } from "../authorize/respond";
@@ -54,6 +55,8 @@ authorize.get("/authorize/continue", async (c) => {
     throw error;
   }
   if (!client) return errorPage(c, new InvalidRequest("the client is not known to this server"));
+  // Replayed from the history after its sign-in gave a code: not a second code, nor a consent page for one.
+  if (await signInUsed(c.env, interaction)) return errorPage(c, new InvalidRequest("this sign-in was already used; start again from the application"));
   return resume(c, client, interaction, c.req.query("interaction"));
 });
 
