@@ -155,6 +155,11 @@ describe("applications with access", () => {
     const tokens = (await (await postForm("/token", { grant_type: "authorization_code", code, code_verifier: verifier }, auth)).json()) as {
       refresh_token: string;
     };
+    // Index entries that sort first and name no live grant (finished ones not yet forgotten) do not crowd it out.
+    const registryStub = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+    await runInDurableObject(registryStub, async (_o, state) => {
+      for (let i = 0; i < 60; i++) await state.storage.put(`grant-of:user:usr_dev_alice\n0000-finished-${String(i).padStart(2, "0")}`, true);
+    });
     const { html, csrf } = await inboxState(alice);
     const card = html.split('<li class="request">').find((c) => c.includes("Calendar agent")) as string;
     expect(card).toContain(`mcp:read on ${MCP_RESOURCE}`);

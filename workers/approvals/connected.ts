@@ -3,8 +3,10 @@ import { findClient, registry } from "../clients/cache";
 import { isClientIdUrl } from "../clients/client-id-url";
 import { grantStub } from "../grants/issue";
 
-/** Most grants the inbox lists (and can revoke from it) at once. */
+/** Most grants the inbox lists (and can revoke from it) at once: the newest. */
 export const CONNECTED_LISTED = 50;
+/** Most index entries read to find them (live grants and finished ones not yet forgotten; ids are random). */
+const INDEX_READ = 200;
 
 /** One client's live access on the user's behalf: a grant the user gave (code flow, CIBA, device). */
 export interface Connected {
@@ -19,11 +21,12 @@ export interface Connected {
 }
 
 /**
- * The user's active grants, newest first: the Registry's index of the user's grants, then each grant's own
- * status (one GrantObject call each; a URL client's document is not fetched for its name).
+ * The user's active grants, the newest CONNECTED_LISTED: the Registry's index of the user's grants (in no
+ * useful order: ids are random), then each grant's own status (one GrantObject call each; a URL client's
+ * document is not fetched for its name), filtered and sorted before they are cut.
  */
 export async function connectedApps(env: Env, sub: string, now: number): Promise<Connected[]> {
-  const ids = await registry(env).grantsOfUser({ sub, limit: CONNECTED_LISTED });
+  const ids = await registry(env).grantsOfUser({ sub, limit: INDEX_READ });
   const found = await Promise.all(
     ids.map(async (grant_id): Promise<Connected | null> => {
       const status = await grantStub(env, grant_id)?.status({ now });
@@ -32,7 +35,10 @@ export async function connectedApps(env: Env, sub: string, now: number): Promise
       return { grant_id, client_id, client_name: await nameOf(env, client_id), scope, resources, since: auth_time };
     }),
   );
-  return found.filter((g): g is Connected => g !== null).sort((a, b) => b.since - a.since);
+  return found
+    .filter((g): g is Connected => g !== null)
+    .sort((a, b) => b.since - a.since)
+    .slice(0, CONNECTED_LISTED);
 }
 
 /** Revokes one of the user's own grants (its tokens stop at once at the token endpoint and introspection). */
