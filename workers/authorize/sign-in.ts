@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import type { User } from "../../schemas/resource";
 import { registry } from "../clients/cache";
 import { now } from "../clock";
-import { sha256 } from "../crypto";
+import { hmac, hmacKey } from "../crypto";
 import { clientIp, underLimit } from "../middleware/rate-limit";
 import { audit } from "../observe/audit";
 import { burnPasswordCheck, verifyPassword } from "../password";
@@ -24,7 +24,7 @@ export async function checkPassword(c: Context<AppEnv>, email: string, password:
   const t = now();
   const begun = await reg.beginLogin(email, t);
   if (!begun.ok) {
-    audit(c, { event: "login.locked", outcome: "failure", detail: `${await account(email)} retry after ${begun.retry_after}s` });
+    audit(c, { event: "login.locked", outcome: "failure", detail: `${await account(c, email)} retry after ${begun.retry_after}s` });
     const minutes = Math.ceil(begun.retry_after / 60);
     return {
       ok: false,
@@ -37,7 +37,7 @@ export async function checkPassword(c: Context<AppEnv>, email: string, password:
   const ok = user ? await verifyPassword(password, user.password) : await burnPasswordCheck(password);
   if (ok) await reg.loginSucceeded(email);
   if (!user || !ok) {
-    audit(c, { event: "login.failed", outcome: "failure", detail: await account(email) });
+    audit(c, { event: "login.failed", outcome: "failure", detail: await account(c, email) });
     return { ok: false, status: 401, message: "The email or password is incorrect." };
   }
   audit(c, { event: "login.succeeded", outcome: "success", subject: user.id });
@@ -45,9 +45,11 @@ export async function checkPassword(c: Context<AppEnv>, email: string, password:
 }
 
 /**
- * The account an attempt named, for the audit trail: a hash of the email, not the email (which a slip of
- * the keyboard can turn into a password). An operator matches it by hashing the address in question.
+ * The account an attempt named, for the audit trail: a keyed hash of what was typed as the email (a slip of the
+ * keyboard can put a password there, so no plain or fast unkeyed hash that could be guessed offline). Keyed by a
+ * key derived from SESSION_SECRET: whoever holds it can compute the value for an address in question.
  */
-async function account(email: string): Promise<string> {
-  return `account=${(await sha256(email)).slice(0, 16)}`;
+async function account(c: Context<AppEnv>, email: string): Promise<string> {
+  const key = await hmacKey(c.get("cfg").SESSION_SECRET, "latchkey audit account");
+  return `account=${(await hmac(key, email)).slice(0, 16)}`;
 }
