@@ -200,7 +200,7 @@ export const ConfigSchema = v.pipe(
   ),
   // CIMD "SSRF Attacks": the loopback exception "MUST NOT" be applied "in production deployments".
   v.check(
-    (c) => !c.ALLOW_INSECURE_LOOPBACK_CLIENT_IDS || (c.ENVIRONMENT === "dev" && LOOPBACK_HOSTS.includes(new URL(c.ISSUER).hostname)),
+    (c) => !c.ALLOW_INSECURE_LOOPBACK_CLIENT_IDS || (c.ENVIRONMENT === "dev" && URL.canParse(c.ISSUER) && LOOPBACK_HOSTS.includes(new URL(c.ISSUER).hostname)),
     "ALLOW_INSECURE_LOOPBACK_CLIENT_IDS is only allowed with ENVIRONMENT=dev and a loopback ISSUER",
   ),
   v.check((c) => c.CIMD_CACHE_MIN_TTL <= c.CIMD_CACHE_MAX_TTL, "CIMD_CACHE_MIN_TTL must not exceed CIMD_CACHE_MAX_TTL"),

@@ -89,7 +89,7 @@ describe("admin API", () => {
 
   it("refuses redirect URIs that are not RFC 3986 URIs, or whose path has dot segments the parser would resolve", async () => {
     const characters =
-      "must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)";
+      "must contain only RFC 3986 characters (percent-encode spaces, quotes, apostrophes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)";
     const dots = "must not contain dot segments (/./ or /../)";
     const cases: Array<[uri: string, shown: string, problem: string]> = [
       ["https://a.example/cb?x=%G1", "https://a.example/cb?x=%G1", characters],
@@ -98,6 +98,7 @@ describe("admin API", () => {
       ["https://exämple.com/cb", "https://ex?mple.com/cb", characters],
       ['https://a.example/"\\\u0001', "https://a.example/'/?", characters],
       ["https://a.example/c b", "https://a.example/c b", characters],
+      ["https://a.example/cb?x='1'", "https://a.example/cb?x='1'", characters],
       ["https://a.example/a/../cb", "https://a.example/a/../cb", dots],
       ["https://a.example/./cb", "https://a.example/./cb", dots],
       ["https://a.example/%2E%2e/cb", "https://a.example/%2E%2e/cb", dots],

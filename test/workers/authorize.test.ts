@@ -411,6 +411,23 @@ describe("sign-in, consent and the code", () => {
     );
   });
 
+  it("keeps a registered query byte for byte and appends the response parameters (OAuth 2.1 §4.1.2)", async () => {
+    const withQuery = "https://app.example/cb?next=/a:b&x=%2F";
+    const client = await createClient({ redirect_uris: [withQuery], token_endpoint_auth_method: "none" });
+    const params = {
+      response_type: "code",
+      client_id: client.client_id,
+      redirect_uri: withQuery,
+      code_challenge: challenge,
+      code_challenge_method: "S256",
+      state: "s",
+    };
+    const browser = new Browser();
+    const consent = await follow(browser, await signIn(browser, await browser.get(authorizeUrl(params))));
+    const res = await decide(browser, consent, "allow");
+    expect(res.headers.get("location")).toMatch(/^https:\/\/app\.example\/cb\?next=\/a:b&x=%2F&code=[^&]+&state=s&iss=/);
+  });
+
   it("sends the code in a redirect no cache may keep, and answers HEAD with 405 rather than running the flow", async () => {
     const { browser } = await obtainCode(base(), REDIRECT);
     const res = await browser.get(authorizeUrl(base()));

@@ -150,7 +150,7 @@ describe("documents that are refused", () => {
     [
       "a redirect URI with a stray %",
       (id) => publicDocument(id, { redirect_uris: ["https://agent.example/%"] }),
-      "redirect_uri 'https://agent.example/%' must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)",
+      "redirect_uri 'https://agent.example/%' must contain only RFC 3986 characters (percent-encode spaces, quotes, apostrophes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)",
     ],
     ["no redirect URI", (id) => publicDocument(id, { redirect_uris: [] }), "redirect_uris is required for the authorization_code grant"],
     [

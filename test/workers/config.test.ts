@@ -52,6 +52,7 @@ describe("the issuer and the admin token", () => {
     }
     expect(problems({ ...BASE, ISSUER: "http://auth.example.com" })).toEqual([message, "ENVIRONMENT production and preview need an https ISSUER"]);
     expect(problems({ ...BASE, ISSUER: "not a url" })).toHaveLength(1);
+    expect(problems({ ...BASE, ENVIRONMENT: "dev", ISSUER: "not a url", ALLOW_INSECURE_LOOPBACK_CLIENT_IDS: "true" })).toHaveLength(2);
     expect(problems({ ...BASE, ENVIRONMENT: "dev", ISSUER: "http://127.0.0.1:8787" })).toEqual([]);
   });
 

@@ -163,6 +163,19 @@ describe("private_key_jwt at the token endpoint", () => {
     await expectError(await token(jwt), 401, "invalid_client", "the client assertion was already used (its jti is single-use)");
   });
 
+  it("keeps the assertion spent after a refusal the client cannot correct by retrying (invalid_grant)", async () => {
+    const keyed = await createClient({
+      grant_types: ["client_credentials", "refresh_token", "authorization_code"],
+      redirect_uris: ["https://agent.example/cb"],
+      token_endpoint_auth_method: "private_key_jwt",
+      jwks: { keys: [publicJwk] },
+    });
+    const jwt = await assertion({ clientId: keyed.client_id });
+    const refresh = { grant_type: "refresh_token", refresh_token: "lkr_not-a-real-token", client_assertion_type: JWT_BEARER, client_assertion: jwt };
+    await expectError(await postForm("/token", refresh), 400, "invalid_grant", "the refresh token is invalid, expired or revoked");
+    await expectError(await postForm("/token", refresh), 401, "invalid_client", "the client assertion was already used (its jti is single-use)");
+  });
+
   const AUD = "the client assertion's aud must be the issuer identifier, as a single string (RFC 10070)";
   const rejected: Array<[string, () => Promise<string>, string]> = [
     ["aud = the token endpoint URL", () => assertion({ claims: { aud: `${ISSUER}/token` } }), AUD],

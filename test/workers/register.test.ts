@@ -86,7 +86,7 @@ describe("dynamic client registration (RFC 7591)", () => {
       await send("https://a.example/cb?x=%G1"),
       400,
       "invalid_redirect_uri",
-      "redirect_uri 'https://a.example/cb?x=%G1' must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)",
+      "redirect_uri 'https://a.example/cb?x=%G1' must contain only RFC 3986 characters (percent-encode spaces, quotes, apostrophes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)",
     );
     await expectError(
       await send("https://a.example/x/../cb"),

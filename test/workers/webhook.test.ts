@@ -102,9 +102,8 @@ describe("webhooks for the user's requests", () => {
     const res = await call("/webhook-keys");
     const { keys } = (await res.json()) as { keys: JWK[] };
     expect(keys).toHaveLength(1);
-    expect(keys[0]).toMatchObject({ kty: "EC", crv: "P-256", use: "sig" });
-    // The signatures name the algorithm in RFC 9421's terms; a JOSE name beside it would contradict them (§3.2).
-    expect(keys[0]).not.toHaveProperty("alg");
+    // ES256 is ecdsa-p256-sha256 in JOSE's spelling, which JOSE libraries need to import the key.
+    expect(keys[0]).toMatchObject({ kty: "EC", crv: "P-256", alg: "ES256", use: "sig" });
     expect(keys[0]).not.toHaveProperty("d");
     expect(keys[0]?.kid).toBe(await calculateJwkThumbprint({ kty: "EC", crv: "P-256", x: keys[0]?.x, y: keys[0]?.y }));
   });

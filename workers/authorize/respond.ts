@@ -10,12 +10,22 @@ import { ErrorPage } from "../ui/pages";
  * re-posted (RFC 9700 §4.11).
  */
 export function redirectToClient(c: Context<AppEnv>, redirectUri: string, params: Record<string, string | undefined>): Response {
-  const url = new URL(redirectUri);
-  for (const [name, value] of Object.entries(params)) if (value !== undefined) url.searchParams.append(name, value);
-  url.searchParams.append("iss", c.get("cfg").ISSUER);
+  const added = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) if (value !== undefined) added.append(name, value);
+  added.append("iss", c.get("cfg").ISSUER);
   // The Location carries a code (or an error for it): no cache may keep it.
   c.header("Cache-Control", "no-store");
-  return c.redirect(url.toString(), 303);
+  return c.redirect(withQuery(redirectUri, added), 303);
+}
+
+/**
+ * `uri` with `added` appended to its query, the registered query kept byte for byte (OAuth 2.1 §4.1.2 "MUST
+ * retain"); re-serializing it through URLSearchParams would rewrite characters such as `/` and `:`.
+ */
+export function withQuery(uri: string, added: URLSearchParams): string {
+  const query = added.toString();
+  if (!query) return uri;
+  return `${uri}${uri.includes("?") ? (uri.endsWith("?") || uri.endsWith("&") ? "" : "&") : "?"}${query}`;
 }
 
 export function redirectError(c: Context<AppEnv>, redirectUri: string, error: OAuthError, state: string | undefined): Response {

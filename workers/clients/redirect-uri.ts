@@ -9,9 +9,10 @@ const LOOPBACK_NAMES = new Set([...LOOPBACK_IPS, "localhost"]);
 /**
  * RFC 3986 §2: a URI is unreserved and reserved characters, and `%` followed by two hex digits. The
  * WHATWG parser behind `new URL()` takes more (spaces, `\`, `"`, non-ASCII, a bare `%`) and repairs it,
- * so the registered string and the address a redirect really goes to could differ.
+ * so the registered string and the address a redirect really goes to could differ. `'` is left out too:
+ * in an http(s) query the parser percent-encodes it.
  */
-const RFC3986 = /^(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/;
+const RFC3986 = /^(?:[A-Za-z0-9\-._~:/?#[\]@!$&()*+,;=]|%[0-9A-Fa-f]{2})*$/;
 /**
  * A dot segment (RFC 3986 §5.2.4) before any query or fragment: the parser removes it, taking `%2e` for
  * a dot too, so `/a/../cb` would be registered but `/cb` redirected to.
@@ -30,7 +31,7 @@ export function isLoopbackIpRedirect(uri: string): boolean {
 /** Why a redirect URI cannot be registered, or null when it can. */
 export function redirectUriProblem(uri: string): string | null {
   if (!RFC3986.test(uri)) {
-    return "must contain only RFC 3986 characters (percent-encode spaces, quotes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)";
+    return "must contain only RFC 3986 characters (percent-encode spaces, quotes, apostrophes, backslashes, control and non-ASCII characters, and follow each % by two hex digits)";
   }
   if (DOT_SEGMENT.test(uri)) return "must not contain dot segments (/./ or /../)";
   let url: URL;

@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import { decodeJwt } from "jose";
-import { errorPage, page } from "../authorize/respond";
+import { errorPage, page, withQuery } from "../authorize/respond";
 import { activeSession, clearSession, csrfToken, csrfValid } from "../authorize/session";
 import { findClient } from "../clients/cache";
 import { now } from "../clock";
@@ -120,8 +120,6 @@ function signOut(c: Context<AppEnv>, sub: string, request: LogoutRequest): void 
 /** §3: back to the registered URI with `state`; without one, a page that says the user is signed out. */
 function finish(c: Context<AppEnv>, request: LogoutRequest): Response {
   if (!request.target) return page(c, LoggedOutPage({ signedOut: true }) as JSX.Element);
-  const url = new URL(request.target);
-  if (request.fields.state !== undefined) url.searchParams.append("state", request.fields.state);
   c.header("Cache-Control", "no-store");
-  return c.redirect(url.toString(), 303);
+  return c.redirect(withQuery(request.target, new URLSearchParams(request.fields.state !== undefined ? { state: request.fields.state } : {})), 303);
 }

@@ -14,6 +14,19 @@ import { log } from "../observe/log";
 import type { AppEnv } from "../types";
 import { clientIp } from "./rate-limit";
 
+/** Refusals a client corrects and retries, with the same client assertion if it likes (see `clientAuth`). */
+const CORRECTABLE = new Set([
+  "invalid_request",
+  "invalid_target",
+  "invalid_scope",
+  "invalid_dpop_proof",
+  "use_dpop_nonce",
+  "unsupported_grant_type",
+  "access_denied",
+  "temporarily_unavailable",
+  "server_error",
+]);
+
 type Presented =
   | { method: "none" | "client_secret_basic" | "client_secret_post"; client_id: string; secret?: string }
   | ({ method: "private_key_jwt" } & PresentedAssertion)
@@ -76,10 +89,13 @@ export const clientAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     c.set("client", client);
     c.set("auth_method", presented.method);
     await next();
-    // A request refused after authentication got nothing for its assertion, so the assertion stays good
-    // for the corrected retry (clients such as the MCP SDK's resend the same one). Hono leaves the refusal in `c.error`.
-    // Should the give-back fail, the assertion merely stays spent, as before: the refusal still goes out.
-    if (c.error) await release().catch((error) => log("warn", "assertion_release_failed", { request_id: c.get("request_id"), error: String(error) }));
+    // A request refused for something the client can correct got nothing for its assertion, so the assertion
+    // stays good for the corrected retry (clients such as the MCP SDK's resend the same one). Not after
+    // `invalid_grant` and the like (a replayed code, a reused refresh token): there OIDC Core §9's single use
+    // stands. Hono leaves the refusal in `c.error`. Should the give-back fail, the assertion stays spent.
+    if (c.error instanceof OAuthError && CORRECTABLE.has(c.error.error)) {
+      await release().catch((error) => log("warn", "assertion_release_failed", { request_id: c.get("request_id"), error: String(error) }));
+    }
     return;
   }
   const fail = (description: string, detail?: string) => {

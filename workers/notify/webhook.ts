@@ -72,7 +72,7 @@ export async function sendWebhook(url: string, body: string, key: NotifyKey, now
 
 /** The public webhook key as a JWK Set (RFC 7517), for `/webhook-keys`. */
 export function webhookJwks(key: NotifyKey): { keys: Array<Record<string, unknown>> } {
-  // No JOSE `alg`: the signatures name theirs in RFC 9421's own terms (`alg="ecdsa-p256-sha256"`), and a
-  // verifier must refuse a key and a signature that name the algorithm differently (RFC 9421 §3.2, step 6).
-  return { keys: [{ ...key.publicJwk, kid: key.kid, use: "sig" }] };
+  // `alg` ES256 is the same algorithm as the signatures' `ecdsa-p256-sha256` (RFC 9421 §3.3.4), in JOSE's
+  // spelling: JOSE libraries need it to import the key.
+  return { keys: [{ ...key.publicJwk, kid: key.kid, alg: "ES256", use: "sig" }] };
 }
