@@ -1,9 +1,9 @@
 import * as v from "valibot";
-import { type ClientMetadata, ClientMetadataSchema } from "../../schemas/client";
+import { type ClientMetadata, ClientMetadataSchema, unusableJwk } from "../../schemas/client";
 import type { Config } from "../config";
 import { InvalidClientMetadata, InvalidRedirectUri, InvalidSoftwareStatement } from "../errors";
 import { redirectUriProblem } from "./redirect-uri";
-import { notificationUrlProblem, type OutboundPolicy, outboundUrlProblem } from "./safe-fetch";
+import { notificationUrlProblem, type OutboundPolicy, outboundPolicy, outboundUrlProblem } from "./safe-fetch";
 
 /** Largest RFC 7591 metadata document accepted (metadata is small; this bounds abuse). */
 export const MAX_REGISTRATION_BYTES = 16 * 1024;
@@ -22,6 +22,17 @@ export function parseMetadataJson(text: string, name: string): Record<string, un
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InvalidClientMetadata(`${name} must be a JSON object`);
   return json as Record<string, unknown>;
+}
+
+/**
+ * `validateClientMetadata` for a registration and its RFC 7592 updates, then every `jwks` key imported
+ * (`unusableJwk`): a key that cannot verify anything is `invalid_client_metadata` now, not a failed assertion later.
+ */
+export async function validateRegistration(input: unknown, cfg: Config): Promise<ClientMetadata> {
+  const metadata = validateClientMetadata(input, outboundPolicy(cfg), registrationOptions(cfg));
+  const unusable = await unusableJwk(metadata.jwks);
+  if (unusable) throw new InvalidClientMetadata(unusable.description, unusable.detail);
+  return metadata;
 }
 
 /**

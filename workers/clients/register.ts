@@ -1,12 +1,11 @@
-import { type Client, unusableJwk } from "../../schemas/client";
+import type { Client } from "../../schemas/client";
 import type { RegistrationGate } from "../../schemas/registration";
 import { now } from "../clock";
 import type { Config } from "../config";
 import { randomToken, sha256 } from "../crypto";
 import { InvalidClientMetadata, InvalidToken, RateLimited, unreachable } from "../errors";
 import { registry } from "./cache";
-import { registrationOptions, usesSecret, validateClientMetadata } from "./metadata";
-import { outboundPolicy } from "./safe-fetch";
+import { usesSecret, validateRegistration } from "./metadata";
 
 /** RFC 7592 §3: where a dynamically registered client reads, updates and deletes its registration. */
 export function registrationClientUri(cfg: Config, clientId: string): string {
@@ -27,9 +26,7 @@ export async function mintRegistrationAccessToken(): Promise<{ token: string; ha
  * token. Returns the RFC 7591 §3.2.1 body (with RFC 7592 §3's two members when registered dynamically).
  */
 export async function registerClient(env: Env, cfg: Config, input: unknown, registered_by: Client["registered_by"], gate?: RegistrationGate) {
-  const metadata = validateClientMetadata(input, outboundPolicy(cfg), registrationOptions(cfg));
-  const unusable = await unusableJwk(metadata.jwks);
-  if (unusable) throw new InvalidClientMetadata(unusable.description, unusable.detail);
+  const metadata = await validateRegistration(input, cfg);
   const issued_at = now();
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const management = registered_by === "dynamic_registration" ? await mintRegistrationAccessToken() : undefined;

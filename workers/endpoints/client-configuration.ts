@@ -1,9 +1,8 @@
 import { type Context, Hono } from "hono";
-import { type Client, clientInformation, unusableJwk } from "../../schemas/client";
+import { type Client, clientInformation } from "../../schemas/client";
 import { evict, registry } from "../clients/cache";
-import { registrationOptions, usesSecret, validateClientMetadata } from "../clients/metadata";
+import { usesSecret, validateRegistration } from "../clients/metadata";
 import { mintRegistrationAccessToken, registrationClientUri } from "../clients/register";
-import { outboundPolicy } from "../clients/safe-fetch";
 import { randomToken, sha256 } from "../crypto";
 import { InvalidClientMetadata, unreachable } from "../errors";
 import { noStore } from "../middleware/headers";
@@ -55,9 +54,7 @@ clientConfiguration.put("/register/:client_id", noStore, async (c) => {
   const { client_id: _id, client_secret, ...fields } = body;
   if (client_secret !== undefined && typeof client_secret !== "string") throw new InvalidClientMetadata("client_secret must be a string");
   // RFC 7592 §2.2: validated as at registration.
-  const metadata = validateClientMetadata(fields, outboundPolicy(c.get("cfg")), registrationOptions(c.get("cfg")));
-  const unusable = await unusableJwk(metadata.jwks);
-  if (unusable) throw new InvalidClientMetadata(unusable.description, unusable.detail);
+  const metadata = await validateRegistration(fields, c.get("cfg"));
   const secret = usesSecret(metadata) ? randomToken(32) : undefined;
   const next = await mintRegistrationAccessToken();
   const result = await registry(c.env).manageClient({
