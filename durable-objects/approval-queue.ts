@@ -2,11 +2,10 @@ import { DurableObject } from "cloudflare:workers";
 import type { Approval, ApprovalRequest, ApprovalState, ApprovalView, PushSubscriptionRecord } from "../schemas/approval";
 import { now as clock } from "../workers/clock";
 import { sha256 } from "../workers/crypto";
-import { composeBody, deliver } from "../workers/notify/deliver";
-import { log } from "../workers/observe/log";
-import { type Stored, strip, view } from "./approval-records";
+import { reqKey, type Stored, strip, view } from "./approval-records";
 import { SESSION_UNTIL_HEADER, sessionLasts } from "./inbox-sockets";
-import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxKey, tokensExpired } from "./outbox";
+import { type Channel, type OutboxEntry, type OutboxEvent, outboxKey } from "./outbox";
+import { attemptDelivery } from "./outbox-delivery";
 
 /**
  * ApprovalQueue: one per approving user (`idFromName("user:" + sub)`) for CIBA requests, and one per
@@ -23,7 +22,7 @@ import { afterAttempt, type Channel, type OutboxEntry, type OutboxEvent, outboxK
  * Every transition is one method that reads and writes through the synchronous storage API with no
  * await in between, so two calls can never interleave inside one; a decision and the outbox entries
  * announcing it are written in one transaction. The alarm expires requests, delivers the outbox
- * (`outbox.ts`: backoff, never twice for one decision) and purges. The inbox connects by WebSocket
+ * (`outbox-delivery.ts`; `outbox.ts`: backoff, never twice for one decision) and purges. The inbox connects by WebSocket
  * (hibernating: `ctx.acceptWebSocket`); every change is broadcast to it.
  */
 
@@ -47,8 +46,6 @@ export type PollResult =
   | { ok: true; request: ApprovalRequest; approval: Approval }
   | { ok: false; reason: "unknown" | "client_mismatch" | "pending" | "expired" | "denied" | "redeemed" }
   | { ok: false; reason: "slow_down"; interval: number };
-
-const reqKey = (id: string) => `req:${id}`;
 
 export class ApprovalQueue extends DurableObject<Env> {
   // ── transitions ─────────────────────────────────────────────────────────────────────────────
@@ -263,7 +260,8 @@ export class ApprovalQueue extends DurableObject<Env> {
     // The user's own channels first, then clients' endpoints, a few at a time: one slow endpoint holds up no other.
     const due = (await this.outbox()).filter((e) => e.status === "queued" && e.next_at <= now);
     due.sort((a, b) => Number(a.channel === "client") - Number(b.channel === "client"));
-    for (let i = 0; i < due.length; i += DELIVERIES_AT_ONCE) await Promise.all(due.slice(i, i + DELIVERIES_AT_ONCE).map((e) => this.attempt(e, now)));
+    for (let i = 0; i < due.length; i += DELIVERIES_AT_ONCE)
+      await Promise.all(due.slice(i, i + DELIVERIES_AT_ONCE).map((e) => attemptDelivery(this.kv, this.env, e, now)));
     for (const r of this.requests()) {
       const finished = r.state !== "pending" && r.state !== "approved" && now >= r.expires_at + PURGE_AFTER;
       const entries = (await this.outbox()).filter((e) => e.request_id === r.id);
@@ -276,53 +274,6 @@ export class ApprovalQueue extends DurableObject<Env> {
     // A queue left with no request keeps no counter either (a device code's queue is then empty).
     if (this.requests().length === 0) this.kv.delete("seq");
     await this.schedule();
-  }
-
-  /** One delivery attempt of one entry: fix its body first, then send, then record what happened. */
-  private async attempt(e: OutboxEntry, now: number): Promise<void> {
-    const r = this.kv.get<Stored>(reqKey(e.request_id)) as Stored;
-    if (e.body === undefined) {
-      // A push-mode approval is redeemed by its delivery: the tokens are minted once, here.
-      if (e.channel === "client" && r.delivery === "push" && e.event === "approved") {
-        // Already redeemed without a body means an earlier attempt died while minting: never mint twice.
-        const event = r.state === "approved" ? "approved" : r.state === "expired" ? "expired" : "failed";
-        if (event === "approved") this.kv.put(reqKey(r.id), { ...r, state: "redeemed" });
-        e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event, approval: r.approval });
-      } else {
-        e.body = await composeBody(this.env, { channel: e.channel, request: strip(r), event: e.event, approval: r.approval });
-      }
-      this.kv.put(outboxKey(e.request_id, e.channel), e);
-    }
-    // The user's own channels announce a request to decide: once it is decided or expired, that is stale news.
-    if (e.channel !== "client" && (r.state !== "pending" || now >= r.expires_at)) {
-      this.kv.put(
-        outboxKey(e.request_id, e.channel),
-        afterAttempt(e, { ok: false, retry: false, reason: "the request was decided or expired before delivery" }, now),
-      );
-      return;
-    }
-    // A push whose access token has expired meanwhile would hand the client dead tokens: it is given up.
-    if (tokensExpired(e.body, now)) {
-      this.kv.put(outboxKey(e.request_id, e.channel), afterAttempt(e, { ok: false, retry: false, reason: "the pushed tokens expired before delivery" }, now));
-      return;
-    }
-    const subscription = e.channel.startsWith("webpush:") ? this.kv.get<PushSubscriptionRecord>(`push:${e.channel.slice(8)}`) : undefined;
-    const webhook = e.channel === "webhook" ? this.kv.get<string>("webhook") : undefined;
-    const result = await deliver(this.env, { channel: e.channel, request: strip(r), body: e.body, subscription, webhook });
-    const next = afterAttempt(e, result, now);
-    this.kv.put(outboxKey(e.request_id, e.channel), next);
-    // An operator can see why a notification never arrived (the outbox keeps only the last error). No URL:
-    // a webhook's may itself be a secret.
-    if (!result.ok)
-      log("warn", "notification_not_delivered", {
-        approval_request: e.request_id,
-        channel: e.channel.split(":")[0],
-        attempts: next.attempts,
-        reason: result.reason.replace(/https?:\/\/\S+/g, "<url>"),
-        gave_up: next.status !== "queued",
-      });
-    // RFC 8030 §7.3: a subscription the push service no longer knows (404/410) is dropped.
-    if (!result.ok && !result.retry && e.channel.startsWith("webpush:")) this.kv.delete(`push:${e.channel.slice(8)}`);
   }
 
   // ── internals ───────────────────────────────────────────────────────────────────────────────

@@ -1,5 +1,8 @@
 import type { Approval, ApprovalRequest, ApprovalState, ApprovalView } from "../schemas/approval";
 
+/** The storage key of a request in its ApprovalQueue. */
+export const reqKey = (id: string) => `req:${id}`;
+
 /** A request as an ApprovalQueue stores it: the request, its state, and the bookkeeping of its transitions. */
 export interface Stored extends ApprovalRequest {
   state: ApprovalState;
