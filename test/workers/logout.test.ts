@@ -1,5 +1,6 @@
-import { beforeAll, describe, expect, it } from "vitest";
-import { authorizeUrl, Browser, hidden, obtainCode, pkce } from "./browser";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { setClock } from "../../workers/clock";
+import { authorizeUrl, Browser, hidden, obtainCode, pkce, signIn } from "./browser";
 import { type CreatedClient, call, createClient, expectError, ISSUER, postForm } from "./helpers";
 
 /**
@@ -10,6 +11,8 @@ import { type CreatedClient, call, createClient, expectError, ISSUER, postForm }
 const REDIRECT = "https://rp.example/cb";
 const AFTER = "https://rp.example/logged-out";
 let rp: CreatedClient;
+
+afterEach(() => setClock());
 
 beforeAll(async () => {
   rp = await createClient({
@@ -74,6 +77,7 @@ describe("RP-initiated logout", () => {
       client_id: hidden(html, "client_id"),
       post_logout_redirect_uri: hidden(html, "post_logout_redirect_uri"),
       state: hidden(html, "state"),
+      for: hidden(html, "for"),
     };
     expect((await browser.post("/logout/confirm", { ...form, csrf: "x", decision: "sign_out" })).status).toBe(403);
     const stay = await browser.post("/logout/confirm", { ...form, decision: "stay" });
@@ -106,6 +110,69 @@ describe("RP-initiated logout", () => {
     const plain = await new Browser().get("/logout");
     expect(plain.status).toBe(200);
     expect(await plain.text()).toContain("You are signed out of this server.");
+  });
+
+  it("asks first for an ID token of the same user from another session (another browser or sign-in)", async () => {
+    const t = Date.now();
+    setClock(() => t - 10_000);
+    const { idToken } = await aliceWithIdToken();
+    setClock();
+    const { browser } = await aliceWithIdToken();
+    const res = await browser.get(logoutUrl({ id_token_hint: idToken, post_logout_redirect_uri: AFTER }));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain("asks to sign you out of this server");
+    expect(await signedIn(browser)).toBe(true);
+  });
+
+  it("answers a POST (cross-site, so without the session cookie) by making the same request again as a GET", async () => {
+    const res = await postForm("/logout", { client_id: rp.client_id, post_logout_redirect_uri: AFTER, state: "s-4" });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe(`/logout?client_id=${rp.client_id}&post_logout_redirect_uri=${encodeURIComponent(AFTER)}&state=s-4`);
+  });
+
+  it("the confirmation answers for the account it was shown to: another signed in meanwhile is asked anew", async () => {
+    const { browser } = await aliceWithIdToken();
+    const html = await (await browser.get(logoutUrl({ client_id: rp.client_id }))).text();
+    await signIn(browser, await browser.get(authorizeUrl({ ...request((await pkce()).challenge), prompt: "login" })), "bob@example.com", "bob-dev-password");
+    const answer = await browser.post("/logout/confirm", {
+      csrf: hidden(html, "csrf"),
+      client_id: rp.client_id,
+      for: hidden(html, "for"),
+      decision: "sign_out",
+    });
+    expect(answer.status).toBe(200);
+    expect(await answer.text()).toContain("Signed in as bob@example.com");
+  });
+
+  it("sends the browser to a self-registered client's URI only with a valid hint: without one, the page names the host", async () => {
+    const registered = await call("/register", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.91" },
+      body: JSON.stringify({
+        redirect_uris: ["https://phish.example/cb"],
+        post_logout_redirect_uris: ["https://phish.example/out"],
+        token_endpoint_auth_method: "none",
+      }),
+    });
+    const self = (await registered.json()) as { client_id: string };
+    const res = await new Browser().get(logoutUrl({ client_id: self.client_id, post_logout_redirect_uri: "https://phish.example/out", state: "x" }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("location")).toBeNull();
+    expect(await res.text()).toContain('returns to <strong class="host">phish.example</strong>');
+    // With an ID token this server issued to it, the client is who it says: back it goes.
+    const p = await pkce();
+    const params = { ...request(p.challenge), client_id: self.client_id, redirect_uri: "https://phish.example/cb" };
+    const { code, browser } = await obtainCode(params, "https://phish.example/cb");
+    const tokens = await postForm("/token", {
+      grant_type: "authorization_code",
+      code,
+      code_verifier: p.verifier,
+      client_id: self.client_id,
+      redirect_uri: "https://phish.example/cb",
+    });
+    const { id_token } = (await tokens.json()) as { id_token: string };
+    const back = await browser.get(logoutUrl({ id_token_hint: id_token, post_logout_redirect_uri: "https://phish.example/out", state: "y" }));
+    expect(back.headers.get("location")).toBe("https://phish.example/out?state=y");
   });
 
   it("refuses a post_logout_redirect_uri that breaks the redirect URI rules at registration", async () => {

@@ -3,10 +3,12 @@ import { findClient, registry } from "../clients/cache";
 import { isClientIdUrl } from "../clients/client-id-url";
 import { grantStub } from "../grants/issue";
 
-/** Most grants the inbox lists (and can revoke from it) at once: the newest. */
-export const CONNECTED_LISTED = 50;
-/** Most index entries read to find them (live grants and finished ones not yet forgotten; ids are random). */
-const INDEX_READ = 200;
+/**
+ * Most index entries read for the inbox (live grants, and finished ones until their grant forgets itself),
+ * each a GrantObject call: well within the Paid plan's subrequests per invocation, which Latchkey needs anyway
+ * (README "Deploy"). The index is keyed by random ids, so a user with more entries than this sees some of them.
+ */
+const INDEX_READ = 100;
 
 /** One client's live access on the user's behalf: a grant the user gave (code flow, CIBA, device). */
 export interface Connected {
@@ -21,9 +23,8 @@ export interface Connected {
 }
 
 /**
- * The user's active grants, the newest CONNECTED_LISTED: the Registry's index of the user's grants (in no
- * useful order: ids are random), then each grant's own status (one GrantObject call each; a URL client's
- * document is not fetched for its name), filtered and sorted before they are cut.
+ * The user's active grants, newest first: up to INDEX_READ entries of the Registry's index of the user's grants,
+ * then each grant's own status (one GrantObject call each; a URL client's document is not fetched for its name).
  */
 export async function connectedApps(env: Env, sub: string, now: number): Promise<Connected[]> {
   const ids = await registry(env).grantsOfUser({ sub, limit: INDEX_READ });
@@ -35,10 +36,7 @@ export async function connectedApps(env: Env, sub: string, now: number): Promise
       return { grant_id, client_id, client_name: await nameOf(env, client_id), scope, resources, since: auth_time };
     }),
   );
-  return found
-    .filter((g): g is Connected => g !== null)
-    .sort((a, b) => b.since - a.since)
-    .slice(0, CONNECTED_LISTED);
+  return found.filter((g): g is Connected => g !== null).sort((a, b) => b.since - a.since);
 }
 
 /** Revokes one of the user's own grants (its tokens stop at once at the token endpoint and introspection). */

@@ -1,6 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import { decodeJwt } from "jose";
+import { redirectTarget } from "../authorize/issue-code";
 import { errorPage, page, withQuery } from "../authorize/respond";
 import { activeSession, clearSession, csrfToken, csrfValid } from "../authorize/session";
 import { findClient } from "../clients/cache";
@@ -9,15 +10,16 @@ import { Forbidden, InvalidRequest, OAuthError } from "../errors";
 import { formBody, type Params, queryOrFormBody } from "../middleware/form-body";
 import { methodNotAllowed } from "../middleware/method";
 import { audit } from "../observe/audit";
-import { idTokenHintSubject } from "../tokens/id-token";
+import { readIdTokenHint } from "../tokens/id-token";
 import type { AppEnv } from "../types";
 import { LoggedOutPage, LogoutConfirmPage, type LogoutFields } from "../ui/logout";
 
 /**
  * OpenID Connect RP-Initiated Logout 1.0 at `end_session_endpoint` (`/logout`, GET or POST). The client
  * is named by the `id_token_hint`'s audience or `client_id` (both must agree); the browser returns only to a
- * `post_logout_redirect_uri` that client registered, with `state`. The user is asked first (§2), unless the
- * hint is an ID token for the user signed in here: the client then speaks for that very session.
+ * `post_logout_redirect_uri` that client registered, with `state`, and for a client that registered itself only
+ * with a valid hint (§3: nothing else confirms such a target; RFC 9700 §4.11.2). The user is asked first (§2),
+ * unless the hint is an ID token of this very session (same user, same sign-in).
  */
 export const logout = new Hono<AppEnv>();
 
@@ -26,19 +28,26 @@ interface LogoutRequest {
   /** The client asking: the hint's audience, or `client_id`. */
   clientId?: string;
   clientName?: string;
-  /** The user the hint names, if one was sent. */
-  hintSub?: string;
+  /** The user and sign-in the hint names, if one was sent. */
+  hint?: { sub: string; auth_time?: number };
+  /** A registered URI the browser is not sent to (a self-registered client without a hint): named on the page. */
+  notReturnedTo?: string;
   /** Where to send the browser afterwards: a registered post_logout_redirect_uri, else nowhere (a page). */
   target?: string;
 }
 
 logout.on(["GET", "POST"], "/logout", queryOrFormBody, async (c) => {
   if (c.req.method === "HEAD") return methodNotAllowed("GET, POST")();
+  // §2: POST is supported. A cross-site POST carries no session cookie (SameSite=Lax), so it would sign
+  // nobody out and say it had: the same request is made again as a GET, which a top-level navigation sends it with.
+  if (c.req.method === "POST") return c.redirect(`/logout?${c.get("params").without([])}`, 303);
   const request = await readOrErrorPage(c, c.get("params"));
   if (request instanceof Response) return request;
   const active = await activeSession(c);
-  if (active && request.hintSub !== active.session.sub) {
-    const body = LogoutConfirmPage({ csrf: await csrfToken(c), email: active.user.email, clientName: request.clientName, fields: request.fields });
+  const thisSession = active && request.hint?.sub === active.session.sub && request.hint.auth_time === active.session.auth_time;
+  if (active && !thisSession) {
+    const fields = { ...request.fields, for: active.user.id };
+    const body = LogoutConfirmPage({ csrf: await csrfToken(c), email: active.user.email, clientName: request.clientName, fields });
     return page(c, body as JSX.Element, 200, request.target);
   }
   if (active) signOut(c, active.user.id, request);
@@ -51,6 +60,12 @@ logout.post("/logout/confirm", formBody, async (c) => {
   const request = await readOrErrorPage(c, params);
   if (request instanceof Response) return request;
   const active = await activeSession(c);
+  // The page asked another account than the one signed in now (another tab): this one is asked anew.
+  if (active && params.get("for") !== active.user.id) {
+    const fields = { ...request.fields, for: active.user.id };
+    const body = LogoutConfirmPage({ csrf: await csrfToken(c), email: active.user.email, clientName: request.clientName, fields });
+    return page(c, body as JSX.Element, 200, request.target);
+  }
   const leaving = params.get("decision") === "sign_out";
   if (active && leaving) signOut(c, active.user.id, request);
   // Declined: the user stays, and the client hears nothing it could take for a logout.
@@ -79,14 +94,14 @@ async function readLogoutRequest(c: Context<AppEnv>, params: Params): Promise<Lo
     state: params.get("state"),
   };
   let clientId = fields.client_id;
-  let hintSub: string | undefined;
+  let hint: LogoutRequest["hint"];
   if (fields.id_token_hint) {
     const aud = audienceOf(fields.id_token_hint);
     // §2: "When both client_id and id_token_hint are present, the OP MUST verify that the Client Identifier matches".
     if (clientId !== undefined && clientId !== aud) throw new InvalidRequest("client_id does not match the audience of the id_token_hint");
     clientId = aud;
     // §2: the OP "MUST validate that it was the issuer of the ID Token"; an expired one is fine.
-    hintSub = await idTokenHintSubject(c.env, c.get("cfg"), aud, fields.id_token_hint, now());
+    hint = await readIdTokenHint(c.env, c.get("cfg"), aud, fields.id_token_hint, now());
   }
   const client = clientId !== undefined ? await findClient(c.env, clientId).catch(() => null) : null;
   if (clientId !== undefined && !client) throw new InvalidRequest("the client is not known to this server");
@@ -96,7 +111,11 @@ async function readLogoutRequest(c: Context<AppEnv>, params: Params): Promise<Lo
   if (uri !== undefined && !client?.post_logout_redirect_uris?.includes(uri)) {
     throw new InvalidRequest("post_logout_redirect_uri is not registered for this client");
   }
-  return { fields, clientId, clientName: client?.client_name, hintSub, target: uri };
+  // §3 and RFC 9700 §4.11.2: anyone can register a client with any URI; without a hint it proves nothing.
+  if (uri !== undefined && client?.registered_by !== "admin" && !hint) {
+    return { fields, clientId, clientName: client?.client_name, notReturnedTo: redirectTarget(uri) };
+  }
+  return { fields, clientId, clientName: client?.client_name, hint, target: uri };
 }
 
 /** The `aud` of a presented ID token, before verification names the key (an ID token has one audience here). */
@@ -119,7 +138,7 @@ function signOut(c: Context<AppEnv>, sub: string, request: LogoutRequest): void 
 
 /** §3: back to the registered URI with `state`; without one, a page that says the user is signed out. */
 function finish(c: Context<AppEnv>, request: LogoutRequest): Response {
-  if (!request.target) return page(c, LoggedOutPage({ signedOut: true }) as JSX.Element);
+  if (!request.target) return page(c, LoggedOutPage({ signedOut: true, notReturnedTo: request.notReturnedTo }) as JSX.Element);
   c.header("Cache-Control", "no-store");
   return c.redirect(withQuery(request.target, new URLSearchParams(request.fields.state !== undefined ? { state: request.fields.state } : {})), 303);
 }

@@ -14,7 +14,13 @@ import { log } from "../observe/log";
 import type { AppEnv } from "../types";
 import { clientIp } from "./rate-limit";
 
-/** Refusals a client corrects and retries, with the same client assertion if it likes (see `clientAuth`). */
+/**
+ * Refusals a client corrects and retries, with the same client assertion if it likes (see `clientAuth`):
+ * a malformed or refused parameter, a DPoP proof, a policy it can meet (`access_denied`: attest, then retry),
+ * and a deliberate `server_error`/`temporarily_unavailable` that issued nothing. Not `invalid_grant`,
+ * `invalid_client`, nor the poll answers (`authorization_pending`, `slow_down`), whose next poll brings a fresh
+ * assertion anyway; an unexpected exception (no OAuthError) leaves the assertion spent too.
+ */
 const CORRECTABLE = new Set([
   "invalid_request",
   "invalid_target",

@@ -48,6 +48,11 @@ export async function mintIdToken(
  * Throws `invalid_request` for anything else.
  */
 export async function idTokenHintSubject(env: Env, cfg: Config, clientId: string, token: string, now: number): Promise<string> {
+  return (await readIdTokenHint(env, cfg, clientId, token, now)).sub;
+}
+
+/** `idTokenHintSubject`, with the sign-in the ID token was issued for (`auth_time`, which every one of ours carries). */
+export async function readIdTokenHint(env: Env, cfg: Config, clientId: string, token: string, now: number): Promise<{ sub: string; auth_time?: number }> {
   let typ: unknown;
   try {
     typ = decodeProtectedHeader(token).typ;
@@ -65,7 +70,7 @@ export async function idTokenHintSubject(env: Env, cfg: Config, clientId: string
       clockTolerance: Number.MAX_SAFE_INTEGER,
       requiredClaims: ["sub", "iat"],
     });
-    return payload.sub as string;
+    return { sub: payload.sub as string, ...(typeof payload.auth_time === "number" ? { auth_time: payload.auth_time } : {}) };
   } catch {
     throw new InvalidRequest("id_token_hint is not an ID token issued by this server to this client");
   }

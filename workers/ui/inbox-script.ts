@@ -41,9 +41,11 @@ export const INBOX_SCRIPT = `"use strict";
       const message = JSON.parse(event.data);
       if (message.type === "pending") render(message.requests);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       document.body.dataset.live = "disconnected";
-      setTimeout(connect, 2000);
+      // 4001: the session ended (it ran out, or the user signed out everywhere): sign in again, not retry.
+      if (event.code === 4001) location.assign("/signin?next=%2Finbox");
+      else setTimeout(connect, 2000);
     };
   };
   connect();

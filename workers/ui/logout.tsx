@@ -6,6 +6,8 @@ export interface LogoutFields {
   client_id?: string;
   post_logout_redirect_uri?: string;
   state?: string;
+  /** The account the confirmation was shown to (the form answers only for it). */
+  for?: string;
 }
 
 /** OpenID RP-Initiated Logout 1.0 §2: the OP asks whether the user wants to sign out. */
@@ -40,11 +42,17 @@ export function LogoutConfirmPage(props: { csrf: string; email: string; clientNa
 }
 
 /** The end of a logout that has nowhere registered to return to. */
-export function LoggedOutPage(props: { signedOut: boolean }) {
+export function LoggedOutPage(props: { signedOut: boolean; notReturnedTo?: string }) {
   return (
     <Layout title={props.signedOut ? "Signed out" : "Still signed in"}>
       <h1>{props.signedOut ? "Signed out" : "Still signed in"}</h1>
       <p role="status">{props.signedOut ? "You are signed out of this server. You can close this page." : "You stayed signed in."}</p>
+      {props.notReturnedTo ? (
+        <p id="not-redirected">
+          The application that sent you here returns to <strong class="host">{props.notReturnedTo}</strong>. It registered itself and nobody at this server has
+          verified who runs it, so you were not sent back there.
+        </p>
+      ) : null}
     </Layout>
   );
 }
