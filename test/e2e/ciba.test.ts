@@ -262,3 +262,21 @@ describe("signed webhooks (RFC 9421)", () => {
     }
   });
 });
+
+describe("taking access back, then signing out everywhere, in the inbox", () => {
+  it("lists the agents with access, revokes one with its button, and signs out of every session", async () => {
+    await inbox.goto(`${server.issuer}/inbox`);
+    const granted = inbox.locator("section[aria-labelledby=connected-heading] li.request", { hasText: "Agent (poll)" });
+    const before = await granted.count();
+    expect(before).toBeGreaterThan(0);
+    // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator; rendered text
+    expect(await granted.first().innerText()).toContain("mcp:read");
+    await granted.first().getByRole("button", { name: "Revoke access" }).click();
+    await inbox.getByRole("status").filter({ hasText: "Access revoked." }).waitFor();
+    expect(await granted.count()).toBe(before - 1);
+    await inbox.getByRole("button", { name: "Sign out everywhere" }).click();
+    await inbox.waitForURL(`${server.issuer}/signin?next=%2Finbox`);
+    const again = await inbox.goto(`${server.issuer}/inbox`);
+    expect(again?.url()).toBe(`${server.issuer}/signin?next=%2Finbox`);
+  });
+});
