@@ -35,7 +35,7 @@ import { seedDevData } from "./seed";
  *   resource:{id}                 → Resource      resource-uri:{uri} → id
  *   user:{id}                     → User          user-email:{email} → id
  *   consent:{sub}\n{client}\n{audience} → string[] (scopes the user allowed)
- *   grant-of:{client|user}:{id}\n{grant_id} → true
+ *   grant-of:{client|user}:{id}\n{grant_id} → when it was recorded (seconds; `true` in entries older than that)
  *   login-failures:{email}        → { count, locked_until } (sign-in lockout)
  *   idle:…, iat:…, iat-id:…, rate:…  (registration; see `registry-clients.ts`)
  *   attester:…, attester-iss:…     (trusted attesters; see `registry-attestation.ts`)
@@ -257,9 +257,10 @@ export class Registry extends DurableObject<Env> {
     // unregistered clients' shared one has no record here).
     const unrecorded = isClientIdUrl(input.client_id) || input.client_id === DYNAMIC_CLIENT_ID;
     if (!unrecorded && !(await this.ctx.storage.get(`client:${input.client_id}`))) return { ok: false, reason: "no_client" };
+    const recorded = clock();
     const writes: Record<string, unknown> = {
-      [`grant-of:client:${input.client_id}\n${input.grant_id}`]: true,
-      [`grant-of:user:${input.sub}\n${input.grant_id}`]: true,
+      [`grant-of:client:${input.client_id}\n${input.grant_id}`]: recorded,
+      [`grant-of:user:${input.sub}\n${input.grant_id}`]: recorded,
     };
     for (const audience of input.consent?.audiences ?? []) {
       const key = consentKey(input.sub, input.consent?.holder ?? input.client_id, audience);
@@ -270,11 +271,18 @@ export class Registry extends DurableObject<Env> {
     return { ok: true };
   }
 
-  /** The ids of a user's grants in the index (live, or finished and not yet forgotten), at most `limit`. */
+  /**
+   * The ids of a user's newest `limit` grants in the index (live, or finished and not yet forgotten), newest
+   * first. The index is keyed by random ids, so all of the user's entries are read (one storage list, bounded).
+   */
   async grantsOfUser(input: { sub: string; limit: number }): Promise<string[]> {
     const prefix = `grant-of:user:${input.sub}\n`;
-    const keys = await this.ctx.storage.list({ prefix, limit: input.limit });
-    return [...keys.keys()].map((k) => k.slice(prefix.length));
+    const entries = await this.ctx.storage.list<number | true>({ prefix, limit: USER_INDEX_READ });
+    const when = (v: number | true) => (typeof v === "number" ? v : 0);
+    return [...entries]
+      .sort(([, a], [, b]) => when(b) - when(a))
+      .slice(0, input.limit)
+      .map(([k]) => k.slice(prefix.length));
   }
 
   /** Drops a finished grant from the index (called by the grant when it expires or is revoked). */
@@ -315,6 +323,9 @@ export class Registry extends DurableObject<Env> {
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm((clock() + 3600) * 1000);
   }
 }
+
+/** Most of a user's index entries read to find their newest grants: far beyond what any one user holds. */
+const USER_INDEX_READ = 10_000;
 
 /** Consecutive failed sign-ins before an email is locked. */
 const LOCKOUT_AFTER = 5;

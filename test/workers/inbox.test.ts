@@ -155,10 +155,11 @@ describe("applications with access", () => {
     const tokens = (await (await postForm("/token", { grant_type: "authorization_code", code, code_verifier: verifier }, auth)).json()) as {
       refresh_token: string;
     };
-    // Index entries that sort first and name no live grant (finished ones not yet forgotten) do not crowd it out.
+    // Many older index entries that name no live grant (finished ones not yet forgotten, sorting first by id) do
+    // not crowd the new grant out: the inbox looks at the newest.
     const registryStub = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
     await runInDurableObject(registryStub, async (_o, state) => {
-      for (let i = 0; i < 60; i++) await state.storage.put(`grant-of:user:usr_dev_alice\n0000-finished-${String(i).padStart(2, "0")}`, true);
+      for (let i = 0; i < 120; i++) await state.storage.put(`grant-of:user:usr_dev_alice\n0000-finished-${String(i).padStart(3, "0")}`, 1_000 + i);
     });
     const { html, csrf } = await inboxState(alice);
     const card = html.split('<li class="request">').find((c) => c.includes("Calendar agent")) as string;

@@ -4,11 +4,10 @@ import { isClientIdUrl } from "../clients/client-id-url";
 import { grantStub } from "../grants/issue";
 
 /**
- * Most index entries read for the inbox (live grants, and finished ones until their grant forgets itself),
- * each a GrantObject call: well within the Paid plan's subrequests per invocation, which Latchkey needs anyway
- * (README "Deploy"). The index is keyed by random ids, so a user with more entries than this sees some of them.
+ * How many of the user's newest grants the inbox looks at (live ones, and finished ones until their grant
+ * forgets itself), each a GrantObject call: within the 40 calls a request makes elsewhere (README "Deploy").
  */
-const INDEX_READ = 100;
+const NEWEST = 40;
 
 /** One client's live access on the user's behalf: a grant the user gave (code flow, CIBA, device). */
 export interface Connected {
@@ -23,11 +22,12 @@ export interface Connected {
 }
 
 /**
- * The user's active grants, newest first: up to INDEX_READ entries of the Registry's index of the user's grants,
- * then each grant's own status (one GrantObject call each; a URL client's document is not fetched for its name).
+ * The user's active grants among their NEWEST, newest first: the Registry's index of the user's grants (ordered
+ * there by when each was recorded), then each grant's own status (one GrantObject call each; a URL client's
+ * document is not fetched for its name).
  */
 export async function connectedApps(env: Env, sub: string, now: number): Promise<Connected[]> {
-  const ids = await registry(env).grantsOfUser({ sub, limit: INDEX_READ });
+  const ids = await registry(env).grantsOfUser({ sub, limit: NEWEST });
   const found = await Promise.all(
     ids.map(async (grant_id): Promise<Connected | null> => {
       const status = await grantStub(env, grant_id)?.status({ now });
