@@ -254,71 +254,30 @@ describe("abuse limits", () => {
 
   it("locks an account after five failures, with backoff, without revealing whether it exists", async () => {
     const p = await pkce();
+    /** A fresh browser (and IP: the lockout is per account, not per address) at the sign-in page. */
+    const atSignIn = async () => {
+      const browser = new Browser();
+      const params = { response_type: "code", client_id: app.client_id, redirect_uri: REDIRECT, code_challenge: p.challenge, code_challenge_method: "S256" };
+      const html = await (await browser.get(authorizeUrl(params))).text();
+      const attempt = (email: string, password: string) =>
+        browser.post("/login", { email, password, interaction: hidden(html, "interaction"), csrf: hidden(html, "csrf") });
+      return { attempt };
+    };
     for (const email of ["bob@example.com", "ghost@example.com"]) {
       const statuses: number[] = [];
       for (let i = 0; i < 7; i++) {
-        // A fresh browser (and IP) each time: the lockout is per account, not per address.
-        const browser = new Browser();
-        const html = await (
-          await browser.get(
-            authorizeUrl({
-              response_type: "code",
-              client_id: app.client_id,
-              redirect_uri: REDIRECT,
-              code_challenge: p.challenge,
-              code_challenge_method: "S256",
-            }),
-          )
-        ).text();
-        const res = await browser.post("/login", { email, password: "wrong-password", interaction: hidden(html, "interaction"), csrf: hidden(html, "csrf") });
+        const res = await (await atSignIn()).attempt(email, "wrong-password");
         statuses.push(res.status);
         if (i === 6) expect(await res.text()).toContain("Too many failed attempts. Try again in 1 minute.");
       }
       expect(statuses, email).toEqual([401, 401, 401, 401, 401, 429, 429]);
     }
     // Guesses sent at the same moment are counted as they begin: five are checked, the rest refused.
-    const pages = await Promise.all(
-      Array.from({ length: 12 }, async () => {
-        const browser = new Browser();
-        const html = await (
-          await browser.get(
-            authorizeUrl({
-              response_type: "code",
-              client_id: app.client_id,
-              redirect_uri: REDIRECT,
-              code_challenge: p.challenge,
-              code_challenge_method: "S256",
-            }),
-          )
-        ).text();
-        return { browser, html };
-      }),
-    );
-    const burst = await Promise.all(
-      pages.map(({ browser, html }, i) =>
-        browser.post("/login", {
-          email: "carol-race@example.com",
-          password: `guess-${i}`,
-          interaction: hidden(html, "interaction"),
-          csrf: hidden(html, "csrf"),
-        }),
-      ),
-    );
-    const counted = burst.map((r) => r.status).sort();
-    expect(counted).toEqual([401, 401, 401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
+    const pages = await Promise.all(Array.from({ length: 12 }, () => atSignIn()));
+    const burst = await Promise.all(pages.map((page, i) => page.attempt("carol-race@example.com", `guess-${i}`)));
+    expect(burst.map((r) => r.status).sort()).toEqual([401, 401, 401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
     // Even the right password is refused while locked.
-    const browser = new Browser();
-    const page = await browser.get(
-      authorizeUrl({ response_type: "code", client_id: app.client_id, redirect_uri: REDIRECT, code_challenge: p.challenge, code_challenge_method: "S256" }),
-    );
-    const html = await page.text();
-    const res = await browser.post("/login", {
-      email: "bob@example.com",
-      password: "bob-dev-password",
-      interaction: hidden(html, "interaction"),
-      csrf: hidden(html, "csrf"),
-    });
-    expect(res.status).toBe(429);
+    expect((await (await atSignIn()).attempt("bob@example.com", "bob-dev-password")).status).toBe(429);
   });
 
   it("limits token requests per client", async () => {
