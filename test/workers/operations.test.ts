@@ -294,6 +294,27 @@ describe("abuse limits", () => {
     await expectError(last as Response, 429, "temporarily_unavailable", "too many requests; try again later");
   });
 
+  it("limits pushed requests per client and IP, so a public client_id is no licence to fill storage", async () => {
+    const spa = await createClient({ redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" });
+    const fields = {
+      client_id: spa.client_id,
+      response_type: "code",
+      redirect_uri: REDIRECT,
+      code_challenge: (await pkce()).challenge,
+      code_challenge_method: "S256",
+    };
+    const from = (ip: string) => ({ "CF-Connecting-IP": ip });
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 401 && !statuses.includes(429); i++) {
+      last = await postForm("/par", fields, from("198.51.100.77"));
+      statuses.push(last.status);
+    }
+    expectLimitedAfter(statuses, 201, 200);
+    await expectError(last as Response, 429, "temporarily_unavailable", "too many requests; try again later");
+    expect((await postForm("/par", fields, from("198.51.100.78"))).status).toBe(201);
+  });
+
   it("limits registrations per IP", async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 21 && !statuses.includes(429); i++) {

@@ -6,11 +6,12 @@ import { findResource } from "../clients/cache";
 import { pushedClient } from "../clients/pushed-registration";
 import { now } from "../clock";
 import { InvalidRequest, ServerError } from "../errors";
-import { attestationChallenge, clientAuth } from "../middleware/client-auth";
+import { attestationChallenge, claimedClientAndIp, clientAuth } from "../middleware/client-auth";
 import { dpopNonce, dpopProof } from "../middleware/dpop";
 import { formBody } from "../middleware/form-body";
 import { noStore } from "../middleware/headers";
 import { methodNotAllowed } from "../middleware/method";
+import { rateLimit } from "../middleware/rate-limit";
 import { enforceAttestationPolicy } from "../policy/attestation";
 import { parseResources, parseScope } from "../policy/scope";
 import { mintHandle } from "../tokens/handles";
@@ -27,7 +28,13 @@ import type { AppEnv } from "../types";
  */
 export const par = new Hono<AppEnv>();
 
-par.post("/par", noStore, attestationChallenge, formBody, dpopNonce, clientAuth, dpopProof({ requiredForBoundClients: false }), async (c) => {
+/**
+ * Pushed requests per client and IP per minute, counted as token requests are (TOKEN_LIMIT, its own key):
+ * each one is a Durable Object, and a public client's `client_id` is anyone's to push under.
+ */
+const parLimit = rateLimit("par", (env) => env.TOKEN_LIMIT, claimedClientAndIp);
+
+par.post("/par", noStore, attestationChallenge, formBody, parLimit, dpopNonce, clientAuth, dpopProof({ requiredForBoundClients: false }), async (c) => {
   const cfg = c.get("cfg");
   let params = c.get("params");
   // RFC 9126 §2.1: "The request_uri authorization request parameter is one exception, and it MUST NOT be provided."
