@@ -1,4 +1,5 @@
 import { DYNAMIC_CLIENT_ID } from "../../schemas/client";
+import type { GrantData } from "../../schemas/grant";
 import { findClient, registry } from "../clients/cache";
 import { isClientIdUrl } from "../clients/client-id-url";
 import { grantStub } from "../grants/issue";
@@ -31,9 +32,7 @@ export async function connectedApps(env: Env, sub: string, now: number): Promise
   const found = await Promise.all(
     ids.map(async (grant_id): Promise<Connected | null> => {
       const status = await grantStub(env, grant_id)?.status({ now });
-      if (!status?.active || status.data.sub !== sub) return null;
-      const { client_id, scope, resources, auth_time } = status.data;
-      return { grant_id, client_id, client_name: await nameOf(env, client_id), scope, resources, since: auth_time };
+      return status?.active && status.data.sub === sub ? connected(env, grant_id, status.data) : null;
     }),
   );
   return found.filter((g): g is Connected => g !== null).sort((a, b) => b.since - a.since);
@@ -46,7 +45,12 @@ export async function revokeConnected(env: Env, sub: string, grant_id: string, n
   // Someone else's grant, or one already gone, is "not found" to this user: nothing tells which.
   if (!stub || !status?.active || status.data.sub !== sub) return null;
   await stub.revoke("revoked_by_user");
-  const { client_id, scope, resources, auth_time } = status.data;
+  return connected(env, grant_id, status.data);
+}
+
+/** A grant as the inbox shows it. */
+async function connected(env: Env, grant_id: string, data: GrantData): Promise<Connected> {
+  const { client_id, scope, resources, auth_time } = data;
   return { grant_id, client_id, client_name: await nameOf(env, client_id), scope, resources, since: auth_time };
 }
 

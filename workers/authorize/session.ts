@@ -44,7 +44,12 @@ export interface Interaction extends AuthorizationRequest {
    * The sign-in made for this interaction (POST /login). While it is still the browser's session, it
    * satisfies `prompt=login`, and `max_age` for at least a minute (`needsLogin`); it yields one code.
    */
-  signed_in?: { sub: string; auth_time: number /** Names this sign-in, so that it yields one code. */; id: string };
+  signed_in?: {
+    sub: string;
+    auth_time: number;
+    /** Names this sign-in, so that it yields one code. */
+    id: string;
+  };
 }
 
 /** How long a user has to get through login and consent. */

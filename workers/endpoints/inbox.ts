@@ -119,11 +119,11 @@ const NOTICES: Record<string, string> = {
 };
 
 inbox.get("/inbox", async (c) => {
-  const session = await signedIn(c, "/inbox");
-  if (session instanceof Response) return session;
+  const signed = await signedInUser(c, "/inbox");
+  if (signed instanceof Response) return signed;
+  const { session, user } = signed;
   const q = queue(c.env, session.sub);
-  const [user, requests, vapid, webhook, connected] = await Promise.all([
-    registry(c.env).getUser(session.sub),
+  const [requests, vapid, webhook, connected] = await Promise.all([
     q.pending({ now: now() }),
     notifyKey(c.env, "vapid"),
     q.webhook(),
@@ -131,7 +131,7 @@ inbox.get("/inbox", async (c) => {
   ]);
   const notice = NOTICES[c.req.query("done") ?? ""];
   const csrf = await csrfToken(c);
-  const body = InboxPage({ email: user?.email ?? session.sub, csrf, requests, notice, vapidKey: publicKeyOf(vapid.publicJwk), webhook, connected });
+  const body = InboxPage({ email: user.email, csrf, requests, notice, vapidKey: publicKeyOf(vapid.publicJwk), webhook, connected });
   return userPage(c, body as JSX.Element);
 });
 

@@ -3,7 +3,7 @@ import type { JSX } from "hono/jsx/jsx-runtime";
 import { decodeJwt } from "jose";
 import { redirectTarget } from "../authorize/issue-code";
 import { errorPage, page, withQuery } from "../authorize/respond";
-import { activeSession, clearSession, csrfToken, csrfValid } from "../authorize/session";
+import { activeSession, clearSession, csrfToken, csrfValid, type SignedIn } from "../authorize/session";
 import { findClient } from "../clients/cache";
 import { now } from "../clock";
 import { Forbidden, InvalidRequest, OAuthError } from "../errors";
@@ -45,11 +45,7 @@ logout.on(["GET", "POST"], "/logout", queryOrFormBody, async (c) => {
   if (request instanceof Response) return request;
   const active = await activeSession(c);
   const thisSession = active && request.hint?.sub === active.session.sub && request.hint.auth_time === active.session.auth_time;
-  if (active && !thisSession) {
-    const fields = { ...request.fields, for: active.user.id };
-    const body = LogoutConfirmPage({ csrf: await csrfToken(c), email: active.user.email, clientName: request.clientName, fields });
-    return page(c, body as JSX.Element, 200, request.target);
-  }
+  if (active && !thisSession) return confirmPage(c, active, request);
   if (active) signOut(c, active.user.id, request);
   return finish(c, request);
 });
@@ -61,11 +57,7 @@ logout.post("/logout/confirm", formBody, async (c) => {
   if (request instanceof Response) return request;
   const active = await activeSession(c);
   // The page asked another account than the one signed in now (another tab): this one is asked anew.
-  if (active && params.get("for") !== active.user.id) {
-    const fields = { ...request.fields, for: active.user.id };
-    const body = LogoutConfirmPage({ csrf: await csrfToken(c), email: active.user.email, clientName: request.clientName, fields });
-    return page(c, body as JSX.Element, 200, request.target);
-  }
+  if (active && params.get("for") !== active.user.id) return confirmPage(c, active, request);
   const leaving = params.get("decision") === "sign_out";
   if (active && leaving) signOut(c, active.user.id, request);
   // Declined: the user stays, and the client hears nothing it could take for a logout.
@@ -75,6 +67,13 @@ logout.post("/logout/confirm", formBody, async (c) => {
 
 logout.all("/logout", methodNotAllowed("GET, POST"));
 logout.all("/logout/confirm", methodNotAllowed("POST"));
+
+/** §2: the question to the signed-in user, whose answer the form takes (`for`). */
+async function confirmPage(c: Context<AppEnv>, active: SignedIn, request: LogoutRequest): Promise<Response> {
+  const fields = { ...request.fields, for: active.user.id };
+  const body = LogoutConfirmPage({ csrf: await csrfToken(c), email: active.user.email, clientName: request.clientName, fields });
+  return page(c, body as JSX.Element, 200, request.target);
+}
 
 /** The logout request's parameters checked (§2, §3), or the error page that says what is wrong. */
 async function readOrErrorPage(c: Context<AppEnv>, params: Params): Promise<LogoutRequest | Response> {

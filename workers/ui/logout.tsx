@@ -1,4 +1,5 @@
 import { Layout } from "./layout";
+import { NotSentBack } from "./pages";
 
 /** The request a confirmation carries back to `/logout/confirm`, re-checked there. */
 export interface LogoutFields {
@@ -47,12 +48,7 @@ export function LoggedOutPage(props: { signedOut: boolean; notReturnedTo?: strin
     <Layout title={props.signedOut ? "Signed out" : "Still signed in"}>
       <h1>{props.signedOut ? "Signed out" : "Still signed in"}</h1>
       <p role="status">{props.signedOut ? "You are signed out of this server. You can close this page." : "You stayed signed in."}</p>
-      {props.notReturnedTo ? (
-        <p id="not-redirected">
-          The application that sent you here returns to <strong class="host">{props.notReturnedTo}</strong>. It registered itself and nobody at this server has
-          verified who runs it, so you were not sent back there.
-        </p>
-      ) : null}
+      {props.notReturnedTo ? <NotSentBack host={props.notReturnedTo} /> : null}
     </Layout>
   );
 }

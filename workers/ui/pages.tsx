@@ -167,6 +167,16 @@ export function ConsentPage(props: { interaction: string; csrf: string; view: Co
  * Shown when the request cannot safely be sent back to the client: bad client_id or redirect_uri, or an
  * error for a self-registered client before anyone signed in (`selfRegisteredClientAt`: where it would have gone).
  */
+/** Why the browser stays here instead of going back to a client that registered itself (RFC 9700 §4.11.2). */
+export function NotSentBack(props: { host: string }) {
+  return (
+    <p id="not-redirected">
+      The application that sent you here returns to <strong class="host">{props.host}</strong>. It registered itself and nobody at this server has verified who
+      runs it, so you were not sent back there.
+    </p>
+  );
+}
+
 export function ErrorPage(props: { title: string; message: string; code?: string; selfRegisteredClientAt?: string }) {
   return (
     <Layout title={props.title}>
@@ -177,12 +187,7 @@ export function ErrorPage(props: { title: string; message: string; code?: string
           Error: <code>{props.code}</code>
         </p>
       ) : null}
-      {props.selfRegisteredClientAt ? (
-        <p id="not-redirected">
-          The application that sent you here returns to <strong class="host">{props.selfRegisteredClientAt}</strong>. It registered itself and nobody at this
-          server has verified who runs it, so you were not sent back there.
-        </p>
-      ) : null}
+      {props.selfRegisteredClientAt ? <NotSentBack host={props.selfRegisteredClientAt} /> : null}
     </Layout>
   );
 }
